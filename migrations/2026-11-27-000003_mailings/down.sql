@@ -1,0 +1,2 @@
+DROP TABLE mailing_clients;
+DROP TABLE mailings;

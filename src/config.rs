@@ -1,0 +1,169 @@
+//! Configuration: one `Config`, every setting both a command-line flag and an environment
+//! variable. Values are parsed and checked at start-up; a bad one stops the server with a
+//! single line naming the setting.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{ArgAction, Args, ValueEnum};
+use url::Url;
+
+/// Everything the service can be told, grouped by concern.
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Folder for the service's own files: the embedded PostgreSQL, the mail outbox.
+    #[arg(long, env = "DATA_DIR", default_value = "./var", global = true)]
+    pub data_dir: PathBuf,
+
+    /// Log lines as human-readable text or as JSON objects.
+    #[arg(
+        long,
+        env = "LOG_FORMAT",
+        value_enum,
+        default_value = "text",
+        global = true
+    )]
+    pub log_format: LogFormat,
+
+    /// After SIGTERM or Ctrl-C, how long open requests and connections may take to finish.
+    #[arg(long, env = "SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration, global = true)]
+    pub shutdown_grace: Duration,
+
+    #[command(flatten)]
+    pub db: DbConfig,
+
+    #[command(flatten)]
+    pub http: HttpConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Where the data lives.
+#[derive(Debug, Clone, Args)]
+pub struct DbConfig {
+    /// PostgreSQL to use. Unset: start an embedded PostgreSQL in DATA_DIR from the
+    /// installed server binaries.
+    #[arg(long, env = "DATABASE_URL", global = true)]
+    pub database_url: Option<String>,
+
+    /// Connections in the pool of each instance.
+    #[arg(long, env = "DB_POOL_SIZE", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1000), global = true)]
+    pub db_pool_size: u32,
+
+    /// How long a request waits for a pooled connection before failing.
+    #[arg(long, env = "DB_POOL_TIMEOUT", default_value = "5s", value_parser = parse_duration, global = true)]
+    pub db_pool_timeout: Duration,
+
+    /// Folder of the PostgreSQL server binaries (initdb, postgres) for the embedded
+    /// database. Unset: `pg_config --bindir`, then the newest /usr/lib/postgresql/*/bin.
+    #[arg(long, env = "PG_BINDIR", global = true)]
+    pub pg_bindir: Option<PathBuf>,
+
+    /// TCP port of the embedded PostgreSQL (it listens on 127.0.0.1 only).
+    #[arg(long, env = "EMBEDDED_PG_PORT", default_value_t = 54329, global = true)]
+    pub embedded_pg_port: u16,
+}
+
+/// The HTTP side: listener, limits, browser policy.
+#[derive(Debug, Clone, Args)]
+pub struct HttpConfig {
+    /// Address and port the HTTP server listens on.
+    #[arg(
+        long,
+        env = "BIND_ADDR",
+        default_value = "127.0.0.1:8080",
+        global = true
+    )]
+    pub bind_addr: SocketAddr,
+
+    /// The address users reach the service at; links in mails are built from it, never
+    /// from a request's Host header. Default: http://BIND_ADDR.
+    #[arg(long, env = "PUBLIC_URL", value_parser = parse_public_url, global = true)]
+    pub public_url: Option<Url>,
+
+    /// Largest accepted request body, e.g. 4MiB or 512KiB.
+    #[arg(long, env = "BODY_LIMIT", default_value = "4MiB", value_parser = parse_size, global = true)]
+    pub body_limit: usize,
+
+    /// Longest time a request may take before it is answered 408.
+    #[arg(long, env = "REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration, global = true)]
+    pub request_timeout: Duration,
+
+    /// Other origins allowed to call the API from a browser, comma separated
+    /// (e.g. https://app.example.com). Default: none, same origin only.
+    #[arg(long, env = "CORS_ORIGINS", value_delimiter = ',', value_parser = parse_origin, global = true)]
+    pub cors_origins: Vec<String>,
+
+    /// Serve the GraphiQL playground at /graphiql.
+    #[arg(long, env = "GRAPHIQL", default_value_t = true, action = ArgAction::Set, global = true)]
+    pub graphiql: bool,
+
+    /// Answer introspection queries (GraphiQL needs them).
+    #[arg(long, env = "INTROSPECTION", default_value_t = true, action = ArgAction::Set, global = true)]
+    pub introspection: bool,
+}
+
+impl HttpConfig {
+    /// PUBLIC_URL, or http://BIND_ADDR when unset.
+    pub fn public_url(&self) -> Url {
+        self.public_url.clone().unwrap_or_else(|| {
+            Url::parse(&format!("http://{}/", self.bind_addr))
+                .expect("a socket address makes a valid URL")
+        })
+    }
+}
+
+/// `30s`, `5m`, `250ms`, `1h 30m`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (write durations like 30s, 5m or 250ms)"))
+}
+
+/// `4MiB`, `512KiB`, `1000000`.
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let size: bytesize::ByteSize = s
+        .parse()
+        .map_err(|e| format!("{e} (write sizes like 4MiB or 512KiB)"))?;
+    usize::try_from(size.as_u64()).map_err(|_| "too large".to_owned())
+}
+
+fn parse_public_url(s: &str) -> Result<Url, String> {
+    let url = Url::parse(s).map_err(|e| e.to_string())?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err("must be an http:// or https:// URL with a host".to_owned());
+    }
+    Ok(url)
+}
+
+fn parse_origin(s: &str) -> Result<String, String> {
+    let url = parse_public_url(s.trim())?;
+    Ok(url.origin().ascii_serialization())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_sizes_parse_in_human_units() {
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
+        assert!(parse_duration("soon").unwrap_err().contains("30s"));
+        assert_eq!(parse_size("4MiB").unwrap(), 4 * 1024 * 1024);
+        assert_eq!(parse_size("1000").unwrap(), 1000);
+        assert!(parse_size("big").is_err());
+    }
+
+    #[test]
+    fn origins_are_normalised_and_checked() {
+        assert_eq!(
+            parse_origin("https://app.example.com/path").unwrap(),
+            "https://app.example.com"
+        );
+        assert!(parse_origin("ftp://x").is_err());
+    }
+}

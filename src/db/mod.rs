@@ -1,0 +1,33 @@
+//! The database: connection pool, embedded migrations, the generated schema and the
+//! embedded PostgreSQL launcher used when no DATABASE_URL is given.
+
+pub mod embedded;
+pub mod migrations;
+pub mod schema;
+
+use std::time::Duration;
+
+use diesel_async::AsyncPgConnection;
+use diesel_async::pooled_connection::AsyncDieselConnectionManager;
+use diesel_async::pooled_connection::deadpool::{Object, Pool};
+
+/// A pool of async PostgreSQL connections, cheap to clone.
+pub type DbPool = Pool<AsyncPgConnection>;
+/// One connection taken from the pool.
+pub type PooledConn = Object<AsyncPgConnection>;
+
+/// Builds the pool; connections are opened lazily, on first use.
+pub fn build_pool(
+    database_url: &str,
+    max_size: u32,
+    wait_timeout: Duration,
+) -> anyhow::Result<DbPool> {
+    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(database_url);
+    Pool::builder(manager)
+        .max_size(max_size as usize)
+        .wait_timeout(Some(wait_timeout))
+        .create_timeout(Some(wait_timeout))
+        .runtime(deadpool::Runtime::Tokio1)
+        .build()
+        .map_err(|e| anyhow::anyhow!("DATABASE_URL: cannot build the connection pool: {e}"))
+}

@@ -1,0 +1,218 @@
+// The tables of migrations/, in the format of `diesel print-schema`.
+// tests/migrations.rs checks every table and column here against the migrated database.
+
+diesel::table! {
+    account_emails (id) {
+        id -> Uuid,
+        user_id -> Nullable<Uuid>,
+        to_address -> Text,
+        subject -> Text,
+        body -> Text,
+        status -> Text,
+        attempt_count -> Int4,
+        next_attempt_at -> Timestamptz,
+        lease_owner -> Nullable<Uuid>,
+        lease_expires_at -> Nullable<Timestamptz>,
+        last_error -> Nullable<Text>,
+        created_at -> Timestamptz,
+        sent_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    attempts (id) {
+        id -> Uuid,
+        delivery_id -> Uuid,
+        mailing_id -> Uuid,
+        owner_id -> Uuid,
+        email -> Text,
+        attempt_number -> Int4,
+        attempted_at -> Timestamptz,
+        status -> Text,
+        server_response -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    blog_posts (id) {
+        id -> Uuid,
+        author_id -> Nullable<Uuid>,
+        author_name -> Text,
+        title -> Text,
+        body -> Text,
+        image_url -> Nullable<Text>,
+        published -> Bool,
+        published_at -> Nullable<Timestamptz>,
+        views -> Int4,
+        deleted_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    clients (id) {
+        id -> Uuid,
+        owner_id -> Uuid,
+        email -> Text,
+        full_name -> Text,
+        comment -> Text,
+        unsubscribed_at -> Nullable<Timestamptz>,
+        deleted_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    deliveries (id) {
+        id -> Uuid,
+        run_id -> Uuid,
+        mailing_id -> Uuid,
+        owner_id -> Uuid,
+        client_id -> Uuid,
+        email -> Text,
+        full_name -> Text,
+        status -> Text,
+        attempt_count -> Int4,
+        next_attempt_at -> Timestamptz,
+        lease_owner -> Nullable<Uuid>,
+        lease_expires_at -> Nullable<Timestamptz>,
+        sent_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    email_tokens (id) {
+        id -> Uuid,
+        user_id -> Uuid,
+        purpose -> Text,
+        token_hash -> Bytea,
+        created_at -> Timestamptz,
+        expires_at -> Timestamptz,
+        used_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    mailing_clients (mailing_id, client_id) {
+        mailing_id -> Uuid,
+        client_id -> Uuid,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    mailings (id) {
+        id -> Uuid,
+        owner_id -> Uuid,
+        message_id -> Uuid,
+        starts_at -> Timestamptz,
+        ends_at -> Nullable<Timestamptz>,
+        periodicity -> Text,
+        time_zone -> Text,
+        paused -> Bool,
+        next_run_at -> Nullable<Timestamptz>,
+        completed_at -> Nullable<Timestamptz>,
+        deleted_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    messages (id) {
+        id -> Uuid,
+        owner_id -> Uuid,
+        subject -> Text,
+        body -> Text,
+        deleted_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    rate_limits (key, window_start) {
+        key -> Text,
+        window_start -> Timestamptz,
+        count -> Int4,
+    }
+}
+
+diesel::table! {
+    runs (id) {
+        id -> Uuid,
+        mailing_id -> Uuid,
+        run_at -> Timestamptz,
+        status -> Text,
+        subject -> Text,
+        body -> Text,
+        mail_from -> Text,
+        created_at -> Timestamptz,
+        finished_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    sessions (id) {
+        id -> Uuid,
+        user_id -> Uuid,
+        token_hash -> Bytea,
+        created_at -> Timestamptz,
+        last_used_at -> Timestamptz,
+        expires_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    users (id) {
+        id -> Uuid,
+        email -> Text,
+        full_name -> Text,
+        password_hash -> Nullable<Text>,
+        role -> Text,
+        is_active -> Bool,
+        email_verified_at -> Nullable<Timestamptz>,
+        deleted_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::joinable!(account_emails -> users (user_id));
+diesel::joinable!(attempts -> deliveries (delivery_id));
+diesel::joinable!(attempts -> mailings (mailing_id));
+diesel::joinable!(attempts -> users (owner_id));
+diesel::joinable!(blog_posts -> users (author_id));
+diesel::joinable!(clients -> users (owner_id));
+diesel::joinable!(deliveries -> clients (client_id));
+diesel::joinable!(deliveries -> mailings (mailing_id));
+diesel::joinable!(deliveries -> runs (run_id));
+diesel::joinable!(deliveries -> users (owner_id));
+diesel::joinable!(email_tokens -> users (user_id));
+diesel::joinable!(mailing_clients -> clients (client_id));
+diesel::joinable!(mailing_clients -> mailings (mailing_id));
+diesel::joinable!(mailings -> messages (message_id));
+diesel::joinable!(mailings -> users (owner_id));
+diesel::joinable!(messages -> users (owner_id));
+diesel::joinable!(runs -> mailings (mailing_id));
+diesel::joinable!(sessions -> users (user_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    account_emails,
+    attempts,
+    blog_posts,
+    clients,
+    deliveries,
+    email_tokens,
+    mailing_clients,
+    mailings,
+    messages,
+    rate_limits,
+    runs,
+    sessions,
+    users,
+);

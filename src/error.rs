@@ -1,0 +1,163 @@
+//! The one place errors become GraphQL error codes.
+//!
+//! Resolvers return `AppResult<T>` internally and convert at the edge with
+//! [`ResultExt::gql`]: async-graphql's blanket `From<Display>` would keep a message but
+//! drop the `extensions.code` the API contract promises.
+
+use async_graphql::ErrorExtensions;
+
+/// Every failure a user can be shown, one variant per `extensions.code` of the contract.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("sign in first")]
+    Unauthenticated,
+    #[error("your role does not allow this")]
+    Forbidden,
+    #[error("not found")]
+    NotFound,
+    /// Bad input; `field` names the offending input (e.g. `input.email`).
+    #[error("{message}")]
+    BadUserInput { field: String, message: String },
+    #[error("{message}")]
+    Conflict {
+        field: Option<String>,
+        message: String,
+    },
+    #[error("verify your e-mail address first")]
+    EmailNotVerified,
+    #[error("too many attempts; try again in {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
+    /// Anything else: logged with its context, shown only as "internal error".
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+pub type AppResult<T> = Result<T, AppError>;
+
+impl AppError {
+    pub fn bad_input(field: impl Into<String>, message: impl Into<String>) -> Self {
+        AppError::BadUserInput {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn conflict(field: Option<&str>, message: impl Into<String>) -> Self {
+        AppError::Conflict {
+            field: field.map(str::to_owned),
+            message: message.into(),
+        }
+    }
+
+    /// The `extensions.code` of this error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            AppError::Unauthenticated => "UNAUTHENTICATED",
+            AppError::Forbidden => "FORBIDDEN",
+            AppError::NotFound => "NOT_FOUND",
+            AppError::BadUserInput { .. } => "BAD_USER_INPUT",
+            AppError::Conflict { .. } => "CONFLICT",
+            AppError::EmailNotVerified => "EMAIL_NOT_VERIFIED",
+            AppError::RateLimited { .. } => "RATE_LIMITED",
+            AppError::Internal(_) => "INTERNAL_SERVER_ERROR",
+        }
+    }
+}
+
+impl ErrorExtensions for AppError {
+    fn extend(&self) -> async_graphql::Error {
+        if let AppError::Internal(source) = self {
+            tracing::error!(error = format!("{source:#}"), "internal error");
+        }
+        async_graphql::Error::new(self.to_string()).extend_with(|_, ext| {
+            ext.set("code", self.code());
+            match self {
+                AppError::BadUserInput { field, .. } => ext.set("field", field.as_str()),
+                AppError::Conflict {
+                    field: Some(field), ..
+                } => ext.set("field", field.as_str()),
+                AppError::RateLimited { retry_after_secs } => {
+                    ext.set("retryAfter", *retry_after_secs)
+                }
+                _ => {}
+            }
+        })
+    }
+}
+
+impl From<diesel::result::Error> for AppError {
+    fn from(err: diesel::result::Error) -> Self {
+        match err {
+            diesel::result::Error::NotFound => AppError::NotFound,
+            other => AppError::Internal(anyhow::Error::new(other).context("database query failed")),
+        }
+    }
+}
+
+impl From<deadpool::managed::PoolError<diesel_async::pooled_connection::PoolError>> for AppError {
+    fn from(err: deadpool::managed::PoolError<diesel_async::pooled_connection::PoolError>) -> Self {
+        AppError::Internal(anyhow::anyhow!("no database connection: {err}"))
+    }
+}
+
+impl From<anyhow::Error> for AppError {
+    fn from(err: anyhow::Error) -> Self {
+        AppError::Internal(err)
+    }
+}
+
+/// Turns any result whose error converts into [`AppError`] into a GraphQL result that
+/// carries the right `extensions.code`.
+pub trait ResultExt<T> {
+    fn gql(self) -> async_graphql::Result<T>;
+}
+
+impl<T, E: Into<AppError>> ResultExt<T> for Result<T, E> {
+    fn gql(self) -> async_graphql::Result<T> {
+        self.map_err(|err| err.into().extend())
+    }
+}
+
+/// Maps a unique violation on `constraint` to a CONFLICT naming `field`; anything else
+/// stays a database error (realworld-axum-sqlx's `on_constraint`).
+pub fn on_unique_violation(
+    err: diesel::result::Error,
+    constraint: &str,
+    field: &str,
+    message: &str,
+) -> AppError {
+    use diesel::result::{DatabaseErrorKind, Error};
+    match &err {
+        Error::DatabaseError(DatabaseErrorKind::UniqueViolation, info)
+            if info.constraint_name() == Some(constraint) =>
+        {
+            AppError::conflict(Some(field), message)
+        }
+        _ => err.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_and_fields_reach_the_extensions() {
+        let err = AppError::bad_input("input.email", "not an e-mail address").extend();
+        let ext = err.extensions.expect("extensions set");
+        assert_eq!(
+            ext.get("code"),
+            Some(&async_graphql::Value::from("BAD_USER_INPUT"))
+        );
+        assert_eq!(
+            ext.get("field"),
+            Some(&async_graphql::Value::from("input.email"))
+        );
+    }
+
+    #[test]
+    fn internal_errors_hide_their_cause() {
+        let err = AppError::from(anyhow::anyhow!("password=hunter2 leaked")).extend();
+        assert_eq!(err.message, "internal error");
+    }
+}

@@ -1,0 +1,46 @@
+//! The GraphQL schema: assembled here from each domain's part, with the limits that
+//! protect the server. Domains own their types and resolvers; this module only joins them.
+
+mod error_codes;
+
+pub use error_codes::{ExecutionStarted, with_code};
+
+use async_graphql::{EmptyMutation, EmptySubscription, MergedObject, Schema};
+
+use crate::accounts::graphql::AccountsQuery;
+use crate::app::AppState;
+
+/// Deepest selection nesting a query may have.
+pub const MAX_DEPTH: usize = 12;
+/// Most fields a query may select in all (every field counts 1, aliases included).
+pub const MAX_COMPLEXITY: usize = 1_000;
+/// Nesting limit of the parser itself (input values, fragments), against stack exhaustion.
+pub const MAX_RECURSIVE_DEPTH: usize = 32;
+
+#[derive(MergedObject, Default)]
+pub struct Query(AccountsQuery);
+
+pub type MailwarmSchema = Schema<Query, EmptyMutation, EmptySubscription>;
+
+/// The schema with its limits. `state` is absent only when exporting the SDL, which needs
+/// no database.
+pub fn build_schema(state: Option<AppState>, introspection: bool) -> MailwarmSchema {
+    let mut builder = Schema::build(Query::default(), EmptyMutation, EmptySubscription)
+        .limit_depth(MAX_DEPTH)
+        .limit_complexity(MAX_COMPLEXITY)
+        .limit_recursive_depth(MAX_RECURSIVE_DEPTH)
+        .limit_directives(8)
+        .extension(error_codes::ErrorCodes);
+    if !introspection {
+        builder = builder.disable_introspection();
+    }
+    if let Some(state) = state {
+        builder = builder.data(state);
+    }
+    builder.finish()
+}
+
+/// The SDL as committed in `graphql/schema.graphql`.
+pub fn sdl() -> String {
+    build_schema(None, true).sdl()
+}

@@ -1,0 +1,75 @@
+//! The HTTP edge: one axum router for the GraphQL endpoint (HTTP and WebSocket), the
+//! playground, health checks and the static web front end.
+
+mod graphql;
+mod health;
+mod web;
+mod ws;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderValue, StatusCode};
+use axum::routing::get;
+use tower_http::compression::CompressionLayer;
+use tower_http::cors::CorsLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::app::AppState;
+use crate::graphql::MailwarmSchema;
+
+/// What handlers get: the shared state and the schema built over it.
+#[derive(Clone)]
+pub struct HttpState {
+    pub app: AppState,
+    pub schema: MailwarmSchema,
+}
+
+pub fn router(app: AppState, schema: MailwarmSchema) -> Router {
+    let http = app.config().http.clone();
+    let state = HttpState { app, schema };
+
+    let mut router = Router::new()
+        .route(
+            "/graphql",
+            get(graphql::graphql_get)
+                .post(graphql::graphql_post)
+                .fallback(graphql::graphql_method_not_allowed),
+        )
+        .route("/graphql/ws", get(ws::graphql_ws))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz));
+    if http.graphiql {
+        router = router.route("/graphiql", get(web::graphiql));
+    }
+    router = router.fallback(web::static_file);
+
+    let mut router = router
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(http.body_limit))
+        .layer(CompressionLayer::new())
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            http.request_timeout,
+        ))
+        .layer(TraceLayer::new_for_http());
+    if !http.cors_origins.is_empty() {
+        let origins: Vec<HeaderValue> = http
+            .cors_origins
+            .iter()
+            .filter_map(|o| HeaderValue::from_str(o).ok())
+            .collect();
+        router = router.layer(
+            CorsLayer::new()
+                .allow_origin(origins)
+                .allow_methods([axum::http::Method::GET, axum::http::Method::POST])
+                .allow_headers([
+                    axum::http::header::CONTENT_TYPE,
+                    axum::http::header::AUTHORIZATION,
+                    axum::http::header::ACCEPT,
+                ])
+                .allow_credentials(true),
+        );
+    }
+    router
+}

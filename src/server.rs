@@ -1,0 +1,103 @@
+//! Start-up and shutdown: find or start the database, migrate, serve, stop cleanly.
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+use crate::app::AppState;
+use crate::config::Config;
+use crate::db::embedded::{EmbeddedOptions, EmbeddedPostgres};
+use crate::db::{build_pool, migrations};
+
+/// The database the embedded PostgreSQL creates for the service.
+const EMBEDDED_DATABASE: &str = "mailwarm";
+
+/// `server` (and `server serve`): HTTP API until SIGTERM or Ctrl-C.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let (database_url, embedded) = provision_database(&config).await?;
+    let result = serve_on(config, &database_url).await;
+    if let Some(postgres) = embedded {
+        postgres.stop().await;
+    }
+    result
+}
+
+async fn serve_on(config: Config, database_url: &str) -> anyhow::Result<()> {
+    migrations::run_pending(database_url).await?;
+    let pool = build_pool(
+        database_url,
+        config.db.db_pool_size,
+        config.db.db_pool_timeout,
+    )?;
+    let bind_addr = config.http.bind_addr;
+    let public_url = config.http.public_url();
+    let grace = config.shutdown_grace;
+    let state = AppState::new(config.clone(), pool);
+    let schema = crate::graphql::build_schema(Some(state.clone()), config.http.introspection);
+    let app = crate::http::router(state, schema);
+
+    let listener = TcpListener::bind(bind_addr)
+        .await
+        .with_context(|| format!("BIND_ADDR: cannot listen on {bind_addr}"))?;
+    tracing::info!(%bind_addr, %public_url, "mailwarm is listening; GraphQL at /graphql, playground at /graphiql");
+
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let mut graceful_rx = stop_rx.clone();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        let _ = graceful_rx.wait_for(|stop| *stop).await;
+        tracing::info!("shutting down: no new connections");
+    });
+    tokio::select! {
+        result = server.into_future() => result.context("the HTTP server failed")?,
+        _ = async {
+            let _ = stop_rx.wait_for(|stop| *stop).await;
+            tokio::time::sleep(grace).await;
+        } => tracing::warn!(?grace, "connections still open after SHUTDOWN_GRACE; closing them"),
+    }
+    Ok(())
+}
+
+/// `server migrate`: apply pending migrations and exit.
+pub async fn migrate(config: Config) -> anyhow::Result<()> {
+    let (database_url, embedded) = provision_database(&config).await?;
+    let result = migrations::run_pending(&database_url).await;
+    if let Some(postgres) = embedded {
+        postgres.stop().await;
+    }
+    let applied = result?;
+    println!("{applied} migration(s) applied");
+    Ok(())
+}
+
+/// DATABASE_URL when set, else a PostgreSQL of our own (see `db::embedded`).
+pub async fn provision_database(
+    config: &Config,
+) -> anyhow::Result<(String, Option<EmbeddedPostgres>)> {
+    if let Some(url) = &config.db.database_url {
+        return Ok((url.clone(), None));
+    }
+    tracing::info!("DATABASE_URL is not set: starting an embedded PostgreSQL");
+    let postgres = EmbeddedPostgres::start(&EmbeddedOptions {
+        data_dir: config.data_dir.clone(),
+        bindir: config.db.pg_bindir.clone(),
+        port: config.db.embedded_pg_port,
+        database: EMBEDDED_DATABASE.to_owned(),
+    })
+    .await
+    .context("embedded PostgreSQL")?;
+    Ok((postgres.url().to_owned(), Some(postgres)))
+}
+
+/// SIGTERM (service managers) or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+}
