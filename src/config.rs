@@ -37,6 +37,23 @@ pub struct Config {
     pub http: HttpConfig,
 }
 
+impl Config {
+    /// Parses command-line style arguments (the first one is the program name) and the
+    /// environment, as the binary does; tests build their configuration this way.
+    pub fn from_args<I, T>(args: I) -> Result<Config, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        #[derive(clap::Parser)]
+        struct Standalone {
+            #[command(flatten)]
+            config: Config,
+        }
+        <Standalone as clap::Parser>::try_parse_from(args).map(|s| s.config)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Text,

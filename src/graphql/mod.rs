@@ -2,6 +2,7 @@
 //! protect the server. Domains own their types and resolvers; this module only joins them.
 
 mod error_codes;
+mod limits;
 
 pub use error_codes::{ExecutionStarted, with_code};
 
@@ -12,8 +13,10 @@ use crate::app::AppState;
 
 /// Deepest selection nesting a query may have.
 pub const MAX_DEPTH: usize = 12;
-/// Most fields a query may select in all (every field counts 1, aliases included).
+/// async-graphql's complexity: every field counts 1 (but `__typename`, see `limits`).
 pub const MAX_COMPLEXITY: usize = 1_000;
+/// Most fields a request may select in all, `__typename` and aliases included.
+pub const MAX_FIELDS: usize = 1_000;
 /// Nesting limit of the parser itself (input values, fragments), against stack exhaustion.
 pub const MAX_RECURSIVE_DEPTH: usize = 32;
 
@@ -30,7 +33,8 @@ pub fn build_schema(state: Option<AppState>, introspection: bool) -> MailwarmSch
         .limit_complexity(MAX_COMPLEXITY)
         .limit_recursive_depth(MAX_RECURSIVE_DEPTH)
         .limit_directives(8)
-        .extension(error_codes::ErrorCodes);
+        .extension(error_codes::ErrorCodes)
+        .extension(limits::FieldCountLimit(MAX_FIELDS));
     if !introspection {
         builder = builder.disable_introspection();
     }
