@@ -49,9 +49,8 @@ pub async fn graphql_post(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let media = match negotiate(&headers) {
-        Ok(media) => media,
-        Err(response) => return response,
+    let Some(media) = negotiate(&headers) else {
+        return not_acceptable();
     };
     if !is_json_content_type(&headers) {
         return request_error(
@@ -75,9 +74,8 @@ pub async fn graphql_get(
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    let media = match negotiate(&headers) {
-        Ok(media) => media,
-        Err(response) => return response,
+    let Some(media) = negotiate(&headers) else {
+        return not_acceptable();
     };
     let params = match params_from_query_string(raw.as_deref().unwrap_or("")) {
         Ok(params) => params,
@@ -149,9 +147,9 @@ async fn execute(state: &HttpState, params: GraphqlParams, media: MediaType) -> 
 
 /// Picks the response type from Accept: the first listed range we can produce; none
 /// given means `application/json` (the spec's rule for legacy clients).
-fn negotiate(headers: &HeaderMap) -> Result<MediaType, Response> {
+fn negotiate(headers: &HeaderMap) -> Option<MediaType> {
     let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
-        return Ok(MediaType::Json);
+        return Some(MediaType::Json);
     };
     for range in accept.split(',') {
         let mut parts = range.split(';');
@@ -166,16 +164,20 @@ fn negotiate(headers: &HeaderMap) -> Result<MediaType, Response> {
             continue;
         }
         match essence.as_str() {
-            GRAPHQL_RESPONSE_JSON => return Ok(MediaType::GraphqlResponseJson),
-            "application/json" | "application/*" | "*/*" => return Ok(MediaType::Json),
+            GRAPHQL_RESPONSE_JSON => return Some(MediaType::GraphqlResponseJson),
+            "application/json" | "application/*" | "*/*" => return Some(MediaType::Json),
             _ => {}
         }
     }
-    Err((
+    None
+}
+
+fn not_acceptable() -> Response {
+    (
         StatusCode::NOT_ACCEPTABLE,
         "accept application/graphql-response+json or application/json",
     )
-        .into_response())
+        .into_response()
 }
 
 /// `application/json`, optionally with `charset=utf-8` (the only charset JSON allows).
@@ -340,29 +342,16 @@ mod tests {
 
     #[test]
     fn accept_picks_the_first_type_we_can_produce() {
-        assert_eq!(negotiate(&HeaderMap::new()).unwrap(), MediaType::Json);
-        assert_eq!(negotiate(&accept("*/*")).unwrap(), MediaType::Json);
+        assert_eq!(negotiate(&HeaderMap::new()), Some(MediaType::Json));
+        assert_eq!(negotiate(&accept("*/*")), Some(MediaType::Json));
+        let both = accept("application/graphql-response+json, application/json;q=0.9");
+        assert_eq!(negotiate(&both), Some(MediaType::GraphqlResponseJson));
         assert_eq!(
-            negotiate(&accept(
-                "application/graphql-response+json, application/json;q=0.9"
-            ))
-            .unwrap(),
-            MediaType::GraphqlResponseJson
+            negotiate(&accept("text/html, application/json")),
+            Some(MediaType::Json)
         );
-        assert_eq!(
-            negotiate(&accept("text/html, application/json")).unwrap(),
-            MediaType::Json
-        );
-        assert_eq!(
-            negotiate(&accept("text/html")).unwrap_err().status(),
-            StatusCode::NOT_ACCEPTABLE
-        );
-        assert_eq!(
-            negotiate(&accept("application/json;q=0"))
-                .unwrap_err()
-                .status(),
-            StatusCode::NOT_ACCEPTABLE
-        );
+        assert_eq!(negotiate(&accept("text/html")), None);
+        assert_eq!(negotiate(&accept("application/json;q=0")), None);
     }
 
     #[test]
