@@ -35,6 +35,15 @@ pub struct Config {
 
     #[command(flatten)]
     pub http: HttpConfig,
+
+    #[command(flatten)]
+    pub mail: MailConfig,
+
+    #[command(flatten)]
+    pub accounts: AccountsConfig,
+
+    #[command(flatten)]
+    pub dispatch: DispatchConfig,
 }
 
 impl Config {
@@ -125,6 +134,71 @@ pub struct HttpConfig {
     pub introspection: bool,
 }
 
+/// Where mail goes and how long the mail server may take.
+#[derive(Debug, Clone, Args)]
+pub struct MailConfig {
+    /// The mail server: smtp://host:port (plain), smtp://host?tls=required (STARTTLS),
+    /// smtps://host (TLS), with user:pass@ for AUTH. Unset: mail is written to OUTBOX_DIR.
+    #[arg(long, env = "SMTP_URL", value_parser = parse_smtp_url, global = true)]
+    pub smtp_url: Option<Url>,
+
+    /// Folder for .eml files when SMTP_URL is unset. Default: DATA_DIR/outbox.
+    #[arg(long, env = "OUTBOX_DIR", global = true)]
+    pub outbox_dir: Option<PathBuf>,
+
+    /// The From of every mail, e.g. `Acme <news@acme.example>`.
+    #[arg(long, env = "MAIL_FROM", default_value = "mailwarm@localhost", value_parser = parse_mailbox, global = true)]
+    pub mail_from: lettre::message::Mailbox,
+
+    /// TCP connect, greeting, EHLO, STARTTLS and AUTH together.
+    #[arg(long, env = "SMTP_CONNECT_TIMEOUT", default_value = "10s", value_parser = parse_duration, global = true)]
+    pub smtp_connect_timeout: Duration,
+
+    /// Each SMTP command's reply, including the one after the message.
+    #[arg(long, env = "SMTP_COMMAND_TIMEOUT", default_value = "30s", value_parser = parse_duration, global = true)]
+    pub smtp_command_timeout: Duration,
+
+    /// The whole exchange for one message.
+    #[arg(long, env = "SEND_TIMEOUT", default_value = "60s", value_parser = parse_duration, global = true)]
+    pub send_timeout: Duration,
+
+    /// SMTP connections in use at once per instance.
+    #[arg(long, env = "SMTP_CONCURRENCY", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=1000), global = true)]
+    pub smtp_concurrency: u16,
+}
+
+/// Sign-in: sessions and e-mailed tokens.
+#[derive(Debug, Clone, Args)]
+pub struct AccountsConfig {
+    /// How long an e-mail verification link works.
+    #[arg(long, env = "VERIFY_TOKEN_TTL", default_value = "24h", value_parser = parse_duration, global = true)]
+    pub verify_token_ttl: Duration,
+
+    /// How long a session lasts without use (each use extends it).
+    #[arg(long, env = "SESSION_TTL", default_value = "30days", value_parser = parse_duration, global = true)]
+    pub session_ttl: Duration,
+}
+
+/// The durable mail queue: retries and polling.
+#[derive(Debug, Clone, Args)]
+pub struct DispatchConfig {
+    /// Fallback poll of the queue when no wake-up arrives.
+    #[arg(long, env = "DISPATCH_INTERVAL", default_value = "60s", value_parser = parse_duration, global = true)]
+    pub dispatch_interval: Duration,
+
+    /// First retry delay after a temporary failure; doubles each time.
+    #[arg(long, env = "RETRY_BASE", default_value = "1m", value_parser = parse_duration, global = true)]
+    pub retry_base: Duration,
+
+    /// Longest retry delay.
+    #[arg(long, env = "RETRY_MAX", default_value = "1h", value_parser = parse_duration, global = true)]
+    pub retry_max: Duration,
+
+    /// Tries per message before it is marked FAILED.
+    #[arg(long, env = "MAX_ATTEMPTS", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=100), global = true)]
+    pub max_attempts: u16,
+}
+
 impl HttpConfig {
     /// PUBLIC_URL, or http://BIND_ADDR when unset.
     pub fn public_url(&self) -> Url {
@@ -154,6 +228,18 @@ fn parse_public_url(s: &str) -> Result<Url, String> {
         return Err("must be an http:// or https:// URL with a host".to_owned());
     }
     Ok(url)
+}
+
+fn parse_smtp_url(s: &str) -> Result<Url, String> {
+    let url = Url::parse(s).map_err(|e| e.to_string())?;
+    crate::mail::smtp::SmtpTarget::from_url(&url)?;
+    Ok(url)
+}
+
+fn parse_mailbox(s: &str) -> Result<lettre::message::Mailbox, String> {
+    s.parse().map_err(|e| {
+        format!("{e} (write an address like news@example.com or `Acme <news@example.com>`)")
+    })
 }
 
 fn parse_origin(s: &str) -> Result<String, String> {

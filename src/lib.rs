@@ -15,6 +15,8 @@ pub mod error;
 pub mod graphql;
 /// The axum router: GraphQL over HTTP and WebSocket, health, static web/ files.
 pub mod http;
+/// Mail: composing messages; SMTP, outbox folder and in-memory transports.
+pub mod mail;
 /// Start-up and shutdown of the whole service.
 pub mod server;
 /// Logging set-up (text or JSON lines).

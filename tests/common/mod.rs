@@ -7,6 +7,8 @@
 //! TEMPLATE`), dropped when the test ends, so tests run in parallel without seeing each other.
 #![allow(dead_code)]
 
+pub mod smtp;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
