@@ -3,9 +3,14 @@
 
 use std::sync::Arc;
 
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use crate::accounts::password::Passwords;
 use crate::config::Config;
 use crate::db::{DbPool, PooledConn};
 use crate::error::AppResult;
+use crate::mail::Mailer;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -15,13 +20,31 @@ pub struct AppState {
 struct Inner {
     config: Config,
     pool: DbPool,
+    mailer: Mailer,
+    passwords: Passwords,
+    /// This process's identity as a lease owner in the queues.
+    instance_id: Uuid,
+    /// Wakes this instance's account-mail worker when a request queues a mail.
+    account_mail_queued: Arc<Notify>,
 }
 
 impl AppState {
-    pub fn new(config: Config, pool: DbPool) -> Self {
+    pub fn new(config: Config, pool: DbPool, mailer: Mailer) -> Self {
         AppState {
-            inner: Arc::new(Inner { config, pool }),
+            inner: Arc::new(Inner {
+                config,
+                pool,
+                mailer,
+                passwords: Passwords::default(),
+                instance_id: Uuid::new_v4(),
+                account_mail_queued: Arc::new(Notify::new()),
+            }),
         }
+    }
+
+    /// The state from a resolver's context (the schema always carries it when serving).
+    pub fn from_ctx<'a>(ctx: &async_graphql::Context<'a>) -> &'a AppState {
+        ctx.data_unchecked::<AppState>()
     }
 
     pub fn config(&self) -> &Config {
@@ -32,8 +55,36 @@ impl AppState {
         &self.inner.pool
     }
 
+    pub fn mailer(&self) -> &Mailer {
+        &self.inner.mailer
+    }
+
+    pub fn passwords(&self) -> &Passwords {
+        &self.inner.passwords
+    }
+
+    pub fn instance_id(&self) -> Uuid {
+        self.inner.instance_id
+    }
+
+    pub fn account_mail_queued(&self) -> &Arc<Notify> {
+        &self.inner.account_mail_queued
+    }
+
     /// A connection from the pool; waits at most DB_POOL_TIMEOUT.
     pub async fn conn(&self) -> AppResult<PooledConn> {
         Ok(self.inner.pool.get().await?)
+    }
+
+    /// The worker that sends this instance's share of queued account mails.
+    pub fn account_mail_worker(&self) -> crate::mail::queue::AccountMailWorker {
+        crate::mail::queue::AccountMailWorker {
+            pool: self.inner.pool.clone(),
+            mailer: self.inner.mailer.clone(),
+            mail: self.inner.config.mail.clone(),
+            dispatch: self.inner.config.dispatch.clone(),
+            instance_id: self.inner.instance_id,
+            wakeup: self.inner.account_mail_queued.clone(),
+        }
     }
 }

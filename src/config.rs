@@ -17,13 +17,7 @@ pub struct Config {
     pub data_dir: PathBuf,
 
     /// Log lines as human-readable text or as JSON objects.
-    #[arg(
-        long,
-        env = "LOG_FORMAT",
-        value_enum,
-        default_value = "text",
-        global = true
-    )]
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text", global = true)]
     pub log_format: LogFormat,
 
     /// After SIGTERM or Ctrl-C, how long open requests and connections may take to finish.
@@ -99,12 +93,7 @@ pub struct DbConfig {
 #[derive(Debug, Clone, Args)]
 pub struct HttpConfig {
     /// Address and port the HTTP server listens on.
-    #[arg(
-        long,
-        env = "BIND_ADDR",
-        default_value = "127.0.0.1:8080",
-        global = true
-    )]
+    #[arg(long, env = "BIND_ADDR", default_value = "127.0.0.1:8080", global = true)]
     pub bind_addr: SocketAddr,
 
     /// The address users reach the service at; links in mails are built from it, never
@@ -202,10 +191,23 @@ pub struct DispatchConfig {
 impl HttpConfig {
     /// PUBLIC_URL, or http://BIND_ADDR when unset.
     pub fn public_url(&self) -> Url {
-        self.public_url.clone().unwrap_or_else(|| {
-            Url::parse(&format!("http://{}/", self.bind_addr))
-                .expect("a socket address makes a valid URL")
-        })
+        let mut url = self.public_url.clone().unwrap_or_else(|| {
+            Url::parse(&format!("http://{}/", self.bind_addr)).expect("a socket address makes a valid URL")
+        });
+        if !url.path().ends_with('/') {
+            let path = format!("{}/", url.path());
+            url.set_path(&path);
+        }
+        url
+    }
+
+    /// A link for mails: PUBLIC_URL + `path` + `query`, never the request's Host.
+    pub fn link(&self, path: &str, query: &[(&str, &str)]) -> String {
+        let mut url = self.public_url().join(path).expect("a relative path joins");
+        if !query.is_empty() {
+            url.query_pairs_mut().extend_pairs(query);
+        }
+        url.to_string()
     }
 }
 
@@ -237,9 +239,8 @@ fn parse_smtp_url(s: &str) -> Result<Url, String> {
 }
 
 fn parse_mailbox(s: &str) -> Result<lettre::message::Mailbox, String> {
-    s.parse().map_err(|e| {
-        format!("{e} (write an address like news@example.com or `Acme <news@example.com>`)")
-    })
+    s.parse()
+        .map_err(|e| format!("{e} (write an address like news@example.com or `Acme <news@example.com>`)"))
 }
 
 fn parse_origin(s: &str) -> Result<String, String> {
@@ -259,6 +260,15 @@ mod tests {
         assert_eq!(parse_size("4MiB").unwrap(), 4 * 1024 * 1024);
         assert_eq!(parse_size("1000").unwrap(), 1000);
         assert!(parse_size("big").is_err());
+    }
+
+    #[test]
+    fn links_are_built_from_the_public_url() {
+        let config = Config::from_args(["server", "--public-url", "https://mail.example.com/app"]).unwrap();
+        let link = config.http.link("verify-email", &[("token", "a b")]);
+        assert_eq!(link, "https://mail.example.com/app/verify-email?token=a+b");
+        let config = Config::from_args(["server", "--bind-addr", "127.0.0.1:9000"]).unwrap();
+        assert_eq!(config.http.link("x", &[]), "http://127.0.0.1:9000/x");
     }
 
     #[test]

@@ -19,10 +19,7 @@ pub enum AppError {
     #[error("{message}")]
     BadUserInput { field: String, message: String },
     #[error("{message}")]
-    Conflict {
-        field: Option<String>,
-        message: String,
-    },
+    Conflict { field: Option<String>, message: String },
     #[error("verify your e-mail address first")]
     EmailNotVerified,
     #[error("too many attempts; try again in {retry_after_secs} s")]
@@ -73,12 +70,8 @@ impl ErrorExtensions for AppError {
             ext.set("code", self.code());
             match self {
                 AppError::BadUserInput { field, .. } => ext.set("field", field.as_str()),
-                AppError::Conflict {
-                    field: Some(field), ..
-                } => ext.set("field", field.as_str()),
-                AppError::RateLimited { retry_after_secs } => {
-                    ext.set("retryAfter", *retry_after_secs)
-                }
+                AppError::Conflict { field: Some(field), .. } => ext.set("field", field.as_str()),
+                AppError::RateLimited { retry_after_secs } => ext.set("retryAfter", *retry_after_secs),
                 _ => {}
             }
         })
@@ -120,12 +113,7 @@ impl<T, E: Into<AppError>> ResultExt<T> for Result<T, E> {
 
 /// Maps a unique violation on `constraint` to a CONFLICT naming `field`; anything else
 /// stays a database error (realworld-axum-sqlx's `on_constraint`).
-pub fn on_unique_violation(
-    err: diesel::result::Error,
-    constraint: &str,
-    field: &str,
-    message: &str,
-) -> AppError {
+pub fn on_unique_violation(err: diesel::result::Error, constraint: &str, field: &str, message: &str) -> AppError {
     use diesel::result::{DatabaseErrorKind, Error};
     match &err {
         Error::DatabaseError(DatabaseErrorKind::UniqueViolation, info)
@@ -145,14 +133,8 @@ mod tests {
     fn codes_and_fields_reach_the_extensions() {
         let err = AppError::bad_input("input.email", "not an e-mail address").extend();
         let ext = err.extensions.expect("extensions set");
-        assert_eq!(
-            ext.get("code"),
-            Some(&async_graphql::Value::from("BAD_USER_INPUT"))
-        );
-        assert_eq!(
-            ext.get("field"),
-            Some(&async_graphql::Value::from("input.email"))
-        );
+        assert_eq!(ext.get("code"), Some(&async_graphql::Value::from("BAD_USER_INPUT")));
+        assert_eq!(ext.get("field"), Some(&async_graphql::Value::from("input.email")));
     }
 
     #[test]

@@ -21,3 +21,5 @@ pub mod mail;
 pub mod server;
 /// Logging set-up (text or JSON lines).
 pub mod telemetry;
+/// Input checks that name the offending field.
+pub mod validate;

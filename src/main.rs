@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use mailwarm::accounts::graphql::Role;
 use mailwarm::config::Config;
 
 /// mailwarm: recurring e-mail mailings behind a GraphQL API.
@@ -24,6 +25,39 @@ enum Command {
     Migrate,
     /// Print the GraphQL schema (SDL), as committed in graphql/schema.graphql.
     ExportSchema,
+    /// Create an account that can sign in at once; the password is read from standard input.
+    CreateUser {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        full_name: String,
+        #[arg(long, value_enum, default_value = "user")]
+        role: RoleArg,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum RoleArg {
+    User,
+    Manager,
+    Admin,
+}
+
+impl From<RoleArg> for Role {
+    fn from(role: RoleArg) -> Role {
+        match role {
+            RoleArg::User => Role::User,
+            RoleArg::Manager => Role::Manager,
+            RoleArg::Admin => Role::Admin,
+        }
+    }
+}
+
+/// The first line of standard input, without its line end.
+fn read_password() -> std::io::Result<String> {
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
 }
 
 #[tokio::main]
@@ -37,6 +71,10 @@ async fn main() -> ExitCode {
             print!("{}", mailwarm::graphql::sdl());
             Ok(())
         }
+        Command::CreateUser { email, full_name, role } => match read_password() {
+            Ok(password) => mailwarm::server::create_user(cli.config, &email, &full_name, role.into(), &password).await,
+            Err(err) => Err(anyhow::anyhow!("cannot read the password from standard input: {err}")),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

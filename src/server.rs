@@ -3,10 +3,12 @@
 use anyhow::Context;
 use tokio::net::TcpListener;
 
+use crate::accounts::graphql::Role;
 use crate::app::AppState;
 use crate::config::Config;
 use crate::db::embedded::{EmbeddedOptions, EmbeddedPostgres};
 use crate::db::{build_pool, migrations};
+use crate::mail::Mailer;
 
 /// The database the embedded PostgreSQL creates for the service.
 const EMBEDDED_DATABASE: &str = "mailwarm";
@@ -23,17 +25,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 
 async fn serve_on(config: Config, database_url: &str) -> anyhow::Result<()> {
     migrations::run_pending(database_url).await?;
-    let pool = build_pool(
-        database_url,
-        config.db.db_pool_size,
-        config.db.db_pool_timeout,
-    )?;
+    let pool = build_pool(database_url, config.db.db_pool_size, config.db.db_pool_timeout)?;
     let bind_addr = config.http.bind_addr;
     let public_url = config.http.public_url();
     let grace = config.shutdown_grace;
-    let state = AppState::new(config.clone(), pool);
+    let mailer = Mailer::from_config(&config.mail, &config.data_dir)?;
+    let state = AppState::new(config.clone(), pool, mailer);
     let schema = crate::graphql::build_schema(Some(state.clone()), config.http.introspection);
-    let app = crate::http::router(state, schema);
+    let app = crate::http::router(state.clone(), schema);
 
     let listener = TcpListener::bind(bind_addr)
         .await
@@ -45,6 +44,7 @@ async fn serve_on(config: Config, database_url: &str) -> anyhow::Result<()> {
         shutdown_signal().await;
         let _ = stop_tx.send(true);
     });
+    let account_mail = tokio::spawn(state.account_mail_worker().run(stop_rx.clone()));
     let mut graceful_rx = stop_rx.clone();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         let _ = graceful_rx.wait_for(|stop| *stop).await;
@@ -57,6 +57,34 @@ async fn serve_on(config: Config, database_url: &str) -> anyhow::Result<()> {
             tokio::time::sleep(grace).await;
         } => tracing::warn!(?grace, "connections still open after SHUTDOWN_GRACE; closing them"),
     }
+    let _ = tokio::time::timeout(grace, account_mail).await;
+    Ok(())
+}
+
+/// `server create-user`: an account usable at once (verified), e.g. the first admin.
+pub async fn create_user(
+    config: Config,
+    email: &str,
+    full_name: &str,
+    role: Role,
+    password: &str,
+) -> anyhow::Result<()> {
+    let (database_url, embedded) = provision_database(&config).await?;
+    let result = async {
+        migrations::run_pending(&database_url).await?;
+        let pool = build_pool(&database_url, 2, config.db.db_pool_timeout)?;
+        let mailer = Mailer::from_config(&config.mail, &config.data_dir)?;
+        let state = AppState::new(config.clone(), pool, mailer);
+        crate::accounts::flows::create_user(&state, email, full_name, password, role)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))
+    }
+    .await;
+    if let Some(postgres) = embedded {
+        postgres.stop().await;
+    }
+    let user = result?;
+    println!("created {} ({}) with id {}", user.email, user.role, user.id);
     Ok(())
 }
 
@@ -73,9 +101,7 @@ pub async fn migrate(config: Config) -> anyhow::Result<()> {
 }
 
 /// DATABASE_URL when set, else a PostgreSQL of our own (see `db::embedded`).
-pub async fn provision_database(
-    config: &Config,
-) -> anyhow::Result<(String, Option<EmbeddedPostgres>)> {
+pub async fn provision_database(config: &Config) -> anyhow::Result<(String, Option<EmbeddedPostgres>)> {
     if let Some(url) = &config.db.database_url {
         return Ok((url.clone(), None));
     }

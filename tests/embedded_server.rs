@@ -13,13 +13,7 @@ fn postgres_pid(log: &str) -> i32 {
         .lines()
         .find(|l| l.contains("started embedded PostgreSQL"))
         .expect("start logged");
-    let pid = line
-        .split("pid=")
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap();
+    let pid = line.split("pid=").nth(1).unwrap().split_whitespace().next().unwrap();
     pid.parse().unwrap()
 }
 
@@ -69,10 +63,7 @@ async fn runs_on_its_own_postgres_and_stops_it_on_sigterm() {
         .unwrap();
     assert_eq!(answer["data"]["__typename"], "Query");
     let log = server.log();
-    assert!(
-        log.contains("creating the embedded PostgreSQL cluster"),
-        "{log}"
-    );
+    assert!(log.contains("creating the embedded PostgreSQL cluster"), "{log}");
     let pid = postgres_pid(&log);
     assert!(Path::new(&format!("/proc/{pid}")).exists());
 
@@ -91,9 +82,7 @@ async fn runs_on_its_own_postgres_and_stops_it_on_sigterm() {
     // A second start reuses the cluster: no initdb, same data.
     let mut again = start(data_dir.path(), pg_port, logs.path()).await;
     assert!(
-        !again
-            .log()
-            .contains("creating the embedded PostgreSQL cluster"),
+        !again.log().contains("creating the embedded PostgreSQL cluster"),
         "{}",
         again.log()
     );
@@ -150,10 +139,7 @@ async fn a_bad_setting_stops_start_up_naming_it() {
     let mut server = ServerProcess::spawn(&[], &[("REQUEST_TIMEOUT", "soon")], logs.path());
     assert!(!server.child.wait().unwrap().success());
     let log = server.log();
-    assert!(
-        log.contains("--request-timeout") && log.contains("soon"),
-        "{log}"
-    );
+    assert!(log.contains("--request-timeout") && log.contains("soon"), "{log}");
 }
 
 /// As root, PostgreSQL runs as the `postgres` user; a DATA_DIR that user cannot enter
@@ -164,11 +150,7 @@ async fn an_unreachable_data_dir_moves_the_cluster_when_root() {
         return; // only root switches users; as anyone else the cluster stays in DATA_DIR
     }
     let outer = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(
-        outer.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o700),
-    )
-    .unwrap();
+    std::fs::set_permissions(outer.path(), std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
     let data_dir = outer.path().join("var");
     let logs = tempfile::tempdir().unwrap();
     let mut server = start(&data_dir, free_port(), logs.path()).await;

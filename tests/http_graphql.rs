@@ -22,15 +22,8 @@ async fn queries_answer_over_post_and_get_in_the_type_asked_for() {
 
     let reply = app.graphql("{ __typename me { id } }", json!({})).await;
     assert_eq!(reply.status, StatusCode::OK);
-    assert!(
-        reply
-            .content_type()
-            .starts_with("application/graphql-response+json")
-    );
-    assert_eq!(
-        reply.json(),
-        json!({ "data": { "__typename": "Query", "me": null } })
-    );
+    assert!(reply.content_type().starts_with("application/graphql-response+json"));
+    assert_eq!(reply.json(), json!({ "data": { "__typename": "Query", "me": null } }));
 
     let reply = app
         .send(post(
@@ -79,26 +72,15 @@ async fn bodies_that_are_not_json_are_415_and_run_nothing() {
         "multipart/form-data; boundary=x",
     ] {
         let reply = app
-            .send(post(
-                r#"{"query":"{ __typename }"}"#,
-                content_type,
-                "application/json",
-            ))
+            .send(post(r#"{"query":"{ __typename }"}"#, content_type, "application/json"))
             .await;
-        assert_eq!(
-            reply.status,
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "{content_type}"
-        );
+        assert_eq!(reply.status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{content_type}");
         assert!(reply.json().get("data").is_none());
     }
     let no_type = Request::post("/graphql")
         .body(Body::from(r#"{"query":"{ __typename }"}"#))
         .unwrap();
-    assert_eq!(
-        app.send(no_type).await.status,
-        StatusCode::UNSUPPORTED_MEDIA_TYPE
-    );
+    assert_eq!(app.send(no_type).await.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
 }
 
 #[tokio::test]
@@ -114,11 +96,7 @@ async fn bodies_over_the_limit_are_413() {
         .await;
     assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
     let small = app
-        .send(post(
-            r#"{"query":"{ __typename }"}"#,
-            "application/json",
-            "*/*",
-        ))
+        .send(post(r#"{"query":"{ __typename }"}"#, "application/json", "*/*"))
         .await;
     assert_eq!(small.status, StatusCode::OK);
 }
@@ -135,19 +113,11 @@ async fn malformed_requests_are_400_naming_the_parameter() {
     ];
     for (body, field) in cases {
         let reply = app
-            .send(post(
-                body,
-                "application/json",
-                "application/graphql-response+json",
-            ))
+            .send(post(body, "application/json", "application/graphql-response+json"))
             .await;
         assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{body}");
         assert_eq!(reply.error_code(), "BAD_USER_INPUT", "{body}");
-        assert_eq!(
-            reply.json()["errors"][0]["extensions"]["field"],
-            field,
-            "{body}"
-        );
+        assert_eq!(reply.json()["errors"][0]["extensions"]["field"], field, "{body}");
     }
 }
 
@@ -186,10 +156,7 @@ async fn queries_over_the_depth_limit_are_rejected() {
         selection = format!("ofType {{ {selection} }}");
     }
     let reply = app
-        .graphql(
-            &format!("{{ __type(name: \"User\") {{ {selection} }} }}"),
-            json!({}),
-        )
+        .graphql(&format!("{{ __type(name: \"User\") {{ {selection} }} }}"), json!({}))
         .await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);
     assert_eq!(reply.error_code(), "GRAPHQL_VALIDATION_FAILED");
@@ -217,9 +184,7 @@ async fn thousands_of_aliases_are_rejected_by_the_complexity_limit() {
 
     let fine: String = (0..100).map(|i| format!("a{i}: __typename ")).collect();
     assert_eq!(
-        app.graphql(&format!("{{ {fine} }}"), json!({}))
-            .await
-            .status,
+        app.graphql(&format!("{{ {fine} }}"), json!({})).await.status,
         StatusCode::OK
     );
 }
@@ -228,10 +193,7 @@ async fn thousands_of_aliases_are_rejected_by_the_complexity_limit() {
 async fn bad_argument_values_are_bad_user_input() {
     let app = TestApp::new().await;
     let reply = app
-        .graphql(
-            "query($n: String!) { __type(name: $n) { name } }",
-            json!({ "n": 5 }),
-        )
+        .graphql("query($n: String!) { __type(name: $n) { name } }", json!({ "n": 5 }))
         .await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);
     assert_eq!(reply.error_code(), "GRAPHQL_VALIDATION_FAILED");
@@ -240,14 +202,8 @@ async fn bad_argument_values_are_bad_user_input() {
 #[tokio::test]
 async fn introspection_can_be_switched_off() {
     let app = TestApp::with_args(&["--introspection", "false"]).await;
-    let reply = app
-        .graphql("{ __schema { queryType { name } } }", json!({}))
-        .await;
-    assert!(
-        reply.json()["data"]["__schema"].is_null(),
-        "{}",
-        reply.json()
-    );
+    let reply = app.graphql("{ __schema { queryType { name } } }", json!({})).await;
+    assert!(reply.json()["data"]["__schema"].is_null(), "{}", reply.json());
     let open = TestApp::new().await;
     assert_eq!(
         open.graphql("{ __schema { queryType { name } } }", json!({}))
@@ -267,28 +223,15 @@ async fn health_and_readiness() {
     // A database nobody listens on: alive, but not ready.
     let port = common::free_port();
     let url = format!("postgres://postgres@127.0.0.1:{port}/none");
-    let config = mailwarm::config::Config::from_args([
-        "server",
-        "--database-url",
-        &url,
-        "--db-pool-timeout",
-        "200ms",
-    ])
-    .unwrap();
+    let config =
+        mailwarm::config::Config::from_args(["server", "--database-url", &url, "--db-pool-timeout", "200ms"]).unwrap();
     let pool = mailwarm::db::build_pool(&url, 2, config.db.db_pool_timeout).unwrap();
-    let state = mailwarm::app::AppState::new(config, pool);
-    let router = mailwarm::http::router(
-        state.clone(),
-        mailwarm::graphql::build_schema(Some(state), true),
-    );
+    let mailer = mailwarm::mail::Mailer::Memory(Default::default());
+    let state = mailwarm::app::AppState::new(config, pool, mailer);
+    let router = mailwarm::http::router(state.clone(), mailwarm::graphql::build_schema(Some(state), true));
     use tower::ServiceExt;
     assert_eq!(
-        router
-            .clone()
-            .oneshot(get("/healthz"))
-            .await
-            .unwrap()
-            .status(),
+        router.clone().oneshot(get("/healthz")).await.unwrap().status(),
         StatusCode::OK
     );
     assert_eq!(
@@ -300,9 +243,7 @@ async fn health_and_readiness() {
 #[tokio::test]
 async fn graphiql_is_served_with_local_assets_only() {
     let app = TestApp::new().await;
-    let page = app
-        .send(Request::get("/graphiql").body(Body::empty()).unwrap())
-        .await;
+    let page = app.send(Request::get("/graphiql").body(Body::empty()).unwrap()).await;
     assert_eq!(page.status, StatusCode::OK);
     let html = String::from_utf8(page.body).unwrap();
     let sources: Vec<&str> = html
@@ -312,9 +253,7 @@ async fn graphiql_is_served_with_local_assets_only() {
     assert!(sources.len() >= 5, "{sources:?}");
     for source in sources {
         assert!(source.starts_with('/'), "{source} is not served by us");
-        let asset = app
-            .send(Request::get(source).body(Body::empty()).unwrap())
-            .await;
+        let asset = app.send(Request::get(source).body(Body::empty()).unwrap()).await;
         assert_eq!(asset.status, StatusCode::OK, "{source}");
     }
 
@@ -330,19 +269,13 @@ async fn graphiql_is_served_with_local_assets_only() {
 #[tokio::test]
 async fn the_front_page_is_served() {
     let app = TestApp::new().await;
-    let reply = app
-        .send(Request::get("/").body(Body::empty()).unwrap())
-        .await;
+    let reply = app.send(Request::get("/").body(Body::empty()).unwrap()).await;
     assert_eq!(reply.status, StatusCode::OK);
     assert!(reply.content_type().starts_with("text/html"));
     assert_eq!(
-        app.send(
-            Request::get("/no/such/file.js")
-                .body(Body::empty())
-                .unwrap()
-        )
-        .await
-        .status,
+        app.send(Request::get("/no/such/file.js").body(Body::empty()).unwrap())
+            .await
+            .status,
         StatusCode::NOT_FOUND
     );
 }

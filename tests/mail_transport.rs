@@ -41,15 +41,9 @@ fn mail_to(to: &str, body: &str) -> lettre::Message {
 async fn delivers_over_smtp_and_reuses_the_connection() {
     let server = TestSmtpServer::start().await;
     let mailer = smtp_mailer(&server.url());
-    let reply = mailer
-        .send(&mail_to("ann@example.com", "Привет, Ann!"))
-        .await
-        .unwrap();
+    let reply = mailer.send(&mail_to("ann@example.com", "Привет, Ann!")).await.unwrap();
     assert!(reply.starts_with("250"), "{reply}");
-    mailer
-        .send(&mail_to("bob@example.com", "Hi Bob"))
-        .await
-        .unwrap();
+    mailer.send(&mail_to("bob@example.com", "Hi Bob")).await.unwrap();
 
     let accepted = server.accepted();
     assert_eq!(accepted.len(), 2);
@@ -68,46 +62,30 @@ async fn reply_codes_are_classified() {
     let server = TestSmtpServer::start().await;
     let mailer = smtp_mailer(&server.url());
 
-    let err = mailer
-        .send(&mail_to("tempfail@example.com", "x"))
-        .await
-        .unwrap_err();
+    let err = mailer.send(&mail_to("tempfail@example.com", "x")).await.unwrap_err();
     assert_eq!(
         (err.kind, err.phase, err.code.as_deref()),
         (FailureKind::Transient, Phase::Rcpt, Some("451"))
     );
     assert!(err.detail.contains("try again later"), "{}", err.detail);
 
-    let err = mailer
-        .send(&mail_to("reject@example.com", "x"))
-        .await
-        .unwrap_err();
+    let err = mailer.send(&mail_to("reject@example.com", "x")).await.unwrap_err();
     assert_eq!(
         (err.kind, err.phase, err.code.as_deref()),
         (FailureKind::Permanent, Phase::Rcpt, Some("550"))
     );
 
-    let err = mailer
-        .send(&mail_to("garbage@example.com", "x"))
-        .await
-        .unwrap_err();
+    let err = mailer.send(&mail_to("garbage@example.com", "x")).await.unwrap_err();
     assert_eq!((err.kind, err.phase), (FailureKind::Transient, Phase::Rcpt));
 
-    let err = mailer
-        .send(&mail_to("reset@example.com", "x"))
-        .await
-        .unwrap_err();
+    let err = mailer.send(&mail_to("reset@example.com", "x")).await.unwrap_err();
     assert_eq!((err.kind, err.phase), (FailureKind::Transient, Phase::Rcpt));
 
     let err = mailer
         .send(&mail_to("dropafterdot@example.com", "x"))
         .await
         .unwrap_err();
-    assert_eq!(
-        (err.kind, err.phase),
-        (FailureKind::Unknown, Phase::Message),
-        "{err}"
-    );
+    assert_eq!((err.kind, err.phase), (FailureKind::Unknown, Phase::Message), "{err}");
 
     // After all that, the pool still delivers.
     mailer.send(&mail_to("ok@example.com", "x")).await.unwrap();
@@ -120,28 +98,18 @@ async fn a_server_that_never_answers_times_out_and_the_pool_recovers() {
     let mailer = smtp_mailer_with(&server.url(), "10s", "1s");
 
     let started = Instant::now();
-    let err = mailer
-        .send(&mail_to("silent@example.com", "x"))
-        .await
-        .unwrap_err();
+    let err = mailer.send(&mail_to("silent@example.com", "x")).await.unwrap_err();
     let took = started.elapsed();
     assert!(
         took >= Duration::from_millis(900) && took < Duration::from_secs(3),
         "{took:?}"
     );
     // The message was handed over and no reply came: it may have been accepted.
-    assert_eq!(
-        (err.kind, err.phase),
-        (FailureKind::Unknown, Phase::Message),
-        "{err}"
-    );
+    assert_eq!((err.kind, err.phase), (FailureKind::Unknown, Phase::Message), "{err}");
     assert!(err.detail.contains("SEND_TIMEOUT"), "{}", err.detail);
 
     // The silent connection was dropped, not reused: the next message gets a fresh one.
-    let reply = mailer
-        .send(&mail_to("ann@example.com", "next"))
-        .await
-        .unwrap();
+    let reply = mailer.send(&mail_to("ann@example.com", "next")).await.unwrap();
     assert!(reply.contains("queued as 1"), "{reply}");
     assert_eq!(server.accepted()[0].rcpt_to, vec!["ann@example.com"]);
 }
@@ -151,42 +119,24 @@ async fn a_mute_server_fails_before_the_message_within_the_connect_timeout() {
     let addr = mute_listener().await;
     let mailer = smtp_mailer(&format!("smtp://{addr}"));
     let started = Instant::now();
-    let err = mailer
-        .send(&mail_to("ann@example.com", "x"))
-        .await
-        .unwrap_err();
+    let err = mailer.send(&mail_to("ann@example.com", "x")).await.unwrap_err();
     assert!(started.elapsed() < Duration::from_secs(3));
-    assert_eq!(
-        (err.kind, err.phase),
-        (FailureKind::Transient, Phase::Connect),
-        "{err}"
-    );
+    assert_eq!((err.kind, err.phase), (FailureKind::Transient, Phase::Connect), "{err}");
 
     let closed = common::free_port();
     let err = smtp_mailer(&format!("smtp://127.0.0.1:{closed}"))
         .send(&mail_to("a@b.c", "x"))
         .await
         .unwrap_err();
-    assert_eq!(
-        (err.kind, err.phase),
-        (FailureKind::Transient, Phase::Connect),
-        "{err}"
-    );
+    assert_eq!((err.kind, err.phase), (FailureKind::Transient, Phase::Connect), "{err}");
 }
 
 #[tokio::test]
 async fn an_endless_reply_is_cut_at_64_kib() {
     let server = TestSmtpServer::start().await;
     let mailer = smtp_mailer_with(&server.url(), "20s", "20s");
-    let err = mailer
-        .send(&mail_to("endless@example.com", "x"))
-        .await
-        .unwrap_err();
-    assert_eq!(
-        (err.kind, err.phase),
-        (FailureKind::Transient, Phase::Rcpt),
-        "{err}"
-    );
+    let err = mailer.send(&mail_to("endless@example.com", "x")).await.unwrap_err();
+    assert_eq!((err.kind, err.phase), (FailureKind::Transient, Phase::Rcpt), "{err}");
     assert!(err.detail.contains("64 KiB"), "{}", err.detail);
 }
 

@@ -43,33 +43,21 @@ async fn migrations_apply_and_revert_cleanly() {
         .count();
 
     assert_eq!(
-        mailwarm::db::migrations::run_pending(&db.url)
-            .await
-            .unwrap(),
+        mailwarm::db::migrations::run_pending(&db.url).await.unwrap(),
         migrations
     );
     let applied = public_columns(&db).await;
     assert!(applied.iter().any(|c| c.table_name == "deliveries"));
     // Idempotent: nothing left to apply.
-    assert_eq!(
-        mailwarm::db::migrations::run_pending(&db.url)
-            .await
-            .unwrap(),
-        0
-    );
+    assert_eq!(mailwarm::db::migrations::run_pending(&db.url).await.unwrap(), 0);
 
-    assert_eq!(
-        mailwarm::db::migrations::revert_all(&db.url).await.unwrap(),
-        migrations
-    );
+    assert_eq!(mailwarm::db::migrations::revert_all(&db.url).await.unwrap(), migrations);
     let left = public_columns(&db).await;
     assert!(left.is_empty(), "down.sql left tables behind: {left:?}");
 
     // And up again from there, to the same tables.
     assert_eq!(
-        mailwarm::db::migrations::run_pending(&db.url)
-            .await
-            .unwrap(),
+        mailwarm::db::migrations::run_pending(&db.url).await.unwrap(),
         migrations
     );
     assert_eq!(public_columns(&db).await.len(), applied.len());
@@ -77,8 +65,7 @@ async fn migrations_apply_and_revert_cleanly() {
 
 /// Reads `table! { name (..) { column -> Type, } }` blocks from src/db/schema.rs.
 fn declared_tables() -> BTreeMap<String, Vec<(String, String)>> {
-    let source =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/db/schema.rs")).unwrap();
+    let source = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/db/schema.rs")).unwrap();
     let mut tables = BTreeMap::new();
     let mut current: Option<String> = None;
     for line in source.lines().map(str::trim) {
@@ -89,13 +76,8 @@ fn declared_tables() -> BTreeMap<String, Vec<(String, String)>> {
         {
             current = Some(name.split_whitespace().next().unwrap().to_owned());
             tables.insert(current.clone().unwrap(), Vec::new());
-        } else if let (Some(table), Some((column, ty))) =
-            (&current, line.trim_end_matches(',').split_once(" -> "))
-        {
-            tables
-                .get_mut(table)
-                .unwrap()
-                .push((column.to_owned(), ty.to_owned()));
+        } else if let (Some(table), Some((column, ty))) = (&current, line.trim_end_matches(',').split_once(" -> ")) {
+            tables.get_mut(table).unwrap().push((column.to_owned(), ty.to_owned()));
         } else if line == "}" {
             current = None;
         }
@@ -129,15 +111,9 @@ async fn schema_rs_matches_the_migrated_database() {
             .push((column.column_name, ty));
     }
     let declared = declared_tables();
-    assert_eq!(
-        declared.keys().collect::<Vec<_>>(),
-        actual.keys().collect::<Vec<_>>()
-    );
+    assert_eq!(declared.keys().collect::<Vec<_>>(), actual.keys().collect::<Vec<_>>());
     for (table, columns) in &actual {
-        assert_eq!(
-            &declared[table], columns,
-            "table {table} differs from src/db/schema.rs"
-        );
+        assert_eq!(&declared[table], columns, "table {table} differs from src/db/schema.rs");
     }
 }
 
@@ -170,11 +146,5 @@ async fn two_servers_starting_at_once_on_an_empty_database_both_come_up() {
         .iter()
         .filter(|log| log.contains("applied migration"))
         .count();
-    assert_eq!(
-        appliers,
-        1,
-        "first:\n{}\nsecond:\n{}",
-        first.log(),
-        second.log()
-    );
+    assert_eq!(appliers, 1, "first:\n{}\nsecond:\n{}", first.log(), second.log());
 }

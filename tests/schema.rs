@@ -2,11 +2,7 @@
 
 #[test]
 fn graphql_schema_file_is_up_to_date() {
-    let committed = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/graphql/schema.graphql"
-    ))
-    .unwrap();
+    let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/graphql/schema.graphql")).unwrap();
     let current = mailwarm::graphql::sdl();
     assert!(
         committed == current,

@@ -45,11 +45,7 @@ async fn connection_init_is_acknowledged_on_both_subprotocols() {
         ))
         .await
         .unwrap();
-        assert_eq!(
-            next_json(&mut ws).await["type"],
-            "connection_ack",
-            "{protocol}"
-        );
+        assert_eq!(next_json(&mut ws).await["type"], "connection_ack", "{protocol}");
     }
 }
 

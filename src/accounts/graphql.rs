@@ -1,9 +1,11 @@
 //! The accounts part of the GraphQL API.
 
-use async_graphql::{Context, Enum, ID, Object};
+use async_graphql::{Context, Enum, ID, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 
-use super::model;
+use super::{flows, model, viewer};
+use crate::app::AppState;
+use crate::error::ResultExt;
 
 /// What an account may do.
 #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
@@ -22,6 +24,14 @@ impl Role {
             "admin" => Role::Admin,
             "manager" => Role::Manager,
             _ => Role::User,
+        }
+    }
+
+    pub fn as_db(self) -> &'static str {
+        match self {
+            Role::User => "user",
+            Role::Manager => "manager",
+            Role::Admin => "admin",
         }
     }
 }
@@ -61,13 +71,67 @@ impl User {
     }
 }
 
+/// A new session: send `token` as `Authorization: Bearer <token>`.
+#[derive(SimpleObject)]
+pub struct AuthPayload {
+    pub token: String,
+    pub user: User,
+}
+
 #[derive(Default)]
 pub struct AccountsQuery;
 
 #[Object]
 impl AccountsQuery {
     /// The signed-in account; null when the request carries no valid session.
-    async fn me(&self, _ctx: &Context<'_>) -> Option<User> {
-        None
+    async fn me(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<User>> {
+        let Ok(viewer) = viewer(ctx) else { return Ok(None) };
+        let mut conn = AppState::from_ctx(ctx).conn().await.gql()?;
+        Ok(model::find_user(&mut conn, viewer.user_id).await.gql()?.map(User))
+    }
+}
+
+#[derive(Default)]
+pub struct AccountsMutation;
+
+#[Object]
+impl AccountsMutation {
+    /// Always true, whether or not the address is taken (no account enumeration); mails a
+    /// verification link carrying ?token=...
+    async fn register(
+        &self,
+        ctx: &Context<'_>,
+        email: String,
+        password: String,
+        full_name: String,
+    ) -> async_graphql::Result<bool> {
+        flows::register(AppState::from_ctx(ctx), &email, &password, &full_name)
+            .await
+            .gql()?;
+        Ok(true)
+    }
+
+    /// Redeems the token from the verification mail.
+    async fn verify_email(&self, ctx: &Context<'_>, token: String) -> async_graphql::Result<bool> {
+        flows::verify_email(AppState::from_ctx(ctx), &token).await.gql()?;
+        Ok(true)
+    }
+
+    /// Opens a session. Wrong credentials: UNAUTHENTICATED, whether or not the address has
+    /// an account; right ones on an unverified account: EMAIL_NOT_VERIFIED.
+    async fn login(&self, ctx: &Context<'_>, email: String, password: String) -> async_graphql::Result<AuthPayload> {
+        let (token, user) = flows::login(AppState::from_ctx(ctx), &email, &password).await.gql()?;
+        Ok(AuthPayload {
+            token,
+            user: User(user),
+        })
+    }
+
+    /// Ends the current session; its token stops working.
+    async fn logout(&self, ctx: &Context<'_>) -> async_graphql::Result<bool> {
+        let viewer = viewer(ctx).gql()?;
+        let mut conn = AppState::from_ctx(ctx).conn().await.gql()?;
+        model::delete_session(&mut conn, viewer.session_id).await.gql()?;
+        Ok(true)
     }
 }

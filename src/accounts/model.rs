@@ -1,10 +1,14 @@
-//! The `users` table and its queries.
+//! The `users`, `sessions` and `email_tokens` tables and their queries.
+
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use crate::db::schema::users;
+use crate::db::schema::{email_tokens, sessions, users};
+use crate::db::{now, now_plus};
 
 /// A row of `users`, as the API shows it (the password hash is never loaded with it).
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -17,4 +21,173 @@ pub struct User {
     pub is_active: bool,
     pub email_verified_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = users)]
+pub struct NewUser<'a> {
+    pub email: &'a str,
+    pub full_name: &'a str,
+    pub password_hash: &'a str,
+    pub role: &'a str,
+    pub email_verified_at: Option<DateTime<Utc>>,
+}
+
+diesel::define_sql_function!(fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text);
+
+/// A live (not deleted) account by id.
+pub async fn find_user(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<User>> {
+    users::table
+        .filter(users::id.eq(id).and(users::deleted_at.is_null()))
+        .select(User::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Live accounts by id, for the DataLoader.
+pub async fn find_users(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> QueryResult<Vec<User>> {
+    users::table
+        .filter(users::id.eq_any(ids))
+        .select(User::as_select())
+        .load(conn)
+        .await
+}
+
+/// A live account by e-mail (any case), with its password hash.
+pub async fn find_by_email(conn: &mut AsyncPgConnection, email: &str) -> QueryResult<Option<(User, Option<String>)>> {
+    users::table
+        .filter(
+            lower(users::email)
+                .eq(email.to_lowercase())
+                .and(users::deleted_at.is_null()),
+        )
+        .select((User::as_select(), users::password_hash))
+        .first(conn)
+        .await
+        .optional()
+}
+
+pub async fn insert_user(conn: &mut AsyncPgConnection, user: &NewUser<'_>) -> QueryResult<User> {
+    diesel::insert_into(users::table)
+        .values(user)
+        .returning(User::as_returning())
+        .get_result(conn)
+        .await
+}
+
+pub async fn mark_verified(conn: &mut AsyncPgConnection, user_id: Uuid) -> QueryResult<()> {
+    diesel::update(users::table.filter(users::id.eq(user_id).and(users::email_verified_at.is_null())))
+        .set((
+            users::email_verified_at.eq(now().nullable()),
+            users::updated_at.eq(now()),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Starts a session; only the token's hash is stored.
+pub async fn create_session(
+    conn: &mut AsyncPgConnection,
+    user_id: Uuid,
+    token_hash: &[u8],
+    ttl: Duration,
+) -> QueryResult<Uuid> {
+    diesel::insert_into(sessions::table)
+        .values((
+            sessions::user_id.eq(user_id),
+            sessions::token_hash.eq(token_hash),
+            sessions::expires_at.eq(now_plus(ttl)),
+        ))
+        .returning(sessions::id)
+        .get_result(conn)
+        .await
+}
+
+/// The session a token opens, with its account, if the session has not expired and the
+/// account is live and not blocked. Slides the expiry (at most one write a minute).
+pub async fn authenticate(
+    conn: &mut AsyncPgConnection,
+    token_hash: &[u8],
+    ttl: Duration,
+) -> QueryResult<Option<(Uuid, User)>> {
+    let found: Option<(Uuid, User)> = sessions::table
+        .inner_join(users::table)
+        .filter(sessions::token_hash.eq(token_hash))
+        .filter(sessions::expires_at.gt(now()))
+        .filter(users::is_active.eq(true).and(users::deleted_at.is_null()))
+        .select((sessions::id, User::as_select()))
+        .first(conn)
+        .await
+        .optional()?;
+    if let Some((session_id, _)) = &found {
+        diesel::update(sessions::table.filter(sessions::id.eq(session_id)))
+            .filter(sessions::last_used_at.lt(diesel::dsl::sql("now() - interval '1 minute'")))
+            .set((sessions::last_used_at.eq(now()), sessions::expires_at.eq(now_plus(ttl))))
+            .execute(conn)
+            .await?;
+    }
+    Ok(found)
+}
+
+pub async fn delete_session(conn: &mut AsyncPgConnection, session_id: Uuid) -> QueryResult<()> {
+    diesel::delete(sessions::table.filter(sessions::id.eq(session_id)))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// What an e-mailed token is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenPurpose {
+    VerifyEmail,
+    ResetPassword,
+}
+
+impl TokenPurpose {
+    fn as_db(self) -> &'static str {
+        match self {
+            TokenPurpose::VerifyEmail => "verify_email",
+            TokenPurpose::ResetPassword => "reset_password",
+        }
+    }
+}
+
+pub async fn create_email_token(
+    conn: &mut AsyncPgConnection,
+    user_id: Uuid,
+    purpose: TokenPurpose,
+    token_hash: &[u8],
+    ttl: Duration,
+) -> QueryResult<()> {
+    diesel::insert_into(email_tokens::table)
+        .values((
+            email_tokens::user_id.eq(user_id),
+            email_tokens::purpose.eq(purpose.as_db()),
+            email_tokens::token_hash.eq(token_hash),
+            email_tokens::expires_at.eq(now_plus(ttl)),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Uses up a token: returns its account if the token exists, has this purpose, has not
+/// expired and was not used before. One statement, so two redeemers cannot both win.
+pub async fn redeem_email_token(
+    conn: &mut AsyncPgConnection,
+    purpose: TokenPurpose,
+    token_hash: &[u8],
+) -> QueryResult<Option<Uuid>> {
+    diesel::update(email_tokens::table)
+        .filter(email_tokens::token_hash.eq(token_hash))
+        .filter(email_tokens::purpose.eq(purpose.as_db()))
+        .filter(email_tokens::used_at.is_null())
+        .filter(email_tokens::expires_at.gt(now()))
+        .set(email_tokens::used_at.eq(now().nullable()))
+        .returning(email_tokens::user_id)
+        .get_result(conn)
+        .await
+        .optional()
 }

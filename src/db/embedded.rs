@@ -67,23 +67,14 @@ impl EmbeddedPostgres {
             .with_context(|| format!("cannot read {}", password_file.display()))?;
         let password = password.trim();
         let log_path = root.join("postgres.log");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)?;
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path)?;
         chown_to(&log_path, run_as.as_ref())?;
 
         let mut command = tokio::process::Command::new(bindir.join("postgres"));
         command
             .arg("-D")
             .arg(&pgdata)
-            .args([
-                "-p",
-                &opts.port.to_string(),
-                "-c",
-                "listen_addresses=127.0.0.1",
-                "-k",
-            ])
+            .args(["-p", &opts.port.to_string(), "-c", "listen_addresses=127.0.0.1", "-k"])
             .arg(&pgdata)
             .current_dir(&root)
             .stdin(Stdio::null())
@@ -113,10 +104,7 @@ impl EmbeddedPostgres {
             root,
             url: format!("{base}/{}", opts.database),
         };
-        if let Err(err) = this
-            .wait_ready(&format!("{base}/postgres"), &opts.database)
-            .await
-        {
+        if let Err(err) = this.wait_ready(&format!("{base}/postgres"), &opts.database).await {
             let tail = log_tail(&log_path);
             this.shutdown().await;
             bail!("{err:#}\n--- {} ---\n{tail}", log_path.display());
@@ -156,11 +144,7 @@ impl EmbeddedPostgres {
     async fn wait_ready(&mut self, admin_url: &str, database: &str) -> anyhow::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(30);
         let mut conn = loop {
-            if let Some(status) = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
                 bail!("the embedded PostgreSQL exited during start-up ({status})");
             }
             match AsyncPgConnection::establish(admin_url).await {
@@ -184,21 +168,17 @@ impl Drop for EmbeddedPostgres {
 }
 
 /// Creates `database` unless it exists (CREATE DATABASE has no IF NOT EXISTS).
-pub async fn create_database_if_missing(
-    conn: &mut AsyncPgConnection,
-    database: &str,
-) -> anyhow::Result<()> {
+pub async fn create_database_if_missing(conn: &mut AsyncPgConnection, database: &str) -> anyhow::Result<()> {
     use diesel::sql_types::{Bool, Text};
     #[derive(diesel::QueryableByName)]
     struct Exists {
         #[diesel(sql_type = Bool)]
         exists: bool,
     }
-    let found: Exists =
-        diesel::sql_query("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1) AS exists")
-            .bind::<Text, _>(database)
-            .get_result(conn)
-            .await?;
+    let found: Exists = diesel::sql_query("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1) AS exists")
+        .bind::<Text, _>(database)
+        .get_result(conn)
+        .await?;
     if !found.exists {
         let quoted = database.replace('"', "\"\"");
         match diesel::sql_query(format!("CREATE DATABASE \"{quoted}\""))
@@ -207,10 +187,7 @@ pub async fn create_database_if_missing(
         {
             Ok(_) => tracing::info!(database, "created database"),
             // Another instance created it in the meantime.
-            Err(diesel::result::Error::DatabaseError(
-                diesel::result::DatabaseErrorKind::UniqueViolation,
-                _,
-            )) => {}
+            Err(diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _)) => {}
             Err(err) => return Err(err).context("cannot create the service's database"),
         }
     }
@@ -225,10 +202,7 @@ pub fn find_bindir(configured: Option<&Path>) -> anyhow::Result<PathBuf> {
         if has_server(dir) {
             return Ok(dir.to_owned());
         }
-        bail!(
-            "PG_BINDIR: {} holds no `initdb` and `postgres`",
-            dir.display()
-        );
+        bail!("PG_BINDIR: {} holds no `initdb` and `postgres`", dir.display());
     }
     let from_pg_config = std::process::Command::new("pg_config")
         .arg("--bindir")
@@ -259,15 +233,13 @@ pub fn find_bindir(configured: Option<&Path>) -> anyhow::Result<PathBuf> {
 /// `DATA_DIR/postgres`, unless the cluster's user cannot reach it (a checkout under /root
 /// while running as root): then `/var/tmp/mailwarm-<hash of DATA_DIR>`, stable per DATA_DIR.
 fn cluster_root(data_dir: &Path, run_as: Option<&User>) -> anyhow::Result<PathBuf> {
-    std::fs::create_dir_all(data_dir)
-        .with_context(|| format!("DATA_DIR: cannot create {}", data_dir.display()))?;
+    std::fs::create_dir_all(data_dir).with_context(|| format!("DATA_DIR: cannot create {}", data_dir.display()))?;
     let data_dir = data_dir.canonicalize()?;
     let preferred = data_dir.join("postgres");
     let root = match run_as {
         Some(user) if !traversable_by(&data_dir, user) => {
             let digest = Sha256::digest(data_dir.as_os_str().as_encoded_bytes());
-            let fallback =
-                PathBuf::from(format!("/var/tmp/mailwarm-{}", &hex::encode(digest)[..12]));
+            let fallback = PathBuf::from(format!("/var/tmp/mailwarm-{}", &hex::encode(digest)[..12]));
             tracing::warn!(
                 data_dir = %data_dir.display(),
                 cluster = %fallback.display(),
@@ -304,11 +276,7 @@ async fn init_cluster(
     run_as: Option<&User>,
 ) -> anyhow::Result<()> {
     tracing::info!(dir = %pgdata.display(), "creating the embedded PostgreSQL cluster");
-    let password = format!(
-        "{}{}",
-        uuid::Uuid::new_v4().simple(),
-        uuid::Uuid::new_v4().simple()
-    );
+    let password = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
     std::fs::write(password_file, &password)?;
     std::fs::set_permissions(password_file, std::fs::Permissions::from_mode(0o600))?;
     chown_to(password_file, run_as)?;
@@ -346,11 +314,7 @@ async fn stop_orphan(pgdata: &Path) -> anyhow::Result<()> {
     let Ok(pid_file) = std::fs::read_to_string(pgdata.join("postmaster.pid")) else {
         return Ok(());
     };
-    let Some(pid) = pid_file
-        .lines()
-        .next()
-        .and_then(|l| l.trim().parse::<i32>().ok())
-    else {
+    let Some(pid) = pid_file.lines().next().and_then(|l| l.trim().parse::<i32>().ok()) else {
         return Ok(());
     };
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
@@ -362,8 +326,8 @@ async fn stop_orphan(pgdata: &Path) -> anyhow::Result<()> {
         .next()
         .and_then(|rest| rest.split_whitespace().nth(1))
         .and_then(|p| p.parse::<i32>().ok());
-    let is_postgres = std::fs::read(format!("/proc/{pid}/cmdline"))
-        .is_ok_and(|c| c.windows(8).any(|w| w == b"postgres"));
+    let is_postgres =
+        std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.windows(8).any(|w| w == b"postgres"));
     if !is_postgres {
         return Ok(()); // a stale pid file; postgres removes it itself
     }
@@ -373,10 +337,7 @@ async fn stop_orphan(pgdata: &Path) -> anyhow::Result<()> {
             pgdata.display()
         );
     }
-    tracing::warn!(
-        pid,
-        "stopping an embedded PostgreSQL left behind by a previous run"
-    );
+    tracing::warn!(pid, "stopping an embedded PostgreSQL left behind by a previous run");
     let pid = Pid::from_raw(pid);
     let _ = kill(pid, Signal::SIGINT);
     let deadline = Instant::now() + Duration::from_secs(30);

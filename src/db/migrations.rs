@@ -49,15 +49,13 @@ where
     use diesel::Connection;
     let url = database_url.to_owned();
     tokio::task::spawn_blocking(move || {
-        let mut conn =
-            SyncConn::establish(&url).context("cannot connect to the database to migrate it")?;
+        let mut conn = SyncConn::establish(&url).context("cannot connect to the database to migrate it")?;
         diesel::sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"))
             .execute(&mut conn)
             .context("cannot take the migration lock")?;
         let result = work(&mut conn);
         // The lock is a session lock; closing the connection would release it too.
-        let _ = diesel::sql_query(format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})"))
-            .execute(&mut conn);
+        let _ = diesel::sql_query(format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})")).execute(&mut conn);
         result.context("migration failed")
     })
     .await

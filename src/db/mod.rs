@@ -7,6 +7,9 @@ pub mod schema;
 
 use std::time::Duration;
 
+use diesel::dsl::sql;
+use diesel::expression::SqlLiteral;
+use diesel::sql_types::Timestamptz;
 use diesel_async::AsyncPgConnection;
 use diesel_async::pooled_connection::AsyncDieselConnectionManager;
 use diesel_async::pooled_connection::deadpool::{Object, Pool};
@@ -17,11 +20,7 @@ pub type DbPool = Pool<AsyncPgConnection>;
 pub type PooledConn = Object<AsyncPgConnection>;
 
 /// Builds the pool; connections are opened lazily, on first use.
-pub fn build_pool(
-    database_url: &str,
-    max_size: u32,
-    wait_timeout: Duration,
-) -> anyhow::Result<DbPool> {
+pub fn build_pool(database_url: &str, max_size: u32, wait_timeout: Duration) -> anyhow::Result<DbPool> {
     let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(database_url);
     Pool::builder(manager)
         .max_size(max_size as usize)
@@ -30,4 +29,17 @@ pub fn build_pool(
         .runtime(deadpool::Runtime::Tokio1)
         .build()
         .map_err(|e| anyhow::anyhow!("DATABASE_URL: cannot build the connection pool: {e}"))
+}
+
+/// The database's clock: every "is it due / expired" decision uses it, never the instance's.
+pub fn now() -> SqlLiteral<Timestamptz> {
+    sql("now()")
+}
+
+/// `now() + duration`, on the database's clock.
+pub fn now_plus(duration: Duration) -> SqlLiteral<Timestamptz> {
+    sql(&format!(
+        "(now() + {} * interval '1 microsecond')",
+        duration.as_micros()
+    ))
 }

@@ -33,14 +33,8 @@ impl Extension for FieldCountLimit {
         let document = next.run(ctx, query, variables).await?;
         let count = count_fields(&document);
         if count > self.0 {
-            let message = format!(
-                "Query selects too many fields ({count}; the limit is {}).",
-                self.0
-            );
-            return Err(with_code(
-                ServerError::new(message, None),
-                "GRAPHQL_VALIDATION_FAILED",
-            ));
+            let message = format!("Query selects too many fields ({count}; the limit is {}).", self.0);
+            return Err(with_code(ServerError::new(message, None), "GRAPHQL_VALIDATION_FAILED"));
         }
         Ok(document)
     }
@@ -73,12 +67,8 @@ impl<'a> Counter<'a> {
             .iter()
             .map(|item| match &item.node {
                 Selection::Field(field) => 1 + self.selection_set(&field.node.selection_set.node),
-                Selection::InlineFragment(fragment) => {
-                    self.selection_set(&fragment.node.selection_set.node)
-                }
-                Selection::FragmentSpread(spread) => {
-                    self.fragment(spread.node.fragment_name.node.as_str())
-                }
+                Selection::InlineFragment(fragment) => self.selection_set(&fragment.node.selection_set.node),
+                Selection::FragmentSpread(spread) => self.fragment(spread.node.fragment_name.node.as_str()),
             })
             .fold(0usize, usize::saturating_add)
     }
@@ -114,9 +104,7 @@ mod tests {
         assert_eq!(count("{ me { id email } }"), 3);
         // A fragment of 2 fields spread 3 times costs 6.
         assert_eq!(
-            count(
-                "{ x: me { ...F } y: me { ...F } z: me { ...F } } fragment F on User { id email }"
-            ),
+            count("{ x: me { ...F } y: me { ...F } z: me { ...F } } fragment F on User { id email }"),
             9
         );
         assert_eq!(count("{ ... on Query { __typename } }"), 1);

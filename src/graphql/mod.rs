@@ -6,9 +6,9 @@ mod limits;
 
 pub use error_codes::{ExecutionStarted, with_code};
 
-use async_graphql::{EmptyMutation, EmptySubscription, MergedObject, Schema};
+use async_graphql::{EmptySubscription, MergedObject, Schema};
 
-use crate::accounts::graphql::AccountsQuery;
+use crate::accounts::graphql::{AccountsMutation, AccountsQuery};
 use crate::app::AppState;
 
 /// Deepest selection nesting a query may have.
@@ -23,12 +23,15 @@ pub const MAX_RECURSIVE_DEPTH: usize = 32;
 #[derive(MergedObject, Default)]
 pub struct Query(AccountsQuery);
 
-pub type MailwarmSchema = Schema<Query, EmptyMutation, EmptySubscription>;
+#[derive(MergedObject, Default)]
+pub struct Mutation(AccountsMutation);
+
+pub type MailwarmSchema = Schema<Query, Mutation, EmptySubscription>;
 
 /// The schema with its limits. `state` is absent only when exporting the SDL, which needs
 /// no database.
 pub fn build_schema(state: Option<AppState>, introspection: bool) -> MailwarmSchema {
-    let mut builder = Schema::build(Query::default(), EmptyMutation, EmptySubscription)
+    let mut builder = Schema::build(Query::default(), Mutation::default(), EmptySubscription)
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY)
         .limit_recursive_depth(MAX_RECURSIVE_DEPTH)

@@ -14,6 +14,8 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
 use super::HttpState;
+use crate::accounts::authenticate;
+use crate::error::AppError;
 use crate::graphql::ExecutionStarted;
 
 const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
@@ -44,11 +46,7 @@ struct GraphqlParams {
     extensions: Map<String, Value>,
 }
 
-pub async fn graphql_post(
-    State(state): State<HttpState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+pub async fn graphql_post(State(state): State<HttpState>, headers: HeaderMap, body: Bytes) -> Response {
     let Some(media) = negotiate(&headers) else {
         return not_acceptable();
     };
@@ -66,14 +64,10 @@ pub async fn graphql_post(
             return request_error(StatusCode::BAD_REQUEST, media, field, &message);
         }
     };
-    execute(&state, params, media).await
+    execute(&state, &headers, params, media).await
 }
 
-pub async fn graphql_get(
-    State(state): State<HttpState>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
-) -> Response {
+pub async fn graphql_get(State(state): State<HttpState>, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
     let Some(media) = negotiate(&headers) else {
         return not_acceptable();
     };
@@ -96,7 +90,7 @@ pub async fn graphql_get(
             .insert(header::ALLOW, HeaderValue::from_static("POST"));
         return response;
     }
-    execute(&state, params, media).await
+    execute(&state, &headers, params, media).await
 }
 
 /// Any other method on /graphql.
@@ -112,11 +106,19 @@ pub async fn graphql_method_not_allowed(method: Method) -> Response {
     response
 }
 
-async fn execute(state: &HttpState, params: GraphqlParams, media: MediaType) -> Response {
+async fn execute(state: &HttpState, headers: &HeaderMap, params: GraphqlParams, media: MediaType) -> Response {
     let started = ExecutionStarted::default();
     let mut request = async_graphql::Request::new(params.query)
         .variables(Variables::from_json(Value::Object(params.variables)))
         .data(started.clone());
+    // The signed-in account, if the request carries a valid session token.
+    if let Some(token) = bearer_token(headers) {
+        match authenticate(&state.app, token).await {
+            Ok(Some(viewer)) => request = request.data(viewer),
+            Ok(None) => {}
+            Err(err) => return internal_error(media, err),
+        }
+    }
     if let Some(name) = params.operation_name {
         request = request.operation_name(name);
     }
@@ -143,6 +145,22 @@ async fn execute(state: &HttpState, params: GraphqlParams, media: MediaType) -> 
         MediaType::Json => StatusCode::OK,
     };
     json_response(status, media, &json!({ "errors": errors }))
+}
+
+/// `Authorization: Bearer <token>`.
+fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+fn internal_error(media: MediaType, err: AppError) -> Response {
+    use async_graphql::ErrorExtensions;
+    let error = err.extend();
+    json_response(StatusCode::INTERNAL_SERVER_ERROR, media, &json!({ "errors": [error] }))
 }
 
 /// Picks the response type from Accept: the first listed range we can produce; none
@@ -182,10 +200,7 @@ fn not_acceptable() -> Response {
 
 /// `application/json`, optionally with `charset=utf-8` (the only charset JSON allows).
 fn is_json_content_type(headers: &HeaderMap) -> bool {
-    let Some(value) = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-    else {
+    let Some(value) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
         return false;
     };
     let Ok(mime) = value.parse::<mime::Mime>() else {
@@ -206,8 +221,8 @@ fn params_from_body(body: &[u8]) -> Result<GraphqlParams, ParamError> {
             "the request body is empty; send {\"query\": \"...\"}".to_owned(),
         ));
     }
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| ("body", format!("the body is not valid JSON: {e}")))?;
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| ("body", format!("the body is not valid JSON: {e}")))?;
     let Value::Object(mut object) = value else {
         return Err((
             "body",
@@ -223,10 +238,7 @@ fn params_from_body(body: &[u8]) -> Result<GraphqlParams, ParamError> {
         None | Some(Value::Null) => None,
         Some(Value::String(name)) => Some(name),
         Some(_) => {
-            return Err((
-                "operationName",
-                "`operationName` must be a string".to_owned(),
-            ));
+            return Err(("operationName", "`operationName` must be a string".to_owned()));
         }
     };
     Ok(GraphqlParams {
@@ -237,10 +249,7 @@ fn params_from_body(body: &[u8]) -> Result<GraphqlParams, ParamError> {
     })
 }
 
-fn object_param(
-    value: Option<Value>,
-    name: &'static str,
-) -> Result<Map<String, Value>, ParamError> {
+fn object_param(value: Option<Value>, name: &'static str) -> Result<Map<String, Value>, ParamError> {
     match value {
         None | Some(Value::Null) => Ok(Map::new()),
         Some(Value::Object(map)) => Ok(map),
@@ -258,13 +267,9 @@ fn params_from_query_string(raw: &str) -> Result<GraphqlParams, ParamError> {
             "query" => query = Some(value.into_owned()),
             "operationName" if !value.is_empty() => operation_name = Some(value.into_owned()),
             "variables" | "extensions" => {
-                let name = if key == "variables" {
-                    "variables"
-                } else {
-                    "extensions"
-                };
-                let parsed = serde_json::from_str(&value)
-                    .map_err(|e| (name, format!("`{name}` is not valid JSON: {e}")))?;
+                let name = if key == "variables" { "variables" } else { "extensions" };
+                let parsed =
+                    serde_json::from_str(&value).map_err(|e| (name, format!("`{name}` is not valid JSON: {e}")))?;
                 let map = object_param(Some(parsed), name)?;
                 if name == "variables" {
                     variables = map
@@ -290,12 +295,8 @@ fn selected_operation_type(params: &GraphqlParams) -> Option<OperationType> {
     let document = async_graphql::parser::parse_query(&params.query).ok()?;
     match (&document.operations, &params.operation_name) {
         (DocumentOperations::Single(op), _) => Some(op.node.ty),
-        (DocumentOperations::Multiple(ops), Some(name)) => {
-            ops.get(name.as_str()).map(|op| op.node.ty)
-        }
-        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => {
-            ops.values().next().map(|op| op.node.ty)
-        }
+        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name.as_str()).map(|op| op.node.ty),
+        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => ops.values().next().map(|op| op.node.ty),
         _ => None,
     }
 }
@@ -318,10 +319,7 @@ fn json_response(status: StatusCode, media: MediaType, body: &impl serde::Serial
     (
         status,
         [
-            (
-                header::CONTENT_TYPE,
-                HeaderValue::from_static(media.as_str()),
-            ),
+            (header::CONTENT_TYPE, HeaderValue::from_static(media.as_str())),
             // Answers depend on who asks: never cache them.
             (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
         ],
@@ -346,20 +344,14 @@ mod tests {
         assert_eq!(negotiate(&accept("*/*")), Some(MediaType::Json));
         let both = accept("application/graphql-response+json, application/json;q=0.9");
         assert_eq!(negotiate(&both), Some(MediaType::GraphqlResponseJson));
-        assert_eq!(
-            negotiate(&accept("text/html, application/json")),
-            Some(MediaType::Json)
-        );
+        assert_eq!(negotiate(&accept("text/html, application/json")), Some(MediaType::Json));
         assert_eq!(negotiate(&accept("text/html")), None);
         assert_eq!(negotiate(&accept("application/json;q=0")), None);
     }
 
     #[test]
     fn body_parameters_are_checked_by_name() {
-        assert_eq!(
-            params_from_body(b"{\"query\": 1}").err().unwrap().0,
-            "query"
-        );
+        assert_eq!(params_from_body(b"{\"query\": 1}").err().unwrap().0, "query");
         assert_eq!(
             params_from_body(b"{\"query\": \"{a}\", \"variables\": [1]}")
                 .err()
@@ -368,23 +360,15 @@ mod tests {
             "variables"
         );
         assert_eq!(params_from_body(b"[]").err().unwrap().0, "body");
-        let ok =
-            params_from_body(b"{\"query\": \"{a}\", \"variables\": null, \"operationName\": null}")
-                .unwrap();
+        let ok = params_from_body(b"{\"query\": \"{a}\", \"variables\": null, \"operationName\": null}").unwrap();
         assert_eq!(ok.query, "{a}");
     }
 
     #[test]
     fn mutations_are_recognised_in_get_queries() {
         let params = params_from_query_string("query=mutation%20%7B%20__typename%20%7D").unwrap();
-        assert_eq!(
-            selected_operation_type(&params),
-            Some(OperationType::Mutation)
-        );
-        let params = params_from_query_string(
-            "query=query%20A%7Ba%7D%20mutation%20B%7Bb%7D&operationName=A",
-        )
-        .unwrap();
+        assert_eq!(selected_operation_type(&params), Some(OperationType::Mutation));
+        let params = params_from_query_string("query=query%20A%7Ba%7D%20mutation%20B%7Bb%7D&operationName=A").unwrap();
         assert_eq!(selected_operation_type(&params), Some(OperationType::Query));
     }
 }

@@ -3,6 +3,7 @@
 
 mod graphql;
 mod health;
+mod pages;
 mod web;
 mod ws;
 
@@ -38,7 +39,8 @@ pub fn router(app: AppState, schema: MailwarmSchema) -> Router {
         )
         .route("/graphql/ws", get(ws::graphql_ws))
         .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz));
+        .route("/readyz", get(health::readyz))
+        .route("/verify-email", get(pages::verify_email));
     if http.graphiql {
         router = router.route("/graphiql", get(web::graphiql));
     }

@@ -8,6 +8,7 @@ use axum::extract::{State, WebSocketUpgrade};
 use axum::response::Response;
 
 use super::HttpState;
+use crate::accounts::authenticate;
 
 pub async fn graphql_ws(
     State(state): State<HttpState>,
@@ -15,12 +16,22 @@ pub async fn graphql_ws(
     upgrade: WebSocketUpgrade,
 ) -> Response {
     let schema = state.schema.clone();
-    upgrade
-        .protocols(ALL_WEBSOCKET_PROTOCOLS)
-        .on_upgrade(move |stream| {
-            GraphQLWebSocket::new(stream, schema, protocol)
-                // The connection_init payload is where a client signs in ({"token": "..."}).
-                .on_connection_init(|_payload| async move { Ok(Data::default()) })
-                .serve()
-        })
+    let app = state.app.clone();
+    upgrade.protocols(ALL_WEBSOCKET_PROTOCOLS).on_upgrade(move |stream| {
+        GraphQLWebSocket::new(stream, schema, protocol)
+            // A client signs in with {"token": "..."} in connection_init; a bad token ends
+            // the connection, no token leaves it anonymous.
+            .on_connection_init(move |payload| async move {
+                let mut data = Data::default();
+                if let Some(token) = payload.get("token").and_then(|t| t.as_str()) {
+                    let viewer = authenticate(&app, token)
+                        .await
+                        .map_err(|_| async_graphql::Error::new("sign-in failed"))?
+                        .ok_or_else(|| async_graphql::Error::new("invalid or expired token"))?;
+                    data.insert(viewer);
+                }
+                Ok(data)
+            })
+            .serve()
+    })
 }

@@ -2,6 +2,7 @@
 //! configuration: SMTP (SMTP_URL), an outbox folder of `.eml` files (the default, so a fresh
 //! checkout works with no mail server), or memory (tests).
 
+pub mod queue;
 pub mod smtp;
 
 use std::path::PathBuf;
@@ -78,8 +79,7 @@ impl Mailer {
     pub fn from_config(config: &MailConfig, data_dir: &std::path::Path) -> anyhow::Result<Mailer> {
         match &config.smtp_url {
             Some(url) => {
-                let target =
-                    SmtpTarget::from_url(url).map_err(|e| anyhow::anyhow!("SMTP_URL: {e}"))?;
+                let target = SmtpTarget::from_url(url).map_err(|e| anyhow::anyhow!("SMTP_URL: {e}"))?;
                 let timeouts = SmtpTimeouts {
                     connect: config.smtp_connect_timeout,
                     command: config.smtp_command_timeout,
@@ -93,10 +93,7 @@ impl Mailer {
                 ))))
             }
             None => {
-                let dir = config
-                    .outbox_dir
-                    .clone()
-                    .unwrap_or_else(|| data_dir.join("outbox"));
+                let dir = config.outbox_dir.clone().unwrap_or_else(|| data_dir.join("outbox"));
                 std::fs::create_dir_all(&dir)
                     .with_context(|| format!("OUTBOX_DIR: cannot create {}", dir.display()))?;
                 tracing::info!(dir = %dir.display(), "SMTP_URL is not set: writing mail to the outbox folder");
@@ -159,6 +156,33 @@ pub struct SentMail {
     pub subject: String,
     /// The whole message as it would go on the wire.
     pub raw: String,
+    /// The body with its transfer encoding (quoted-printable, base64) undone.
+    pub text: String,
+}
+
+/// The body of a single-part message, its Content-Transfer-Encoding undone.
+fn decoded_body(raw: &str) -> String {
+    let Some((headers, body)) = raw.split_once("\r\n\r\n") else {
+        return String::new();
+    };
+    let encoding = headers
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Transfer-Encoding: "))
+        .unwrap_or("7bit")
+        .trim()
+        .to_ascii_lowercase();
+    let bytes = match encoding.as_str() {
+        "quoted-printable" => quoted_printable::decode(body, quoted_printable::ParseMode::Robust).unwrap_or_default(),
+        "base64" => {
+            use base64::Engine;
+            let compact: String = body.split_whitespace().collect();
+            base64::engine::general_purpose::STANDARD
+                .decode(compact)
+                .unwrap_or_default()
+        }
+        _ => body.as_bytes().to_vec(),
+    };
+    String::from_utf8_lossy(&bytes).replace("\r\n", "\n")
 }
 
 /// The in-memory transport's mailbox, shared by clones.
@@ -176,16 +200,12 @@ impl MemoryOutbox {
             .find_map(|l| l.strip_prefix("Subject: "))
             .unwrap_or_default()
             .to_owned();
-        let to = message
-            .envelope()
-            .to()
-            .iter()
-            .map(|a| a.to_string())
-            .collect();
+        let to = message.envelope().to().iter().map(|a| a.to_string()).collect();
+        let text = decoded_body(&raw);
         self.mails
             .lock()
             .expect("outbox lock")
-            .push(SentMail { to, subject, raw });
+            .push(SentMail { to, subject, raw, text });
         self.arrived.notify_waiters();
     }
 

@@ -70,30 +70,21 @@ impl SmtpTarget {
     pub fn from_url(url: &Url) -> Result<SmtpTarget, String> {
         let security = match (
             url.scheme(),
-            url.query_pairs()
-                .find(|(k, _)| k == "tls")
-                .map(|(_, v)| v.into_owned()),
+            url.query_pairs().find(|(k, _)| k == "tls").map(|(_, v)| v.into_owned()),
         ) {
             ("smtp", None) => Security::Plain,
             ("smtp", Some(tls)) if tls == "required" => Security::StartTls,
             ("smtp", Some(other)) => {
-                return Err(format!(
-                    "unknown tls={other} (use tls=required for STARTTLS)"
-                ));
+                return Err(format!("unknown tls={other} (use tls=required for STARTTLS)"));
             }
             ("smtps", _) => Security::Implicit,
             (other, _) => return Err(format!("scheme {other}:// is not smtp:// or smtps://")),
         };
         let host = url.host_str().filter(|h| !h.is_empty()).ok_or("no host")?;
-        let host = host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_owned();
-        let port = url.port().unwrap_or(if security == Security::Implicit {
-            465
-        } else {
-            25
-        });
+        let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+        let port = url
+            .port()
+            .unwrap_or(if security == Security::Implicit { 465 } else { 25 });
         let credentials = if url.username().is_empty() {
             None
         } else {
@@ -156,18 +147,9 @@ impl SmtpPool {
 
     /// Hands one message to the server; returns the server's reply to the final dot.
     pub async fn send(&self, envelope: &Envelope, message: &[u8]) -> Result<String, SendError> {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .expect("the semaphore is never closed");
+        let _permit = self.permits.acquire().await.expect("the semaphore is never closed");
         let progress = Progress::default();
-        match timeout(
-            self.timeouts.send,
-            self.exchange(envelope, message, &progress),
-        )
-        .await
-        {
+        match timeout(self.timeouts.send, self.exchange(envelope, message, &progress)).await {
             Ok(result) => result,
             // The whole exchange ran out of time; the connection went with the future.
             Err(_) => Err(progress.failure(
@@ -177,21 +159,12 @@ impl SmtpPool {
         }
     }
 
-    async fn exchange(
-        &self,
-        envelope: &Envelope,
-        message: &[u8],
-        progress: &Progress,
-    ) -> Result<String, SendError> {
+    async fn exchange(&self, envelope: &Envelope, message: &[u8], progress: &Progress) -> Result<String, SendError> {
         let reused = self.idle.lock().expect("pool lock").pop();
         if let Some(conn) = reused {
             match self.transaction(conn, envelope, message, progress).await {
                 // The server closed the idle connection: nothing was sent, try a fresh one.
-                Err(err)
-                    if err.phase == Phase::Mail
-                        && err.kind == FailureKind::Transient
-                        && err.code.is_none() =>
-                {
+                Err(err) if err.phase == Phase::Mail && err.kind == FailureKind::Transient && err.code.is_none() => {
                     tracing::debug!(error = %err, "idle SMTP connection was stale; reconnecting");
                 }
                 other => return other,
@@ -235,8 +208,7 @@ impl SmtpPool {
                 .await?;
         }
         if let Some(credentials) = &self.target.credentials {
-            conn.auth(&[Mechanism::Plain, Mechanism::Login], credentials)
-                .await?;
+            conn.auth(&[Mechanism::Plain, Mechanism::Login], credentials).await?;
         }
         Ok(conn)
     }
@@ -260,15 +232,11 @@ impl SmtpPool {
         }
 
         progress.set(Phase::Mail);
-        self.step(
-            conn.command(Mail::new(envelope.from().cloned(), mail_params)),
-            progress,
-        )
-        .await?;
+        self.step(conn.command(Mail::new(envelope.from().cloned(), mail_params)), progress)
+            .await?;
         progress.set(Phase::Rcpt);
         for to in envelope.to() {
-            self.step(conn.command(Rcpt::new(to.clone(), vec![])), progress)
-                .await?;
+            self.step(conn.command(Rcpt::new(to.clone(), vec![])), progress).await?;
         }
         progress.set(Phase::Data);
         self.step(conn.command(Data), progress).await?;
@@ -292,10 +260,7 @@ impl SmtpPool {
             Ok(Err(err)) => Err(progress.failure(Some(&err), err.to_string())),
             Err(_) => Err(progress.failure(
                 None,
-                format!(
-                    "no reply within SMTP_COMMAND_TIMEOUT ({:?})",
-                    self.timeouts.command
-                ),
+                format!("no reply within SMTP_COMMAND_TIMEOUT ({:?})", self.timeouts.command),
             )),
         }
     }
@@ -352,11 +317,7 @@ impl<'a> Iterator for FinalDotWatch<'a> {
 }
 
 fn reply_text(reply: &Response) -> String {
-    format!(
-        "{} {}",
-        reply.code(),
-        reply.message().collect::<Vec<_>>().join(" ")
-    )
+    format!("{} {}", reply.code(), reply.message().collect::<Vec<_>>().join(" "))
 }
 
 /// Connecting fails either below SMTP (TCP, TLS) or in the SMTP greeting, EHLO or AUTH.
@@ -377,22 +338,16 @@ impl From<lettre::transport::smtp::Error> for ConnectError {
     }
 }
 
-async fn implicit_tls(
-    host: &str,
-    tcp: TcpStream,
-) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+async fn implicit_tls(host: &str, tcp: TcpStream) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
     use tokio_rustls::rustls;
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(std::io::Error::other)?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let name =
-        rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(std::io::Error::other)?;
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(std::io::Error::other)?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(std::io::Error::other)?;
     tokio_rustls::TlsConnector::from(Arc::new(config))
         .connect(name, tcp)
         .await
@@ -418,11 +373,7 @@ impl<S> MeteredStream<S> {
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for MeteredStream<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
         let before = buf.filled().len();
         let result = Pin::new(&mut self.inner).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = result {
@@ -439,11 +390,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for MeteredStream<S> {
 }
 
 impl<S: AsyncWrite + Unpin> AsyncWrite for MeteredStream<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
         let result = Pin::new(&mut self.inner).poll_write(cx, buf);
         if let Poll::Ready(Ok(n)) = result
             && n > 0
@@ -482,9 +429,7 @@ mod tests {
             (t.host.as_str(), t.port, t.security),
             ("relay.local", 25, Security::Plain)
         );
-        let t =
-            SmtpTarget::from_url(&Url::parse("smtp://u%40x:p%2Fw@mx:587?tls=required").unwrap())
-                .unwrap();
+        let t = SmtpTarget::from_url(&Url::parse("smtp://u%40x:p%2Fw@mx:587?tls=required").unwrap()).unwrap();
         assert_eq!((t.port, t.security), (587, Security::StartTls));
         assert!(format!("{t:?}").contains("auth: true") && !format!("{t:?}").contains("p/w"));
         let t = SmtpTarget::from_url(&Url::parse("smtps://mx").unwrap()).unwrap();

@@ -21,6 +21,7 @@ use axum::http::{HeaderMap, Request, StatusCode};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use mailwarm::app::AppState;
 use mailwarm::config::Config;
+use mailwarm::mail::{Mailer, MemoryOutbox};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tower::ServiceExt;
@@ -89,11 +90,7 @@ fn remove_stale_clusters(tmp: &Path) {
 
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// A database of its own for one test, dropped (WITH FORCE) when the test ends.
@@ -143,10 +140,9 @@ impl Drop for TestDb {
                 .unwrap();
             runtime.block_on(async {
                 let mut admin = admin_conn().await;
-                let _ =
-                    diesel::sql_query(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-                        .execute(&mut admin)
-                        .await;
+                let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                    .execute(&mut admin)
+                    .await;
             });
         })
         .join();
@@ -174,12 +170,10 @@ async fn ensure_template() -> String {
                 .unwrap();
             if !database_exists(&mut admin, &name).await {
                 let building = format!("{name}_building");
-                diesel::sql_query(format!(
-                    "DROP DATABASE IF EXISTS \"{building}\" WITH (FORCE)"
-                ))
-                .execute(&mut admin)
-                .await
-                .unwrap();
+                diesel::sql_query(format!("DROP DATABASE IF EXISTS \"{building}\" WITH (FORCE)"))
+                    .execute(&mut admin)
+                    .await
+                    .unwrap();
                 diesel::sql_query(format!("CREATE DATABASE \"{building}\""))
                     .execute(&mut admin)
                     .await
@@ -187,12 +181,10 @@ async fn ensure_template() -> String {
                 mailwarm::db::migrations::run_pending(&url_for(&building))
                     .await
                     .unwrap();
-                diesel::sql_query(format!(
-                    "ALTER DATABASE \"{building}\" RENAME TO \"{name}\""
-                ))
-                .execute(&mut admin)
-                .await
-                .unwrap();
+                diesel::sql_query(format!("ALTER DATABASE \"{building}\" RENAME TO \"{name}\""))
+                    .execute(&mut admin)
+                    .await
+                    .unwrap();
             }
             diesel::sql_query("SELECT pg_advisory_unlock(7428815)")
                 .execute(&mut admin)
@@ -210,12 +202,11 @@ pub async fn database_exists(conn: &mut AsyncPgConnection, name: &str) -> bool {
         #[diesel(sql_type = diesel::sql_types::BigInt)]
         n: i64,
     }
-    let count: Count =
-        diesel::sql_query("SELECT count(*) AS n FROM pg_database WHERE datname = $1")
-            .bind::<diesel::sql_types::Text, _>(name)
-            .get_result(conn)
-            .await
-            .unwrap();
+    let count: Count = diesel::sql_query("SELECT count(*) AS n FROM pg_database WHERE datname = $1")
+        .bind::<diesel::sql_types::Text, _>(name)
+        .get_result(conn)
+        .await
+        .unwrap();
     count.n > 0
 }
 
@@ -225,12 +216,7 @@ fn migrations_hash() -> String {
     files.sort();
     let mut hasher = Sha256::new();
     for file in files {
-        hasher.update(
-            file.strip_prefix(&dir)
-                .unwrap()
-                .to_string_lossy()
-                .as_bytes(),
-        );
+        hasher.update(file.strip_prefix(&dir).unwrap().to_string_lossy().as_bytes());
         hasher.update(std::fs::read(&file).unwrap());
     }
     hex::encode(hasher.finalize())[..16].to_owned()
@@ -249,11 +235,14 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// The app over a database of its own, driven through its real router in-process.
+/// The app over a database of its own, driven through its real router in-process, with
+/// an in-memory mail transport and the account-mail worker running.
 pub struct TestApp {
     pub db: TestDb,
     pub state: AppState,
     pub router: Router,
+    pub outbox: MemoryOutbox,
+    _stop: tokio::sync::watch::Sender<bool>,
 }
 
 /// What a test request got back.
@@ -296,14 +285,75 @@ impl TestApp {
         let mut args = vec!["server", "--database-url", &db.url, "--db-pool-size", "4"];
         args.extend_from_slice(extra);
         let config = Config::from_args(args).expect("test configuration");
-        let pool =
-            mailwarm::db::build_pool(&db.url, config.db.db_pool_size, config.db.db_pool_timeout)
-                .unwrap();
-        let state = AppState::new(config.clone(), pool);
-        let schema =
-            mailwarm::graphql::build_schema(Some(state.clone()), config.http.introspection);
+        let pool = mailwarm::db::build_pool(&db.url, config.db.db_pool_size, config.db.db_pool_timeout).unwrap();
+        let outbox = MemoryOutbox::default();
+        let state = AppState::new(config.clone(), pool, Mailer::Memory(outbox.clone()));
+        let schema = mailwarm::graphql::build_schema(Some(state.clone()), config.http.introspection);
         let router = mailwarm::http::router(state.clone(), schema);
-        TestApp { db, state, router }
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(state.account_mail_worker().run(stop_rx));
+        TestApp {
+            db,
+            state,
+            router,
+            outbox,
+            _stop: stop,
+        }
+    }
+
+    /// POST /graphql with `Authorization: Bearer <token>`.
+    pub async fn graphql_as(&self, token: &str, query: &str, variables: Value) -> Reply {
+        let body = json!({ "query": query, "variables": variables }).to_string();
+        self.send(
+            Request::post("/graphql")
+                .header("content-type", "application/json")
+                .header("accept", "application/graphql-response+json")
+                .header("authorization", format!("Bearer {token}"))
+                .body(Body::from(body))
+                .unwrap(),
+        )
+        .await
+    }
+
+    /// The token of the `?token=` link in the newest mail to `email`.
+    pub async fn mailed_token(&self, email: &str) -> String {
+        let mail = self
+            .outbox
+            .wait_for(email, Duration::from_secs(10))
+            .await
+            .unwrap_or_else(|| panic!("no mail to {email}"));
+        let at = mail
+            .text
+            .find("token=")
+            .unwrap_or_else(|| panic!("no token in {}", mail.text));
+        mail.text[at + 6..]
+            .chars()
+            .take_while(|c| c.is_ascii_hexdigit())
+            .collect()
+    }
+
+    /// Registers, verifies through the mailed link and logs in; returns the session token.
+    pub async fn sign_up(&self, email: &str) -> String {
+        let register =
+            "mutation($e: String!) { register(email: $e, password: \"long enough secret\", fullName: \"Test User\") }";
+        let reply = self.graphql(register, json!({ "e": email })).await;
+        assert_eq!(reply.json()["data"]["register"], true, "{}", reply.json());
+        let token = self.mailed_token(email).await;
+        let verified = self
+            .graphql(
+                "mutation($t: String!) { verifyEmail(token: $t) }",
+                json!({ "t": token }),
+            )
+            .await;
+        assert_eq!(verified.json()["data"]["verifyEmail"], true, "{}", verified.json());
+        self.login(email, "long enough secret").await
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> String {
+        let query = "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { token } }";
+        let reply = self.graphql(query, json!({ "e": email, "p": password })).await;
+        let token = reply.json()["data"]["login"]["token"].as_str().map(str::to_owned);
+        token.unwrap_or_else(|| panic!("login failed: {}", reply.json()))
     }
 
     pub async fn send(&self, request: Request<Body>) -> Reply {
@@ -315,11 +365,7 @@ impl TestApp {
             .unwrap()
             .to_bytes()
             .to_vec();
-        Reply {
-            status,
-            headers,
-            body,
-        }
+        Reply { status, headers, body }
     }
 
     /// POST /graphql as a spec-following client (`application/graphql-response+json`).
@@ -381,10 +427,7 @@ impl ServerProcess {
         let deadline = Instant::now() + within;
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
-                    "server exited ({status}) before it was ready:\n{}",
-                    self.log()
-                );
+                panic!("server exited ({status}) before it was ready:\n{}", self.log());
             }
             if let Ok(response) = client.get(format!("{}/readyz", self.base_url)).send().await
                 && response.status() == 200

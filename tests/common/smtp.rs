@@ -132,11 +132,7 @@ impl TestSmtpServer {
                     b"250 2.1.5 ok\r\n".to_vec()
                 }
             } else if upper == "DATA" {
-                if write
-                    .write_all(b"354 end with <CRLF>.<CRLF>\r\n")
-                    .await
-                    .is_err()
-                {
+                if write.write_all(b"354 end with <CRLF>.<CRLF>\r\n").await.is_err() {
                     return;
                 }
                 let mut data = String::new();
@@ -185,10 +181,7 @@ impl TestSmtpServer {
 
 fn address_in(command: &str) -> String {
     let start = command.find('<').map(|i| i + 1).unwrap_or(0);
-    let end = command[start..]
-        .find('>')
-        .map(|i| start + i)
-        .unwrap_or(command.len());
+    let end = command[start..].find('>').map(|i| start + i).unwrap_or(command.len());
     command[start..end].to_owned()
 }
 
