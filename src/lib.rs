@@ -17,6 +17,8 @@ pub mod graphql;
 pub mod http;
 /// Mail: composing messages; SMTP, outbox folder and in-memory transports.
 pub mod mail;
+/// Mailings and their schedule model.
+pub mod mailings;
 /// Start-up and shutdown of the whole service.
 pub mod server;
 /// Logging set-up (text or JSON lines).

@@ -1,0 +1,3 @@
+//! Mailings: a message to a set of clients on a schedule.
+
+pub mod schedule;
