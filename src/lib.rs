@@ -1,27 +1,35 @@
 //! mailwarm: recurring e-mail mailings behind one GraphQL API, with PostgreSQL as the
 //! only state. A guided tour of the modules, from the edge inwards:
 
-/// Accounts: users, roles, sessions, e-mail tokens.
-pub mod accounts;
-/// `AppState`: pool and config, shared by requests and background tasks.
-pub mod app;
 /// Command-line flags and environment variables: one `Config`.
 pub mod config;
-/// Pool, embedded migrations, table definitions, the embedded PostgreSQL.
-pub mod db;
-/// `AppError`: the one place errors become GraphQL error codes.
-pub mod error;
-/// Schema assembly from the domain parts, with depth and complexity limits.
-pub mod graphql;
-/// The axum router: GraphQL over HTTP and WebSocket, health, static web/ files.
-pub mod http;
-/// Mail: composing messages; SMTP, outbox folder and in-memory transports.
-pub mod mail;
-/// Mailings and their schedule model.
-pub mod mailings;
 /// Start-up and shutdown of the whole service.
 pub mod server;
-/// Logging set-up (text or JSON lines).
-pub mod telemetry;
+/// The axum router: GraphQL over HTTP and WebSocket, health, pages, static web/ files.
+pub mod http;
+/// Schema assembly from the domain parts, with depth, complexity and field limits.
+pub mod graphql;
+/// `AppState`: pool, mailer and config, shared by requests and background tasks.
+pub mod app;
+/// `AppError`: the one place errors become GraphQL error codes.
+pub mod error;
+
+/// Accounts: users, roles, sessions, e-mail tokens.
+pub mod accounts;
+/// Clients: the people a user mails.
+pub mod clients;
+/// Messages: subject and body of what a mailing sends.
+pub mod messages;
+/// Mailings and their schedule model.
+pub mod mailings;
+
+/// Mail: composing messages; SMTP, outbox folder and in-memory transports; the account-mail queue.
+pub mod mail;
+/// Pool, embedded migrations, table definitions, the embedded PostgreSQL.
+pub mod db;
+/// Cursor pagination shared by every list.
+pub mod pagination;
 /// Input checks that name the offending field.
 pub mod validate;
+/// Logging set-up (text or JSON lines).
+pub mod telemetry;

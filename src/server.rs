@@ -8,6 +8,7 @@ use crate::app::AppState;
 use crate::config::Config;
 use crate::db::embedded::{EmbeddedOptions, EmbeddedPostgres};
 use crate::db::{build_pool, migrations};
+use crate::error::AppError;
 use crate::mail::Mailer;
 
 /// The database the embedded PostgreSQL creates for the service.
@@ -77,7 +78,10 @@ pub async fn create_user(
         let state = AppState::new(config.clone(), pool, mailer);
         crate::accounts::flows::create_user(&state, email, full_name, password, role)
             .await
-            .map_err(|e| anyhow::anyhow!("{e}"))
+            .map_err(|e| match e {
+                AppError::BadUserInput { field, message } => anyhow::anyhow!("{field}: {message}"),
+                other => anyhow::anyhow!("{other}"),
+            })
     }
     .await;
     if let Some(postgres) = embedded {

@@ -24,8 +24,11 @@ pub async fn register(state: &AppState, email: &str, password: &str, full_name: 
     conn.transaction::<_, AppError, _>(async |conn| {
         if let Some((owner, _)) = model::find_by_email(conn, &email).await? {
             let body = format!(
-                "Hello {},\n\nsomeone, perhaps you, tried to create a mailwarm account with this address, \
-                 which already has one.\nIf it was you, sign in at {} (you can reset your password there).\n\
+                "Hello {},\n\n\
+                 someone, perhaps you, tried to create a mailwarm account\n\
+                 with this address, which already has one.\n\n\
+                 If it was you, sign in at {}\n\
+                 (you can reset your password there).\n\n\
                  If it was not, you can ignore this mail.\n",
                 owner.full_name,
                 config.http.public_url()
@@ -69,7 +72,7 @@ pub async fn send_verification(
     user: &User,
 ) -> AppResult<()> {
     let config = state.config();
-    let (token, hash) = tokens::new_token();
+    let (token, hash) = tokens::new_link_token();
     model::create_email_token(
         conn,
         user.id,
@@ -81,8 +84,11 @@ pub async fn send_verification(
     let link = config.http.link("verify-email", &[("token", &token)]);
     let hours = config.accounts.verify_token_ttl.as_secs().div_ceil(3600);
     let body = format!(
-        "Hello {},\n\nplease confirm your e-mail address for mailwarm by opening this link \
-         (it works once, for {hours} hours):\n\n{link}\n\nIf you did not sign up for mailwarm, ignore this mail.\n",
+        "Hello {},\n\n\
+         please confirm your e-mail address for mailwarm by opening\n\
+         this link (it works once, for {hours} hours):\n\n\
+         {link}\n\n\
+         If you did not sign up for mailwarm, ignore this mail.\n",
         user.full_name
     );
     queue::enqueue(
@@ -127,7 +133,7 @@ pub async fn login(state: &AppState, email: &str, password: &str) -> AppResult<(
     if user.email_verified_at.is_none() {
         return Err(AppError::EmailNotVerified);
     }
-    let (token, hash) = tokens::new_token();
+    let (token, hash) = tokens::new_session_token();
     let mut conn = state.conn().await?;
     model::create_session(&mut conn, user.id, &hash, state.config().accounts.session_ttl).await?;
     Ok((token, user))

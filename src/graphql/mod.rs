@@ -3,13 +3,18 @@
 
 mod error_codes;
 mod limits;
+mod loaders;
 
 pub use error_codes::{ExecutionStarted, with_code};
+pub use loaders::add_loaders;
 
 use async_graphql::{EmptySubscription, MergedObject, Schema};
 
 use crate::accounts::graphql::{AccountsMutation, AccountsQuery};
 use crate::app::AppState;
+use crate::clients::graphql::{ClientsMutation, ClientsQuery};
+use crate::mailings::graphql::{MailingsMutation, MailingsQuery};
+use crate::messages::graphql::{MessagesMutation, MessagesQuery};
 
 /// Deepest selection nesting a query may have.
 pub const MAX_DEPTH: usize = 12;
@@ -21,10 +26,10 @@ pub const MAX_FIELDS: usize = 1_000;
 pub const MAX_RECURSIVE_DEPTH: usize = 32;
 
 #[derive(MergedObject, Default)]
-pub struct Query(AccountsQuery);
+pub struct Query(AccountsQuery, ClientsQuery, MessagesQuery, MailingsQuery);
 
 #[derive(MergedObject, Default)]
-pub struct Mutation(AccountsMutation);
+pub struct Mutation(AccountsMutation, ClientsMutation, MessagesMutation, MailingsMutation);
 
 pub type MailwarmSchema = Schema<Query, Mutation, EmptySubscription>;
 

@@ -108,9 +108,12 @@ pub async fn graphql_method_not_allowed(method: Method) -> Response {
 
 async fn execute(state: &HttpState, headers: &HeaderMap, params: GraphqlParams, media: MediaType) -> Response {
     let started = ExecutionStarted::default();
-    let mut request = async_graphql::Request::new(params.query)
-        .variables(Variables::from_json(Value::Object(params.variables)))
-        .data(started.clone());
+    let mut data = async_graphql::Data::default();
+    data.insert(started.clone());
+    crate::graphql::add_loaders(&mut data, &state.app);
+    let mut request =
+        async_graphql::Request::new(params.query).variables(Variables::from_json(Value::Object(params.variables)));
+    request.data = data;
     // The signed-in account, if the request carries a valid session token.
     if let Some(token) = bearer_token(headers) {
         match authenticate(&state.app, token).await {

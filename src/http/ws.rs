@@ -23,6 +23,7 @@ pub async fn graphql_ws(
             // the connection, no token leaves it anonymous.
             .on_connection_init(move |payload| async move {
                 let mut data = Data::default();
+                crate::graphql::add_loaders(&mut data, &app);
                 if let Some(token) = payload.get("token").and_then(|t| t.as_str()) {
                     let viewer = authenticate(&app, token)
                         .await

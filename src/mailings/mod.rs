@@ -1,3 +1,5 @@
 //! Mailings: a message to a set of clients on a schedule.
 
+pub mod graphql;
+pub mod model;
 pub mod schedule;

@@ -328,7 +328,7 @@ impl TestApp {
             .unwrap_or_else(|| panic!("no token in {}", mail.text));
         mail.text[at + 6..]
             .chars()
-            .take_while(|c| c.is_ascii_hexdigit())
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
             .collect()
     }
 

@@ -1,0 +1,149 @@
+//! The clients part of the GraphQL API.
+
+use async_graphql::{Context, ID, InputObject, Object};
+use chrono::{DateTime, Utc};
+
+use super::model::{self, ClientFields};
+use crate::accounts::viewer;
+use crate::app::AppState;
+use crate::error::{AppError, AppResult, ResultExt, on_unique_violation};
+use crate::pagination::{Connection, PageArgs};
+use crate::validate;
+
+/// Someone a user mails.
+pub struct Client(pub model::Client);
+
+#[Object]
+impl Client {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+
+    async fn email(&self) -> &str {
+        &self.0.email
+    }
+
+    async fn full_name(&self) -> &str {
+        &self.0.full_name
+    }
+
+    async fn comment(&self) -> &str {
+        &self.0.comment
+    }
+
+    /// Set by the one-click unsubscribe link; such clients get no further mail.
+    async fn unsubscribed_at(&self) -> Option<DateTime<Utc>> {
+        self.0.unsubscribed_at
+    }
+
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+}
+
+#[derive(InputObject)]
+pub struct ClientInput {
+    pub email: String,
+    /// At most 200 characters.
+    pub full_name: String,
+    /// At most 2,000 characters.
+    pub comment: Option<String>,
+}
+
+impl ClientInput {
+    pub fn validate(&self, prefix: &str) -> AppResult<ClientFields> {
+        Ok(ClientFields {
+            email: validate::email(&format!("{prefix}.email"), &self.email)?,
+            full_name: validate::required_text(&format!("{prefix}.fullName"), &self.full_name, 200)?,
+            comment: validate::limited_text(
+                &format!("{prefix}.comment"),
+                self.comment.as_deref().unwrap_or("").trim(),
+                2_000,
+            )?,
+        })
+    }
+}
+
+/// An ID that is not a UUID names nothing: it behaves like a missing object.
+pub fn parse_id(id: &ID) -> Option<uuid::Uuid> {
+    id.parse().ok()
+}
+
+fn conflict_on_email(err: diesel::result::Error) -> AppError {
+    on_unique_violation(
+        err,
+        "clients_owner_email_key",
+        "input.email",
+        "you already have a client with this e-mail address",
+    )
+}
+
+#[derive(Default)]
+pub struct ClientsQuery;
+
+#[Object]
+impl ClientsQuery {
+    /// Your clients, newest first; `search` matches e-mail or name.
+    async fn clients(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        search: Option<String>,
+    ) -> async_graphql::Result<Connection<Client>> {
+        let viewer = viewer(ctx).gql()?;
+        let args = PageArgs::new(first, after.as_deref()).gql()?;
+        let mut conn = AppState::from_ctx(ctx).conn().await.gql()?;
+        let page = model::list(&mut conn, viewer.user_id, search.as_deref(), args)
+            .await
+            .gql()?;
+        Ok(Connection::from_page(page, args, model::Client::cursor, Client))
+    }
+
+    async fn client(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Client>> {
+        let viewer = viewer(ctx).gql()?;
+        let Some(id) = parse_id(&id) else { return Ok(None) };
+        let mut conn = AppState::from_ctx(ctx).conn().await.gql()?;
+        Ok(model::find(&mut conn, viewer.user_id, id).await.gql()?.map(Client))
+    }
+}
+
+#[derive(Default)]
+pub struct ClientsMutation;
+
+#[Object]
+impl ClientsMutation {
+    async fn create_client(&self, ctx: &Context<'_>, input: ClientInput) -> async_graphql::Result<Client> {
+        let viewer = viewer(ctx).gql()?;
+        let fields = input.validate("input").gql()?;
+        let mut conn = AppState::from_ctx(ctx).conn().await.gql()?;
+        let client = model::create(&mut conn, viewer.user_id, &fields)
+            .await
+            .map_err(conflict_on_email)
+            .gql()?;
+        Ok(Client(client))
+    }
+
+    async fn update_client(&self, ctx: &Context<'_>, id: ID, input: ClientInput) -> async_graphql::Result<Client> {
+        let viewer = viewer(ctx).gql()?;
+        let id = parse_id(&id).ok_or(AppError::NotFound).gql()?;
+        let fields = input.validate("input").gql()?;
+        let mut conn = AppState::from_ctx(ctx).conn().await.gql()?;
+        let client = model::update(&mut conn, viewer.user_id, id, &fields)
+            .await
+            .map_err(conflict_on_email)
+            .gql()?;
+        client.map(Client).ok_or(AppError::NotFound).gql()
+    }
+
+    /// Deletes the client from every list; past deliveries to it stay readable.
+    async fn delete_client(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<bool> {
+        let viewer = viewer(ctx).gql()?;
+        let id = parse_id(&id).ok_or(AppError::NotFound).gql()?;
+        let mut conn = AppState::from_ctx(ctx).conn().await.gql()?;
+        if !model::delete(&mut conn, viewer.user_id, id).await.gql()? {
+            return Err(AppError::NotFound).gql();
+        }
+        Ok(true)
+    }
+}

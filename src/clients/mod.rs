@@ -1,0 +1,4 @@
+//! Clients: the people a user mails (e-mail, full name, comment), owned by one user.
+
+pub mod graphql;
+pub mod model;

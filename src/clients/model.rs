@@ -1,0 +1,151 @@
+//! The `clients` table. Every query is scoped to its owner in SQL; deleted clients are
+//! kept (soft delete) so the deliveries that name them stay readable.
+
+use chrono::{DateTime, Utc};
+use diesel::pg::Pg;
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use crate::db::now;
+use crate::db::schema::clients;
+use crate::pagination::{Cursor, Page, PageArgs};
+
+#[derive(Debug, Clone, Queryable, QueryableByName, Selectable)]
+#[diesel(table_name = clients, check_for_backend(Pg))]
+pub struct Client {
+    pub id: Uuid,
+    pub owner_id: Uuid,
+    pub email: String,
+    pub full_name: String,
+    pub comment: String,
+    pub unsubscribed_at: Option<DateTime<Utc>>,
+    pub deleted_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl Client {
+    pub fn cursor(&self) -> Cursor {
+        Cursor {
+            created_at: self.created_at,
+            id: self.id,
+        }
+    }
+}
+
+/// Validated fields of a client.
+#[derive(Debug, Clone, AsChangeset)]
+#[diesel(table_name = clients)]
+pub struct ClientFields {
+    pub email: String,
+    pub full_name: String,
+    pub comment: String,
+}
+
+/// The live clients of `owner`, optionally matching `search` in e-mail or name.
+fn owned(owner: Uuid, search: Option<&str>) -> clients::BoxedQuery<'static, Pg> {
+    let mut query = clients::table
+        .filter(clients::owner_id.eq(owner).and(clients::deleted_at.is_null()))
+        .into_boxed();
+    if let Some(search) = search.map(str::trim).filter(|s| !s.is_empty()) {
+        let pattern = format!(
+            "%{}%",
+            search.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+        );
+        query = query.filter(
+            clients::email
+                .ilike(pattern.clone())
+                .or(clients::full_name.ilike(pattern)),
+        );
+    }
+    query
+}
+
+pub async fn list(
+    conn: &mut AsyncPgConnection,
+    owner: Uuid,
+    search: Option<&str>,
+    args: PageArgs,
+) -> QueryResult<Page<Client>> {
+    let total = owned(owner, search).count().get_result(conn).await?;
+    let rows = crate::keyset_page!(owned(owner, search), clients, args)
+        .select(Client::as_select())
+        .load(conn)
+        .await?;
+    Ok(Page { rows, total })
+}
+
+pub async fn find(conn: &mut AsyncPgConnection, owner: Uuid, id: Uuid) -> QueryResult<Option<Client>> {
+    owned(owner, None)
+        .filter(clients::id.eq(id))
+        .select(Client::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Clients by id whatever their owner or state (for loaders behind an ownership check).
+pub async fn find_by_ids(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> QueryResult<Vec<Client>> {
+    clients::table
+        .filter(clients::id.eq_any(ids))
+        .select(Client::as_select())
+        .load(conn)
+        .await
+}
+
+/// Of `ids`, those that are live clients of `owner`.
+pub async fn owned_ids(conn: &mut AsyncPgConnection, owner: Uuid, ids: &[Uuid]) -> QueryResult<Vec<Uuid>> {
+    owned(owner, None)
+        .filter(clients::id.eq_any(ids))
+        .select(clients::id)
+        .load(conn)
+        .await
+}
+
+pub async fn create(conn: &mut AsyncPgConnection, owner: Uuid, fields: &ClientFields) -> QueryResult<Client> {
+    diesel::insert_into(clients::table)
+        .values((
+            clients::owner_id.eq(owner),
+            clients::email.eq(&fields.email),
+            clients::full_name.eq(&fields.full_name),
+            clients::comment.eq(&fields.comment),
+        ))
+        .returning(Client::as_returning())
+        .get_result(conn)
+        .await
+}
+
+pub async fn update(
+    conn: &mut AsyncPgConnection,
+    owner: Uuid,
+    id: Uuid,
+    fields: &ClientFields,
+) -> QueryResult<Option<Client>> {
+    diesel::update(clients::table)
+        .filter(
+            clients::id
+                .eq(id)
+                .and(clients::owner_id.eq(owner))
+                .and(clients::deleted_at.is_null()),
+        )
+        .set((fields, clients::updated_at.eq(now())))
+        .returning(Client::as_returning())
+        .get_result(conn)
+        .await
+        .optional()
+}
+
+/// Soft delete; returns whether a live client of `owner` was deleted.
+pub async fn delete(conn: &mut AsyncPgConnection, owner: Uuid, id: Uuid) -> QueryResult<bool> {
+    let deleted = diesel::update(clients::table)
+        .filter(
+            clients::id
+                .eq(id)
+                .and(clients::owner_id.eq(owner))
+                .and(clients::deleted_at.is_null()),
+        )
+        .set((clients::deleted_at.eq(now().nullable()), clients::updated_at.eq(now())))
+        .execute(conn)
+        .await?;
+    Ok(deleted == 1)
+}

@@ -1,0 +1,405 @@
+//! The mailings part of the GraphQL API.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use async_graphql::dataloader::{DataLoader, Loader};
+use async_graphql::{Context, Enum, ID, InputObject, Object};
+use chrono::{DateTime, Utc};
+use diesel_async::AsyncConnection;
+use uuid::Uuid;
+
+use super::model::{self, MailingFields, Scope};
+use super::schedule::{Periodicity as SchedulePeriodicity, Schedule};
+use crate::accounts::graphql::{Role, User, UserLoader};
+use crate::accounts::{Viewer, viewer};
+use crate::app::AppState;
+use crate::clients::graphql::{Client, parse_id};
+use crate::clients::model as clients;
+use crate::db::DbPool;
+use crate::error::{AppError, AppResult, ResultExt};
+use crate::messages::graphql::{Message, MessageLoader};
+use crate::messages::model as messages;
+use crate::pagination::{Connection, PageArgs};
+
+/// Most clients one mailing may have.
+pub const MAX_CLIENTS: usize = 10_000;
+
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Periodicity {
+    Once,
+    Daily,
+    Weekly,
+    /// Same day of month as startsAt; clamped to the month's last day.
+    Monthly,
+}
+
+impl From<Periodicity> for SchedulePeriodicity {
+    fn from(p: Periodicity) -> Self {
+        match p {
+            Periodicity::Once => SchedulePeriodicity::Once,
+            Periodicity::Daily => SchedulePeriodicity::Daily,
+            Periodicity::Weekly => SchedulePeriodicity::Weekly,
+            Periodicity::Monthly => SchedulePeriodicity::Monthly,
+        }
+    }
+}
+
+impl From<SchedulePeriodicity> for Periodicity {
+    fn from(p: SchedulePeriodicity) -> Self {
+        match p {
+            SchedulePeriodicity::Once => Periodicity::Once,
+            SchedulePeriodicity::Daily => Periodicity::Daily,
+            SchedulePeriodicity::Weekly => Periodicity::Weekly,
+            SchedulePeriodicity::Monthly => Periodicity::Monthly,
+        }
+    }
+}
+
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+#[graphql(remote = "crate::mailings::model::Status")]
+pub enum MailingStatus {
+    /// First run still in the future.
+    Created,
+    /// Inside its window: sending, or waiting for its next run.
+    Running,
+    /// Window over, last run finished, or completed by hand.
+    Completed,
+}
+
+/// A message to a set of clients on a schedule.
+pub struct Mailing(pub model::Mailing);
+
+#[Object]
+impl Mailing {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+
+    async fn starts_at(&self) -> DateTime<Utc> {
+        self.0.starts_at
+    }
+
+    /// null: no end. Inclusive: a run falling exactly at endsAt is sent.
+    async fn ends_at(&self) -> Option<DateTime<Utc>> {
+        self.0.ends_at
+    }
+
+    async fn periodicity(&self) -> Periodicity {
+        SchedulePeriodicity::from_db(&self.0.periodicity).into()
+    }
+
+    /// IANA name; days, month ends and DST are counted in this zone.
+    async fn time_zone(&self) -> &str {
+        &self.0.time_zone
+    }
+
+    async fn status(&self, ctx: &Context<'_>) -> async_graphql::Result<MailingStatus> {
+        if self.0.completed_at.is_some() {
+            return Ok(MailingStatus::Completed);
+        }
+        let started = ctx
+            .data_unchecked::<DataLoader<StartedLoader>>()
+            .load_one(self.0.id)
+            .await?
+            .unwrap_or(false);
+        Ok(if started {
+            MailingStatus::Running
+        } else {
+            MailingStatus::Created
+        })
+    }
+
+    async fn paused(&self) -> bool {
+        self.0.paused
+    }
+
+    /// The next run not yet started; null when none remains.
+    async fn next_run_at(&self) -> Option<DateTime<Utc>> {
+        self.0.next_run_at
+    }
+
+    async fn message(&self, ctx: &Context<'_>) -> async_graphql::Result<Message> {
+        let message = ctx
+            .data_unchecked::<DataLoader<MessageLoader>>()
+            .load_one(self.0.message_id)
+            .await?;
+        message.map(Message).ok_or(AppError::NotFound).gql()
+    }
+
+    async fn owner(&self, ctx: &Context<'_>) -> async_graphql::Result<User> {
+        let owner = ctx
+            .data_unchecked::<DataLoader<UserLoader>>()
+            .load_one(self.0.owner_id)
+            .await?;
+        owner.map(User).ok_or(AppError::NotFound).gql()
+    }
+
+    /// The mailing's clients now (deleted ones drop out), newest first.
+    async fn clients(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<Connection<Client>> {
+        let args = PageArgs::new(first, after.as_deref()).gql()?;
+        let loader = ctx.data_unchecked::<DataLoader<MailingClientsLoader>>();
+        let page = loader
+            .load_one((self.0.id, args))
+            .await?
+            .unwrap_or(crate::pagination::Page {
+                rows: Vec::new(),
+                total: 0,
+            });
+        Ok(Connection::from_page(page, args, clients::Client::cursor, Client))
+    }
+
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+}
+
+#[derive(InputObject)]
+pub struct MailingInput {
+    pub starts_at: DateTime<Utc>,
+    /// null: no end.
+    pub ends_at: Option<DateTime<Utc>>,
+    pub periodicity: Periodicity,
+    /// IANA name, default "UTC".
+    pub time_zone: Option<String>,
+    pub message_id: ID,
+    /// 1 to 10,000 of your clients.
+    pub client_ids: Vec<ID>,
+}
+
+impl MailingInput {
+    /// Checks the input against the schedule rules and the caller's own messages and
+    /// clients (their rows locked for the transaction). `last_run_at`: the latest run the
+    /// mailing already started, from which the next run is counted.
+    async fn validate(
+        &self,
+        conn: &mut diesel_async::AsyncPgConnection,
+        owner: Uuid,
+        last_run_at: Option<DateTime<Utc>>,
+    ) -> AppResult<(MailingFields, Vec<Uuid>)> {
+        if self.ends_at.is_some_and(|end| end <= self.starts_at) {
+            return Err(AppError::bad_input("input.endsAt", "must be after startsAt"));
+        }
+        let time_zone = self
+            .time_zone
+            .as_deref()
+            .map(str::trim)
+            .filter(|z| !z.is_empty())
+            .unwrap_or("UTC");
+        let tz: chrono_tz::Tz = time_zone.parse().map_err(|_| {
+            AppError::bad_input(
+                "input.timeZone",
+                format!("`{time_zone}` is not an IANA time zone (like Europe/Berlin)"),
+            )
+        })?;
+
+        let message_id =
+            parse_id(&self.message_id).ok_or_else(|| AppError::bad_input("input.messageId", "no such message"))?;
+        if messages::lock(conn, owner, message_id, false).await?.is_none() {
+            return Err(AppError::bad_input("input.messageId", "no such message"));
+        }
+
+        if self.client_ids.is_empty() {
+            return Err(AppError::bad_input("input.clientIds", "choose at least one client"));
+        }
+        if self.client_ids.len() > MAX_CLIENTS {
+            return Err(AppError::bad_input(
+                "input.clientIds",
+                format!("at most {MAX_CLIENTS} clients per mailing"),
+            ));
+        }
+        let mut client_ids = Vec::with_capacity(self.client_ids.len());
+        let mut seen = HashSet::new();
+        for id in &self.client_ids {
+            let parsed = parse_id(id)
+                .ok_or_else(|| AppError::bad_input("input.clientIds", format!("no such client: {}", id.0)))?;
+            if seen.insert(parsed) {
+                client_ids.push(parsed);
+            }
+        }
+        let owned: HashSet<Uuid> = clients::owned_ids(conn, owner, &client_ids)
+            .await?
+            .into_iter()
+            .collect();
+        if let Some(missing) = client_ids.iter().find(|id| !owned.contains(id)) {
+            return Err(AppError::bad_input(
+                "input.clientIds",
+                format!("no such client: {missing}"),
+            ));
+        }
+
+        let schedule = Schedule {
+            starts_at: self.starts_at,
+            ends_at: self.ends_at,
+            periodicity: self.periodicity.into(),
+            time_zone: tz,
+        };
+        let next_run_at = match last_run_at {
+            Some(last) => schedule.next_run_after(last),
+            None => schedule.run(0),
+        };
+        let fields = MailingFields {
+            message_id,
+            starts_at: self.starts_at,
+            ends_at: self.ends_at,
+            periodicity: SchedulePeriodicity::from(self.periodicity).as_db(),
+            time_zone: tz.name().to_owned(),
+            next_run_at,
+        };
+        Ok((fields, client_ids))
+    }
+}
+
+/// Users read their own mailings; managers and admins read everyone's.
+pub fn read_scope(viewer: &Viewer) -> Scope {
+    match viewer.role {
+        Role::User => Scope::Owner(viewer.user_id),
+        Role::Manager | Role::Admin => Scope::Everyone,
+    }
+}
+
+#[derive(Default)]
+pub struct MailingsQuery;
+
+#[Object]
+impl MailingsQuery {
+    /// USER: own mailings; MANAGER and ADMIN: everyone's. Newest first.
+    async fn mailings(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        status: Option<MailingStatus>,
+    ) -> async_graphql::Result<Connection<Mailing>> {
+        let viewer = viewer(ctx).gql()?;
+        let args = PageArgs::new(first, after.as_deref()).gql()?;
+        let mut conn = AppState::from_ctx(ctx).conn().await.gql()?;
+        let page = model::list(&mut conn, read_scope(viewer), status.map(Into::into), args)
+            .await
+            .gql()?;
+        Ok(Connection::from_page(page, args, model::Mailing::cursor, Mailing))
+    }
+
+    async fn mailing(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Mailing>> {
+        let viewer = viewer(ctx).gql()?;
+        let Some(id) = parse_id(&id) else { return Ok(None) };
+        let mut conn = AppState::from_ctx(ctx).conn().await.gql()?;
+        Ok(model::find(&mut conn, read_scope(viewer), id).await.gql()?.map(Mailing))
+    }
+}
+
+#[derive(Default)]
+pub struct MailingsMutation;
+
+#[Object]
+impl MailingsMutation {
+    async fn create_mailing(&self, ctx: &Context<'_>, input: MailingInput) -> async_graphql::Result<Mailing> {
+        let viewer = viewer(ctx).gql()?;
+        let mut conn = AppState::from_ctx(ctx).conn().await.gql()?;
+        let mailing = conn
+            .transaction::<_, AppError, _>(async |conn| {
+                let (fields, client_ids) = input.validate(conn, viewer.user_id, None).await?;
+                Ok(model::create(conn, viewer.user_id, &fields, &client_ids).await?)
+            })
+            .await
+            .gql()?;
+        Ok(Mailing(mailing))
+    }
+
+    /// Replaces the schedule, message and clients; the next run is recomputed. Runs already
+    /// started keep what they started with.
+    async fn update_mailing(&self, ctx: &Context<'_>, id: ID, input: MailingInput) -> async_graphql::Result<Mailing> {
+        let viewer = viewer(ctx).gql()?;
+        let id = parse_id(&id).ok_or(AppError::NotFound).gql()?;
+        let mut conn = AppState::from_ctx(ctx).conn().await.gql()?;
+        let mailing = conn
+            .transaction::<_, AppError, _>(async |conn| {
+                let existing = visible_for_write(conn, viewer, id).await?;
+                let last_run = model::last_run_at(conn, existing.id).await?;
+                let (mut fields, client_ids) = input.validate(conn, existing.owner_id, last_run).await?;
+                if existing.completed_at.is_some() {
+                    fields.next_run_at = None;
+                }
+                model::update(conn, existing.owner_id, id, &fields, &client_ids)
+                    .await?
+                    .ok_or(AppError::NotFound)
+            })
+            .await
+            .gql()?;
+        Ok(Mailing(mailing))
+    }
+
+    /// Deletes the mailing from every list; what it sent stays in the log.
+    async fn delete_mailing(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<bool> {
+        let viewer = viewer(ctx).gql()?;
+        let id = parse_id(&id).ok_or(AppError::NotFound).gql()?;
+        let mut conn = AppState::from_ctx(ctx).conn().await.gql()?;
+        let existing = visible_for_write(&mut conn, viewer, id).await.gql()?;
+        model::delete(&mut conn, existing.owner_id, id).await.gql()?;
+        Ok(true)
+    }
+}
+
+/// The mailing a viewer may change: their own. A manager or admin sees others' mailings
+/// but may not edit them (FORBIDDEN); a mailing the viewer cannot see is NOT_FOUND.
+async fn visible_for_write(
+    conn: &mut diesel_async::AsyncPgConnection,
+    viewer: &Viewer,
+    id: Uuid,
+) -> AppResult<model::Mailing> {
+    let mailing = model::find(conn, read_scope(viewer), id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    if mailing.owner_id != viewer.user_id {
+        return Err(AppError::Forbidden);
+    }
+    Ok(mailing)
+}
+
+/// Whether each mailing has started a run (for `status`), batched per request.
+pub struct StartedLoader(pub DbPool);
+
+impl Loader<Uuid> for StartedLoader {
+    type Value = bool;
+    type Error = Arc<AppError>;
+
+    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, bool>, Self::Error> {
+        let mut conn = self.0.get().await.map_err(|e| Arc::new(e.into()))?;
+        let started: HashSet<Uuid> = model::started(&mut conn, keys)
+            .await
+            .map_err(|e| Arc::new(e.into()))?
+            .into_iter()
+            .collect();
+        Ok(keys.iter().map(|k| (*k, started.contains(k))).collect())
+    }
+}
+
+/// `Mailing.clients` pages, batched per request: one pair of queries for every mailing of
+/// a list that asks for the same page.
+pub struct MailingClientsLoader(pub DbPool);
+
+impl Loader<(Uuid, PageArgs)> for MailingClientsLoader {
+    type Value = crate::pagination::Page<clients::Client>;
+    type Error = Arc<AppError>;
+
+    async fn load(&self, keys: &[(Uuid, PageArgs)]) -> Result<HashMap<(Uuid, PageArgs), Self::Value>, Self::Error> {
+        let mut by_args: HashMap<PageArgs, Vec<Uuid>> = HashMap::new();
+        for (mailing, args) in keys {
+            by_args.entry(*args).or_default().push(*mailing);
+        }
+        let mut conn = self.0.get().await.map_err(|e| Arc::new(e.into()))?;
+        let mut result = HashMap::new();
+        for (args, mailings) in by_args {
+            let pages = model::clients_pages(&mut conn, &mailings, args)
+                .await
+                .map_err(|e| Arc::new(e.into()))?;
+            result.extend(pages.into_iter().map(|(mailing, page)| ((mailing, args), page)));
+        }
+        Ok(result)
+    }
+}

@@ -1,0 +1,310 @@
+//! The `mailings` and `mailing_clients` tables. Reads are scoped in SQL: a user sees their
+//! own mailings, managers and admins everyone's; writes are always the owner's.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use diesel::pg::Pg;
+use diesel::prelude::*;
+use diesel::sql_types::{Array, BigInt, Nullable, Timestamptz, Uuid as SqlUuid};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use super::schedule::{Periodicity, Schedule};
+use crate::clients::model::Client;
+use crate::db::now;
+use crate::db::schema::{mailing_clients, mailings, runs};
+use crate::pagination::{Cursor, Page, PageArgs};
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = mailings, check_for_backend(Pg))]
+pub struct Mailing {
+    pub id: Uuid,
+    pub owner_id: Uuid,
+    pub message_id: Uuid,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: Option<DateTime<Utc>>,
+    pub periodicity: String,
+    pub time_zone: String,
+    pub paused: bool,
+    pub next_run_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl Mailing {
+    pub fn cursor(&self) -> Cursor {
+        Cursor {
+            created_at: self.created_at,
+            id: self.id,
+        }
+    }
+
+    pub fn schedule(&self) -> Schedule {
+        Schedule {
+            starts_at: self.starts_at,
+            ends_at: self.ends_at,
+            periodicity: Periodicity::from_db(&self.periodicity),
+            time_zone: self.time_zone.parse().unwrap_or(chrono_tz::UTC),
+        }
+    }
+}
+
+/// Where a mailing stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// First run still in the future.
+    Created,
+    /// Inside its window: sending, or waiting for its next run.
+    Running,
+    /// Window over and last run finished, or completed by hand.
+    Completed,
+}
+
+/// Whose mailings a reader sees.
+#[derive(Debug, Clone, Copy)]
+pub enum Scope {
+    Owner(Uuid),
+    Everyone,
+}
+
+/// Validated fields of a mailing, with the next run computed from its schedule.
+#[derive(Debug, Clone, AsChangeset, Insertable)]
+#[diesel(table_name = mailings, treat_none_as_null = true)]
+pub struct MailingFields {
+    pub message_id: Uuid,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: Option<DateTime<Utc>>,
+    pub periodicity: &'static str,
+    pub time_zone: String,
+    pub next_run_at: Option<DateTime<Utc>>,
+}
+
+fn visible(scope: Scope, status: Option<Status>) -> mailings::BoxedQuery<'static, Pg> {
+    let mut query = mailings::table.filter(mailings::deleted_at.is_null()).into_boxed();
+    if let Scope::Owner(owner) = scope {
+        query = query.filter(mailings::owner_id.eq(owner));
+    }
+    let started = diesel::dsl::exists(runs::table.filter(runs::mailing_id.eq(mailings::id)));
+    match status {
+        None => query,
+        Some(Status::Completed) => query.filter(mailings::completed_at.is_not_null()),
+        Some(Status::Running) => query.filter(mailings::completed_at.is_null().and(started)),
+        Some(Status::Created) => query.filter(mailings::completed_at.is_null().and(diesel::dsl::not(started))),
+    }
+}
+
+pub async fn list(
+    conn: &mut AsyncPgConnection,
+    scope: Scope,
+    status: Option<Status>,
+    args: PageArgs,
+) -> QueryResult<Page<Mailing>> {
+    let total = visible(scope, status).count().get_result(conn).await?;
+    let rows = crate::keyset_page!(visible(scope, status), mailings, args)
+        .select(Mailing::as_select())
+        .load(conn)
+        .await?;
+    Ok(Page { rows, total })
+}
+
+pub async fn find(conn: &mut AsyncPgConnection, scope: Scope, id: Uuid) -> QueryResult<Option<Mailing>> {
+    visible(scope, None)
+        .filter(mailings::id.eq(id))
+        .select(Mailing::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Mailings by id whatever their state (for loaders behind an ownership check).
+pub async fn find_by_ids(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> QueryResult<Vec<Mailing>> {
+    mailings::table
+        .filter(mailings::id.eq_any(ids))
+        .select(Mailing::as_select())
+        .load(conn)
+        .await
+}
+
+pub async fn create(
+    conn: &mut AsyncPgConnection,
+    owner: Uuid,
+    fields: &MailingFields,
+    client_ids: &[Uuid],
+) -> QueryResult<Mailing> {
+    let mailing: Mailing = diesel::insert_into(mailings::table)
+        .values((mailings::owner_id.eq(owner), fields))
+        .returning(Mailing::as_returning())
+        .get_result(conn)
+        .await?;
+    set_clients(conn, mailing.id, client_ids).await?;
+    Ok(mailing)
+}
+
+/// Updates a live mailing of `owner`; None when there is none with this id.
+pub async fn update(
+    conn: &mut AsyncPgConnection,
+    owner: Uuid,
+    id: Uuid,
+    fields: &MailingFields,
+    client_ids: &[Uuid],
+) -> QueryResult<Option<Mailing>> {
+    let updated: Option<Mailing> = diesel::update(mailings::table)
+        .filter(
+            mailings::id
+                .eq(id)
+                .and(mailings::owner_id.eq(owner))
+                .and(mailings::deleted_at.is_null()),
+        )
+        .set((fields, mailings::updated_at.eq(now())))
+        .returning(Mailing::as_returning())
+        .get_result(conn)
+        .await
+        .optional()?;
+    if updated.is_some() {
+        set_clients(conn, id, client_ids).await?;
+    }
+    Ok(updated)
+}
+
+/// Makes the mailing's clients exactly `client_ids`.
+async fn set_clients(conn: &mut AsyncPgConnection, mailing_id: Uuid, client_ids: &[Uuid]) -> QueryResult<()> {
+    diesel::delete(
+        mailing_clients::table.filter(
+            mailing_clients::mailing_id
+                .eq(mailing_id)
+                .and(mailing_clients::client_id.ne_all(client_ids)),
+        ),
+    )
+    .execute(conn)
+    .await?;
+    let rows: Vec<_> = client_ids
+        .iter()
+        .map(|c| {
+            (
+                mailing_clients::mailing_id.eq(mailing_id),
+                mailing_clients::client_id.eq(*c),
+            )
+        })
+        .collect();
+    // 10,000 clients are 20,000 bind parameters, under PostgreSQL's 65,535.
+    diesel::insert_into(mailing_clients::table)
+        .values(&rows)
+        .on_conflict_do_nothing()
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Soft delete; the log of what was sent stays.
+pub async fn delete(conn: &mut AsyncPgConnection, owner: Uuid, id: Uuid) -> QueryResult<bool> {
+    let deleted = diesel::update(mailings::table)
+        .filter(
+            mailings::id
+                .eq(id)
+                .and(mailings::owner_id.eq(owner))
+                .and(mailings::deleted_at.is_null()),
+        )
+        .set((
+            mailings::deleted_at.eq(now().nullable()),
+            mailings::next_run_at.eq(None::<DateTime<Utc>>),
+            mailings::updated_at.eq(now()),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(deleted == 1)
+}
+
+/// The time of the latest run started, if any.
+pub async fn last_run_at(conn: &mut AsyncPgConnection, mailing_id: Uuid) -> QueryResult<Option<DateTime<Utc>>> {
+    runs::table
+        .filter(runs::mailing_id.eq(mailing_id))
+        .select(diesel::dsl::max(runs::run_at))
+        .first(conn)
+        .await
+}
+
+/// Of `ids`, the mailings that have started a run.
+pub async fn started(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> QueryResult<Vec<Uuid>> {
+    runs::table
+        .filter(runs::mailing_id.eq_any(ids))
+        .select(runs::mailing_id)
+        .distinct()
+        .load(conn)
+        .await
+}
+
+#[derive(QueryableByName)]
+struct MailingClientRow {
+    #[diesel(sql_type = SqlUuid)]
+    mailing_id: Uuid,
+    #[diesel(embed)]
+    client: Client,
+}
+
+#[derive(QueryableByName)]
+struct MailingCount {
+    #[diesel(sql_type = SqlUuid)]
+    mailing_id: Uuid,
+    #[diesel(sql_type = BigInt)]
+    count: i64,
+}
+
+/// One page of live clients for each of several mailings, in two queries whatever their number.
+pub async fn clients_pages(
+    conn: &mut AsyncPgConnection,
+    mailing_ids: &[Uuid],
+    args: PageArgs,
+) -> QueryResult<HashMap<Uuid, Page<Client>>> {
+    let rows: Vec<MailingClientRow> = diesel::sql_query(
+        "SELECT mailing_id, id, owner_id, email, full_name, comment, unsubscribed_at, deleted_at, created_at FROM ( \
+             SELECT mc.mailing_id, c.*, row_number() OVER ( \
+                 PARTITION BY mc.mailing_id ORDER BY c.created_at DESC, c.id DESC) AS rn \
+             FROM mailing_clients mc JOIN clients c ON c.id = mc.client_id \
+             WHERE mc.mailing_id = ANY($1) AND c.deleted_at IS NULL \
+               AND ($2::timestamptz IS NULL OR (c.created_at, c.id) < ($2, $3)) \
+         ) page WHERE rn <= $4 ORDER BY mailing_id, created_at DESC, id DESC",
+    )
+    .bind::<Array<SqlUuid>, _>(mailing_ids)
+    .bind::<Nullable<Timestamptz>, _>(args.after.map(|c| c.created_at))
+    .bind::<Nullable<SqlUuid>, _>(args.after.map(|c| c.id))
+    .bind::<BigInt, _>(args.limit())
+    .load(conn)
+    .await?;
+    let counts: Vec<MailingCount> = diesel::sql_query(
+        "SELECT mc.mailing_id, count(*) AS count FROM mailing_clients mc JOIN clients c ON c.id = mc.client_id \
+         WHERE mc.mailing_id = ANY($1) AND c.deleted_at IS NULL GROUP BY mc.mailing_id",
+    )
+    .bind::<Array<SqlUuid>, _>(mailing_ids)
+    .load(conn)
+    .await?;
+
+    let mut pages: HashMap<Uuid, Page<Client>> = mailing_ids
+        .iter()
+        .map(|id| {
+            (
+                *id,
+                Page {
+                    rows: Vec::new(),
+                    total: 0,
+                },
+            )
+        })
+        .collect();
+    for row in rows {
+        pages
+            .entry(row.mailing_id)
+            .or_insert_with(|| Page {
+                rows: Vec::new(),
+                total: 0,
+            })
+            .rows
+            .push(row.client);
+    }
+    for count in counts {
+        if let Some(page) = pages.get_mut(&count.mailing_id) {
+            page.total = count.count;
+        }
+    }
+    Ok(pages)
+}

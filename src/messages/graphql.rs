@@ -1,0 +1,162 @@
+//! The messages part of the GraphQL API.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_graphql::dataloader::Loader;
+use async_graphql::{Context, ID, InputObject, Object};
+use chrono::{DateTime, Utc};
+use diesel_async::AsyncConnection;
+use uuid::Uuid;
+
+use super::model::{self, MessageFields};
+use crate::accounts::viewer;
+use crate::app::AppState;
+use crate::clients::graphql::parse_id;
+use crate::db::DbPool;
+use crate::error::{AppError, AppResult, ResultExt};
+use crate::pagination::{Connection, PageArgs};
+use crate::validate;
+
+/// What a mailing sends. The body is plain text; `{{full_name}}`, `{{email}}` and
+/// `{{unsubscribe_url}}` are replaced per recipient.
+pub struct Message(pub model::Message);
+
+#[Object]
+impl Message {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+
+    async fn subject(&self) -> &str {
+        &self.0.subject
+    }
+
+    async fn body(&self) -> &str {
+        &self.0.body
+    }
+
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+}
+
+#[derive(InputObject)]
+pub struct MessageInput {
+    /// At most 998 characters (the longest line a mail header may have).
+    pub subject: String,
+    /// Plain text, at most 1 MiB.
+    pub body: String,
+}
+
+impl MessageInput {
+    fn validate(&self) -> AppResult<MessageFields> {
+        let subject = validate::required_text("input.subject", &self.subject, 998)?;
+        if subject.contains(['\r', '\n']) {
+            return Err(AppError::bad_input("input.subject", "must be a single line"));
+        }
+        if self.body.trim().is_empty() {
+            return Err(AppError::bad_input("input.body", "must not be empty"));
+        }
+        if self.body.len() > 1024 * 1024 {
+            return Err(AppError::bad_input("input.body", "is larger than 1 MiB"));
+        }
+        Ok(MessageFields {
+            subject,
+            body: self.body.clone(),
+        })
+    }
+}
+
+/// Batches `Mailing.message` look-ups into one query per request.
+pub struct MessageLoader(pub DbPool);
+
+impl Loader<Uuid> for MessageLoader {
+    type Value = model::Message;
+    type Error = Arc<AppError>;
+
+    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, model::Message>, Self::Error> {
+        let mut conn = self.0.get().await.map_err(|e| Arc::new(e.into()))?;
+        let rows = model::find_by_ids(&mut conn, keys)
+            .await
+            .map_err(|e| Arc::new(e.into()))?;
+        Ok(rows.into_iter().map(|m| (m.id, m)).collect())
+    }
+}
+
+#[derive(Default)]
+pub struct MessagesQuery;
+
+#[Object]
+impl MessagesQuery {
+    /// Your messages, newest first.
+    async fn messages(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<Connection<Message>> {
+        let viewer = viewer(ctx).gql()?;
+        let args = PageArgs::new(first, after.as_deref()).gql()?;
+        let mut conn = AppState::from_ctx(ctx).conn().await.gql()?;
+        let page = model::list(&mut conn, viewer.user_id, args).await.gql()?;
+        Ok(Connection::from_page(page, args, model::Message::cursor, Message))
+    }
+
+    async fn message(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Message>> {
+        let viewer = viewer(ctx).gql()?;
+        let Some(id) = parse_id(&id) else { return Ok(None) };
+        let mut conn = AppState::from_ctx(ctx).conn().await.gql()?;
+        Ok(model::find(&mut conn, viewer.user_id, id).await.gql()?.map(Message))
+    }
+}
+
+#[derive(Default)]
+pub struct MessagesMutation;
+
+#[Object]
+impl MessagesMutation {
+    async fn create_message(&self, ctx: &Context<'_>, input: MessageInput) -> async_graphql::Result<Message> {
+        let viewer = viewer(ctx).gql()?;
+        let fields = input.validate().gql()?;
+        let mut conn = AppState::from_ctx(ctx).conn().await.gql()?;
+        Ok(Message(model::create(&mut conn, viewer.user_id, &fields).await.gql()?))
+    }
+
+    /// Later runs send the new text; runs already started keep what they started with.
+    async fn update_message(&self, ctx: &Context<'_>, id: ID, input: MessageInput) -> async_graphql::Result<Message> {
+        let viewer = viewer(ctx).gql()?;
+        let id = parse_id(&id).ok_or(AppError::NotFound).gql()?;
+        let fields = input.validate().gql()?;
+        let mut conn = AppState::from_ctx(ctx).conn().await.gql()?;
+        model::update(&mut conn, viewer.user_id, id, &fields)
+            .await
+            .gql()?
+            .map(Message)
+            .ok_or(AppError::NotFound)
+            .gql()
+    }
+
+    /// CONFLICT while a mailing that is not deleted uses it.
+    async fn delete_message(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<bool> {
+        let viewer = viewer(ctx).gql()?;
+        let id = parse_id(&id).ok_or(AppError::NotFound).gql()?;
+        let mut conn = AppState::from_ctx(ctx).conn().await.gql()?;
+        conn.transaction::<_, AppError, _>(async |conn| {
+            if model::lock(conn, viewer.user_id, id, true).await?.is_none() {
+                return Err(AppError::NotFound);
+            }
+            if model::in_use(conn, id).await? {
+                return Err(AppError::conflict(
+                    Some("id"),
+                    "a mailing uses this message; delete the mailing first",
+                ));
+            }
+            model::delete(conn, viewer.user_id, id).await?;
+            Ok(())
+        })
+        .await
+        .gql()?;
+        Ok(true)
+    }
+}

@@ -1,0 +1,4 @@
+//! Messages: what a mailing sends (subject and body), owned by one user.
+
+pub mod graphql;
+pub mod model;

@@ -1,0 +1,146 @@
+//! The `messages` table, scoped to its owner in every query; soft-deleted.
+
+use chrono::{DateTime, Utc};
+use diesel::pg::Pg;
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use crate::db::now;
+use crate::db::schema::{mailings, messages};
+use crate::pagination::{Cursor, Page, PageArgs};
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = messages, check_for_backend(Pg))]
+pub struct Message {
+    pub id: Uuid,
+    pub owner_id: Uuid,
+    pub subject: String,
+    pub body: String,
+    pub created_at: DateTime<Utc>,
+}
+
+impl Message {
+    pub fn cursor(&self) -> Cursor {
+        Cursor {
+            created_at: self.created_at,
+            id: self.id,
+        }
+    }
+}
+
+#[derive(Debug, Clone, AsChangeset)]
+#[diesel(table_name = messages)]
+pub struct MessageFields {
+    pub subject: String,
+    pub body: String,
+}
+
+fn owned(owner: Uuid) -> messages::BoxedQuery<'static, Pg> {
+    messages::table
+        .filter(messages::owner_id.eq(owner).and(messages::deleted_at.is_null()))
+        .into_boxed()
+}
+
+pub async fn list(conn: &mut AsyncPgConnection, owner: Uuid, args: PageArgs) -> QueryResult<Page<Message>> {
+    let total = owned(owner).count().get_result(conn).await?;
+    let rows = crate::keyset_page!(owned(owner), messages, args)
+        .select(Message::as_select())
+        .load(conn)
+        .await?;
+    Ok(Page { rows, total })
+}
+
+pub async fn find(conn: &mut AsyncPgConnection, owner: Uuid, id: Uuid) -> QueryResult<Option<Message>> {
+    owned(owner)
+        .filter(messages::id.eq(id))
+        .select(Message::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// A live message of `owner`, its row locked until the transaction ends: FOR UPDATE to
+/// delete it, FOR SHARE to start using it in a mailing (so the two cannot cross).
+pub async fn lock(conn: &mut AsyncPgConnection, owner: Uuid, id: Uuid, exclusive: bool) -> QueryResult<Option<Uuid>> {
+    let query = messages::table
+        .filter(
+            messages::id
+                .eq(id)
+                .and(messages::owner_id.eq(owner))
+                .and(messages::deleted_at.is_null()),
+        )
+        .select(messages::id);
+    if exclusive {
+        query.for_update().first(conn).await.optional()
+    } else {
+        query.for_share().first(conn).await.optional()
+    }
+}
+
+/// Messages by id whatever their owner or state (for loaders behind an ownership check).
+pub async fn find_by_ids(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> QueryResult<Vec<Message>> {
+    messages::table
+        .filter(messages::id.eq_any(ids))
+        .select(Message::as_select())
+        .load(conn)
+        .await
+}
+
+pub async fn create(conn: &mut AsyncPgConnection, owner: Uuid, fields: &MessageFields) -> QueryResult<Message> {
+    diesel::insert_into(messages::table)
+        .values((
+            messages::owner_id.eq(owner),
+            messages::subject.eq(&fields.subject),
+            messages::body.eq(&fields.body),
+        ))
+        .returning(Message::as_returning())
+        .get_result(conn)
+        .await
+}
+
+pub async fn update(
+    conn: &mut AsyncPgConnection,
+    owner: Uuid,
+    id: Uuid,
+    fields: &MessageFields,
+) -> QueryResult<Option<Message>> {
+    diesel::update(messages::table)
+        .filter(
+            messages::id
+                .eq(id)
+                .and(messages::owner_id.eq(owner))
+                .and(messages::deleted_at.is_null()),
+        )
+        .set((fields, messages::updated_at.eq(now())))
+        .returning(Message::as_returning())
+        .get_result(conn)
+        .await
+        .optional()
+}
+
+/// Whether a mailing that is not deleted uses the message.
+pub async fn in_use(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(
+        mailings::table.filter(mailings::message_id.eq(id).and(mailings::deleted_at.is_null())),
+    ))
+    .get_result(conn)
+    .await
+}
+
+pub async fn delete(conn: &mut AsyncPgConnection, owner: Uuid, id: Uuid) -> QueryResult<bool> {
+    let deleted = diesel::update(messages::table)
+        .filter(
+            messages::id
+                .eq(id)
+                .and(messages::owner_id.eq(owner))
+                .and(messages::deleted_at.is_null()),
+        )
+        .set((
+            messages::deleted_at.eq(now().nullable()),
+            messages::updated_at.eq(now()),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(deleted == 1)
+}

@@ -1,0 +1,72 @@
+//! graphql/examples/ is a worked session (the README walks through it): every file runs
+//! here, in order, as written, against the real router.
+
+mod common;
+
+use common::TestApp;
+use serde_json::{Value, json};
+
+fn example(name: &str) -> String {
+    std::fs::read_to_string(format!("{}/graphql/examples/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+}
+
+fn data(reply: &common::Reply) -> Value {
+    let body = reply.json();
+    assert!(body.get("errors").is_none(), "{body}");
+    body["data"].clone()
+}
+
+#[tokio::test]
+async fn the_worked_session_runs_as_written() {
+    let app = TestApp::new().await;
+    let mut files: Vec<String> = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/graphql/examples"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 7, "a new example needs a step here: {files:?}");
+
+    assert_eq!(
+        data(&app.graphql(&example("01-register.graphql"), json!({})).await)["register"],
+        true
+    );
+    let token = app.mailed_token("ann@example.com").await;
+    let verified = app
+        .graphql(&example("02-verify-email.graphql"), json!({ "token": token }))
+        .await;
+    assert_eq!(data(&verified)["verifyEmail"], true);
+    let login = data(&app.graphql(&example("03-login.graphql"), json!({})).await);
+    let session = login["login"]["token"].as_str().unwrap().to_owned();
+    assert_eq!(login["login"]["user"]["role"], "USER");
+
+    let client = data(
+        &app.graphql_as(&session, &example("04-create-client.graphql"), json!({}))
+            .await,
+    );
+    let message = data(
+        &app.graphql_as(&session, &example("05-create-message.graphql"), json!({}))
+            .await,
+    );
+    let mailing = data(
+        &app.graphql_as(
+            &session,
+            &example("06-create-mailing.graphql"),
+            json!({ "messageId": message["createMessage"]["id"], "clientIds": [client["createClient"]["id"]] }),
+        )
+        .await,
+    );
+    assert_eq!(mailing["createMailing"]["status"], "CREATED");
+    assert_eq!(mailing["createMailing"]["nextRunAt"], "2030-01-31T08:00:00+00:00");
+
+    let overview = data(
+        &app.graphql_as(&session, &example("07-overview.graphql"), json!({}))
+            .await,
+    );
+    assert_eq!(overview["me"]["email"], "ann@example.com");
+    assert_eq!(overview["clients"]["totalCount"], 1);
+    assert_eq!(overview["messages"]["nodes"][0]["subject"], "News from Ann's bakery");
+    let listed = &overview["mailings"]["nodes"][0];
+    assert_eq!(listed["periodicity"], "MONTHLY");
+    assert_eq!(listed["timeZone"], "Europe/Berlin");
+    assert_eq!(listed["clients"]["nodes"][0]["email"], "bob@example.com");
+}

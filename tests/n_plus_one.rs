@@ -1,0 +1,73 @@
+//! Nested fields of a list (`Mailing.message`, `owner`, `clients`, `status`) go through
+//! DataLoaders: one request for many mailings runs a fixed number of SQL statements.
+//! A binary of its own, because it counts every statement of the process.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use common::TestApp;
+use diesel::connection::{Instrumentation, InstrumentationEvent};
+use serde_json::json;
+
+static STATEMENTS: AtomicUsize = AtomicUsize::new(0);
+
+struct CountStatements;
+
+impl Instrumentation for CountStatements {
+    fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
+        if let InstrumentationEvent::StartQuery { .. } = event {
+            STATEMENTS.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+async fn statements_for(app: &TestApp, token: &str, query: &str) -> usize {
+    let before = STATEMENTS.load(Ordering::SeqCst);
+    let reply = app.graphql_as(token, query, json!({})).await;
+    assert!(reply.json().get("errors").is_none(), "{}", reply.json());
+    STATEMENTS.load(Ordering::SeqCst) - before
+}
+
+#[tokio::test]
+async fn a_list_of_mailings_with_nested_fields_takes_a_fixed_number_of_statements() {
+    diesel::connection::set_default_instrumentation(|| Some(Box::new(CountStatements))).unwrap();
+    let app = TestApp::new().await;
+    let token = app.sign_up("owner@example.com").await;
+    let message = app
+        .graphql_as(
+            &token,
+            "mutation { createMessage(input: { subject: \"S\", body: \"B\" }) { id } }",
+            json!({}),
+        )
+        .await
+        .json()["data"]["createMessage"]["id"]
+        .clone();
+    let client = app
+        .graphql_as(
+            &token,
+            "mutation { createClient(input: { email: \"c@example.com\", fullName: \"C\" }) { id } }",
+            json!({}),
+        )
+        .await
+        .json()["data"]["createClient"]["id"]
+        .clone();
+    let create = "mutation($i: MailingInput!) { createMailing(input: $i) { id } }";
+    let input = json!({ "startsAt": "2030-01-01T00:00:00Z", "periodicity": "DAILY", "messageId": message, "clientIds": [client] });
+
+    let query = "{ mailings(first: 100) { nodes { status message { subject } owner { email } clients { totalCount nodes { email } } } } }";
+    app.graphql_as(&token, create, json!({ "i": input })).await;
+    statements_for(&app, &token, query).await; // warm the pool: new connections run set-up statements
+    let one = statements_for(&app, &token, query).await;
+    for _ in 0..19 {
+        app.graphql_as(&token, create, json!({ "i": input })).await;
+    }
+    let twenty = statements_for(&app, &token, query).await;
+    eprintln!("statements for a list of 1 mailing: {one}, of 20 mailings: {twenty}");
+    assert!(one > 3, "the counter counts nothing ({one})");
+    // One statement per nested field would add 4 × 19 here; a cold pool connection adds 1-2.
+    assert!(
+        twenty <= one + 3,
+        "more mailings must not mean more statements ({one} → {twenty})"
+    );
+}
