@@ -10,7 +10,9 @@ use crate::accounts::password::Passwords;
 use crate::config::Config;
 use crate::db::{DbPool, PooledConn};
 use crate::error::AppResult;
+use crate::events::EventHub;
 use crate::mail::Mailer;
+use crate::metrics::Metrics;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -26,6 +28,13 @@ struct Inner {
     instance_id: Uuid,
     /// Wakes this instance's account-mail worker when a request queues a mail.
     account_mail_queued: Arc<Notify>,
+    /// Wakes this instance's dispatcher (new work, from here or, via NOTIFY, elsewhere).
+    dispatch_wakeup: Arc<Notify>,
+    /// Live events for this instance's subscribers.
+    events: EventHub,
+    metrics: Metrics,
+    /// The key that signs unsubscribe links, shared by all instances through the database.
+    unsubscribe_key: tokio::sync::OnceCell<Vec<u8>>,
 }
 
 impl AppState {
@@ -38,6 +47,10 @@ impl AppState {
                 passwords: Passwords::default(),
                 instance_id: Uuid::new_v4(),
                 account_mail_queued: Arc::new(Notify::new()),
+                dispatch_wakeup: Arc::new(Notify::new()),
+                events: EventHub::default(),
+                metrics: Metrics::default(),
+                unsubscribe_key: tokio::sync::OnceCell::new(),
             }),
         }
     }
@@ -69,6 +82,33 @@ impl AppState {
 
     pub fn account_mail_queued(&self) -> &Arc<Notify> {
         &self.inner.account_mail_queued
+    }
+
+    pub fn dispatch_wakeup(&self) -> &Arc<Notify> {
+        &self.inner.dispatch_wakeup
+    }
+
+    pub fn events(&self) -> &EventHub {
+        &self.inner.events
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// The unsubscribe-link key: made by the first instance, read by the others.
+    pub async fn unsubscribe_key(&self) -> AppResult<&[u8]> {
+        let key = self
+            .inner
+            .unsubscribe_key
+            .get_or_try_init(|| async {
+                let mut conn = self.conn().await?;
+                crate::db::shared_secret(&mut conn, "unsubscribe")
+                    .await
+                    .map_err(crate::error::AppError::from)
+            })
+            .await?;
+        Ok(key)
     }
 
     /// A connection from the pool; waits at most DB_POOL_TIMEOUT.

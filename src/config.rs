@@ -41,6 +41,24 @@ pub struct Config {
 }
 
 impl Config {
+    /// Checks that span several settings; one line naming them on failure.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.dispatch.lease_ttl <= self.mail.send_timeout {
+            return Err(format!(
+                "LEASE_TTL ({:?}) must be longer than SEND_TIMEOUT ({:?}), or a live send could lose its lease",
+                self.dispatch.lease_ttl, self.mail.send_timeout
+            ));
+        }
+        if self
+            .dispatch
+            .send_rate
+            .is_some_and(|rate| !(rate > 0.0 && rate.is_finite()))
+        {
+            return Err("SEND_RATE must be a positive number of messages per second".to_owned());
+        }
+        Ok(())
+    }
+
     /// Parses command-line style arguments (the first one is the program name) and the
     /// environment, as the binary does; tests build their configuration this way.
     pub fn from_args<I, T>(args: I) -> Result<Config, clap::Error>
@@ -182,6 +200,27 @@ pub struct DispatchConfig {
     /// Longest retry delay.
     #[arg(long, env = "RETRY_MAX", default_value = "1h", value_parser = parse_duration, global = true)]
     pub retry_max: Duration,
+
+    /// How long a claimed delivery stays an instance's without a heartbeat; must exceed
+    /// SEND_TIMEOUT. An instance that dies loses its claims after this.
+    #[arg(long, env = "LEASE_TTL", default_value = "2m", value_parser = parse_duration, global = true)]
+    pub lease_ttl: Duration,
+
+    /// Deliveries claimed per batch.
+    #[arg(long, env = "DISPATCH_BATCH", default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=10_000), global = true)]
+    pub dispatch_batch: u32,
+
+    /// Messages per second per instance; unset: as fast as the mail server takes them.
+    #[arg(long, env = "SEND_RATE", global = true)]
+    pub send_rate: Option<f64>,
+
+    /// Consecutive connection-level failures after which sending pauses.
+    #[arg(long, env = "BREAKER_FAILURES", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..), global = true)]
+    pub breaker_failures: u32,
+
+    /// How long sending pauses after the breaker opens, before one probe message.
+    #[arg(long, env = "BREAKER_COOLDOWN", default_value = "30s", value_parser = parse_duration, global = true)]
+    pub breaker_cooldown: Duration,
 
     /// Tries per message before it is marked FAILED.
     #[arg(long, env = "MAX_ATTEMPTS", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=100), global = true)]

@@ -22,6 +22,15 @@ pub mod clients;
 pub mod messages;
 /// Mailings and their schedule model.
 pub mod mailings;
+/// Runs, deliveries and attempts: the mailing log as users read it.
+pub mod deliveries;
+
+/// The dispatcher: starts runs, claims deliveries with leases, sends, records attempts.
+pub mod dispatch;
+/// Live events for subscriptions, from every instance through LISTEN/NOTIFY.
+pub mod events;
+/// Prometheus metrics.
+pub mod metrics;
 
 /// Mail: composing messages; SMTP, outbox folder and in-memory transports; the account-mail queue.
 pub mod mail;

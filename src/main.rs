@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use mailwarm::accounts::graphql::Role;
 use mailwarm::config::Config;
+use mailwarm::server::Mode;
 
 /// mailwarm: recurring e-mail mailings behind a GraphQL API.
 #[derive(Parser)]
@@ -12,6 +13,19 @@ use mailwarm::config::Config;
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+
+    /// Serve the API only; other instances dispatch.
+    #[arg(long, conflicts_with_all = ["dispatch_only", "dispatch_once"])]
+    no_dispatch: bool,
+
+    /// Dispatch only, without the HTTP API.
+    #[arg(long, conflicts_with = "dispatch_once")]
+    dispatch_only: bool,
+
+    /// Start the runs that are due, send every due delivery, print a summary and exit
+    /// (safe from cron beside running instances).
+    #[arg(long)]
+    dispatch_once: bool,
 
     #[command(flatten)]
     config: Config,
@@ -65,7 +79,18 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     mailwarm::telemetry::init(cli.config.log_format);
     let result = match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => mailwarm::server::serve(cli.config).await,
+        Command::Serve => {
+            let mode = if cli.dispatch_once {
+                Mode::DispatchOnce
+            } else if cli.dispatch_only {
+                Mode::DispatchOnly
+            } else if cli.no_dispatch {
+                Mode::ServeOnly
+            } else {
+                Mode::ServeAndDispatch
+            };
+            mailwarm::server::run(cli.config, mode).await
+        }
         Command::Migrate => mailwarm::server::migrate(cli.config).await,
         Command::ExportSchema => {
             print!("{}", mailwarm::graphql::sdl());

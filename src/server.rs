@@ -8,45 +8,95 @@ use crate::app::AppState;
 use crate::config::Config;
 use crate::db::embedded::{EmbeddedOptions, EmbeddedPostgres};
 use crate::db::{build_pool, migrations};
+use crate::dispatch::{Dispatcher, listener};
 use crate::error::AppError;
 use crate::mail::Mailer;
 
 /// The database the embedded PostgreSQL creates for the service.
 const EMBEDDED_DATABASE: &str = "mailwarm";
 
-/// `server` (and `server serve`): HTTP API until SIGTERM or Ctrl-C.
-pub async fn serve(config: Config) -> anyhow::Result<()> {
+/// What this process does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// The HTTP API and the dispatcher (the default).
+    ServeAndDispatch,
+    /// The HTTP API only (`--no-dispatch`).
+    ServeOnly,
+    /// The dispatcher only (`--dispatch-only`).
+    DispatchOnly,
+    /// Start what is due, send what is due, print a summary, exit (`--dispatch-once`).
+    DispatchOnce,
+}
+
+/// Runs the service in `mode` until SIGTERM or Ctrl-C (or, for `DispatchOnce`, until done).
+pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
+    config.validate().map_err(anyhow::Error::msg)?;
     let (database_url, embedded) = provision_database(&config).await?;
-    let result = serve_on(config, &database_url).await;
+    let result = run_on(config, &database_url, mode).await;
     if let Some(postgres) = embedded {
         postgres.stop().await;
     }
     result
 }
 
-async fn serve_on(config: Config, database_url: &str) -> anyhow::Result<()> {
+async fn run_on(config: Config, database_url: &str, mode: Mode) -> anyhow::Result<()> {
     migrations::run_pending(database_url).await?;
     let pool = build_pool(database_url, config.db.db_pool_size, config.db.db_pool_timeout)?;
-    let bind_addr = config.http.bind_addr;
-    let public_url = config.http.public_url();
-    let grace = config.shutdown_grace;
     let mailer = Mailer::from_config(&config.mail, &config.data_dir)?;
+    let grace = config.shutdown_grace;
     let state = AppState::new(config.clone(), pool, mailer);
-    let schema = crate::graphql::build_schema(Some(state.clone()), config.http.introspection);
-    let app = crate::http::router(state.clone(), schema);
 
-    let listener = TcpListener::bind(bind_addr)
-        .await
-        .with_context(|| format!("BIND_ADDR: cannot listen on {bind_addr}"))?;
-    tracing::info!(%bind_addr, %public_url, "mailwarm is listening; GraphQL at /graphql, playground at /graphiql");
+    if mode == Mode::DispatchOnce {
+        let totals = Dispatcher::new(state.clone()).run_once().await?;
+        let account_mails = state.account_mail_worker();
+        while account_mails.send_due().await? > 0 {}
+        println!("dispatch-once: {totals}");
+        return Ok(());
+    }
 
-    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         shutdown_signal().await;
         let _ = stop_tx.send(true);
     });
-    let account_mail = tokio::spawn(state.account_mail_worker().run(stop_rx.clone()));
+    let mut tasks = vec![tokio::spawn(listener::run(
+        state.clone(),
+        database_url.to_owned(),
+        stop_rx.clone(),
+    ))];
+    if mode != Mode::ServeOnly {
+        tasks.push(tokio::spawn(Dispatcher::new(state.clone()).run(stop_rx.clone())));
+        tasks.push(tokio::spawn(state.account_mail_worker().run(stop_rx.clone())));
+        tracing::info!(instance = %state.instance_id(), "dispatching");
+    }
+
+    if mode == Mode::DispatchOnly {
+        let mut stop = stop_rx.clone();
+        let _ = stop.wait_for(|s| *s).await;
+    } else {
+        serve_http(&config, state, stop_rx, grace).await?;
+    }
+    // Sends under way finish within the grace period; then we exit regardless.
+    let _ = tokio::time::timeout(grace, futures_util::future::join_all(tasks)).await;
+    Ok(())
+}
+
+async fn serve_http(
+    config: &Config,
+    state: AppState,
+    stop_rx: tokio::sync::watch::Receiver<bool>,
+    grace: std::time::Duration,
+) -> anyhow::Result<()> {
+    let bind_addr = config.http.bind_addr;
+    let schema = crate::graphql::build_schema(Some(state.clone()), config.http.introspection);
+    let app = crate::http::router(state, schema);
+    let listener = TcpListener::bind(bind_addr)
+        .await
+        .with_context(|| format!("BIND_ADDR: cannot listen on {bind_addr}"))?;
+    tracing::info!(%bind_addr, public_url = %config.http.public_url(), "mailwarm is listening; GraphQL at /graphql, playground at /graphiql");
+
     let mut graceful_rx = stop_rx.clone();
+    let mut stop = stop_rx;
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         let _ = graceful_rx.wait_for(|stop| *stop).await;
         tracing::info!("shutting down: no new connections");
@@ -54,11 +104,22 @@ async fn serve_on(config: Config, database_url: &str) -> anyhow::Result<()> {
     tokio::select! {
         result = server.into_future() => result.context("the HTTP server failed")?,
         _ = async {
-            let _ = stop_rx.wait_for(|stop| *stop).await;
+            let _ = stop.wait_for(|stop| *stop).await;
             tokio::time::sleep(grace).await;
         } => tracing::warn!(?grace, "connections still open after SHUTDOWN_GRACE; closing them"),
     }
-    let _ = tokio::time::timeout(grace, account_mail).await;
+    Ok(())
+}
+
+/// `server migrate`: apply pending migrations and exit.
+pub async fn migrate(config: Config) -> anyhow::Result<()> {
+    let (database_url, embedded) = provision_database(&config).await?;
+    let result = migrations::run_pending(&database_url).await;
+    if let Some(postgres) = embedded {
+        postgres.stop().await;
+    }
+    let applied = result?;
+    println!("{applied} migration(s) applied");
     Ok(())
 }
 
@@ -89,18 +150,6 @@ pub async fn create_user(
     }
     let user = result?;
     println!("created {} ({}) with id {}", user.email, user.role, user.id);
-    Ok(())
-}
-
-/// `server migrate`: apply pending migrations and exit.
-pub async fn migrate(config: Config) -> anyhow::Result<()> {
-    let (database_url, embedded) = provision_database(&config).await?;
-    let result = migrations::run_pending(&database_url).await;
-    if let Some(postgres) = embedded {
-        postgres.stop().await;
-    }
-    let applied = result?;
-    println!("{applied} migration(s) applied");
     Ok(())
 }
 

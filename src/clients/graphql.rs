@@ -2,6 +2,7 @@
 
 use async_graphql::{Context, ID, InputObject, Object};
 use chrono::{DateTime, Utc};
+use diesel_async::AsyncConnection;
 
 use super::model::{self, ClientFields};
 use crate::accounts::viewer;
@@ -141,9 +142,16 @@ impl ClientsMutation {
         let viewer = viewer(ctx).gql()?;
         let id = parse_id(&id).ok_or(AppError::NotFound).gql()?;
         let mut conn = AppState::from_ctx(ctx).conn().await.gql()?;
-        if !model::delete(&mut conn, viewer.user_id, id).await.gql()? {
-            return Err(AppError::NotFound).gql();
-        }
+        conn.transaction::<_, AppError, _>(async |conn| {
+            if !model::delete(conn, viewer.user_id, id).await? {
+                return Err(AppError::NotFound);
+            }
+            // Nothing more goes to a deleted client; what was sent stays in the log.
+            crate::deliveries::model::cancel_pending(conn, crate::deliveries::model::Cancel::Client(id)).await?;
+            Ok(())
+        })
+        .await
+        .gql()?;
         Ok(true)
     }
 }

@@ -43,3 +43,22 @@ pub fn now_plus(duration: Duration) -> SqlLiteral<Timestamptz> {
         duration.as_micros()
     ))
 }
+
+/// A secret every instance shares, created at random by the first that asks.
+pub async fn shared_secret(conn: &mut AsyncPgConnection, name: &str) -> diesel::QueryResult<Vec<u8>> {
+    use diesel::prelude::*;
+    use diesel_async::RunQueryDsl;
+    use schema::app_secrets;
+    let mut fresh = [0u8; 32];
+    getrandom::fill(&mut fresh).expect("the OS random number generator works");
+    diesel::insert_into(app_secrets::table)
+        .values((app_secrets::name.eq(name), app_secrets::value.eq(fresh.to_vec())))
+        .on_conflict_do_nothing()
+        .execute(conn)
+        .await?;
+    app_secrets::table
+        .filter(app_secrets::name.eq(name))
+        .select(app_secrets::value)
+        .first(conn)
+        .await
+}

@@ -20,6 +20,14 @@ diesel::table! {
 }
 
 diesel::table! {
+    app_secrets (name) {
+        name -> Text,
+        value -> Bytea,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     attempts (id) {
         id -> Uuid,
         delivery_id -> Uuid,
@@ -81,6 +89,7 @@ diesel::table! {
         sent_at -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        attempts_before_retry -> Int4,
     }
 }
 
@@ -203,6 +212,7 @@ diesel::joinable!(sessions -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     account_emails,
+    app_secrets,
     attempts,
     blog_posts,
     clients,

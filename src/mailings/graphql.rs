@@ -17,7 +17,9 @@ use crate::app::AppState;
 use crate::clients::graphql::{Client, parse_id};
 use crate::clients::model as clients;
 use crate::db::DbPool;
+use crate::deliveries::model::{self as deliveries, Cancel};
 use crate::error::{AppError, AppResult, ResultExt};
+use crate::events::{self, Notice};
 use crate::messages::graphql::{Message, MessageLoader};
 use crate::messages::model as messages;
 use crate::pagination::{Connection, PageArgs};
@@ -304,10 +306,14 @@ impl MailingsMutation {
         let mailing = conn
             .transaction::<_, AppError, _>(async |conn| {
                 let (fields, client_ids) = input.validate(conn, viewer.user_id, None).await?;
-                Ok(model::create(conn, viewer.user_id, &fields, &client_ids).await?)
+                let mailing = model::create(conn, viewer.user_id, &fields, &client_ids).await?;
+                // Every dispatcher looks now: a mailing whose window has begun starts at once.
+                events::notify(conn, &Notice::Wake).await?;
+                Ok(mailing)
             })
             .await
             .gql()?;
+        AppState::from_ctx(ctx).dispatch_wakeup().notify_one();
         Ok(Mailing(mailing))
     }
 
@@ -339,8 +345,14 @@ impl MailingsMutation {
         let viewer = viewer(ctx).gql()?;
         let id = parse_id(&id).ok_or(AppError::NotFound).gql()?;
         let mut conn = AppState::from_ctx(ctx).conn().await.gql()?;
-        let existing = visible_for_write(&mut conn, viewer, id).await.gql()?;
-        model::delete(&mut conn, existing.owner_id, id).await.gql()?;
+        conn.transaction::<_, AppError, _>(async |conn| {
+            let existing = visible_for_write(conn, viewer, id).await?;
+            model::delete(conn, existing.owner_id, id).await?;
+            deliveries::cancel_pending(conn, Cancel::Mailing(id)).await?;
+            Ok(())
+        })
+        .await
+        .gql()?;
         Ok(true)
     }
 }

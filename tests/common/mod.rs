@@ -279,19 +279,43 @@ impl TestApp {
         Self::with_args(&[]).await
     }
 
-    /// Extra command-line settings, e.g. `["--body-limit", "1KiB"]`.
+    /// Extra command-line settings, e.g. `["--body-limit", "1KiB"]`; mail stays in memory
+    /// and nothing is dispatched.
     pub async fn with_args(extra: &[&str]) -> TestApp {
+        Self::build(extra, false).await
+    }
+
+    /// With the dispatcher and the event listener running, as `server` runs them; mail goes
+    /// to `--smtp-url` when given, else to memory.
+    pub async fn dispatching(extra: &[&str]) -> TestApp {
+        Self::build(extra, true).await
+    }
+
+    async fn build(extra: &[&str], dispatch: bool) -> TestApp {
         let db = TestDb::migrated().await;
-        let mut args = vec!["server", "--database-url", &db.url, "--db-pool-size", "4"];
+        let mut args = vec!["server", "--database-url", &db.url, "--db-pool-size", "8"];
         args.extend_from_slice(extra);
         let config = Config::from_args(args).expect("test configuration");
+        config.validate().expect("consistent test configuration");
         let pool = mailwarm::db::build_pool(&db.url, config.db.db_pool_size, config.db.db_pool_timeout).unwrap();
         let outbox = MemoryOutbox::default();
-        let state = AppState::new(config.clone(), pool, Mailer::Memory(outbox.clone()));
+        let mailer = match &config.mail.smtp_url {
+            Some(_) => Mailer::from_config(&config.mail, &config.data_dir).unwrap(),
+            None => Mailer::Memory(outbox.clone()),
+        };
+        let state = AppState::new(config.clone(), pool, mailer);
         let schema = mailwarm::graphql::build_schema(Some(state.clone()), config.http.introspection);
         let router = mailwarm::http::router(state.clone(), schema);
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
-        tokio::spawn(state.account_mail_worker().run(stop_rx));
+        tokio::spawn(state.account_mail_worker().run(stop_rx.clone()));
+        if dispatch {
+            tokio::spawn(mailwarm::dispatch::listener::run(
+                state.clone(),
+                db.url.clone(),
+                stop_rx.clone(),
+            ));
+            tokio::spawn(mailwarm::dispatch::Dispatcher::new(state.clone()).run(stop_rx));
+        }
         TestApp {
             db,
             state,
@@ -346,6 +370,14 @@ impl TestApp {
             )
             .await;
         assert_eq!(verified.json()["data"]["verifyEmail"], true, "{}", verified.json());
+        self.login(email, "long enough secret").await
+    }
+
+    /// An account that can sign in at once (as `server create-user` makes), signed in.
+    pub async fn verified_user(&self, email: &str, role: mailwarm::accounts::graphql::Role) -> String {
+        mailwarm::accounts::flows::create_user(&self.state, email, "Test User", "long enough secret", role)
+            .await
+            .unwrap_or_else(|e| panic!("create {email}: {e}"));
         self.login(email, "long enough secret").await
     }
 

@@ -1,0 +1,389 @@
+//! Runs, deliveries and attempts as users read them, and the cancellations and retries
+//! that other domains' mutations cause. The dispatcher (src/dispatch) writes these tables.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use diesel::pg::Pg;
+use diesel::prelude::*;
+use diesel::sql_types::{Array, BigInt, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use crate::db::schema::{attempts, deliveries, runs};
+use crate::pagination::{Cursor, Page, PageArgs};
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = runs, check_for_backend(Pg))]
+pub struct Run {
+    pub id: Uuid,
+    pub mailing_id: Uuid,
+    pub run_at: DateTime<Utc>,
+    pub status: String,
+}
+
+impl Run {
+    /// Runs are listed by when they fall, not when their row was written.
+    pub fn cursor(&self) -> Cursor {
+        Cursor {
+            created_at: self.run_at,
+            id: self.id,
+        }
+    }
+}
+
+/// Deliveries of one run by status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub total: i64,
+    pub sent: i64,
+    pub failed: i64,
+    pub unknown: i64,
+    /// PENDING and SENDING.
+    pub pending: i64,
+    pub cancelled: i64,
+}
+
+impl Counts {
+    fn add(&mut self, status: &str, n: i64) {
+        self.total += n;
+        match status {
+            "sent" => self.sent += n,
+            "failed" => self.failed += n,
+            "unknown" => self.unknown += n,
+            "pending" | "sending" => self.pending += n,
+            "cancelled" => self.cancelled += n,
+            _ => {}
+        }
+    }
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, QueryableByName)]
+#[diesel(table_name = deliveries, check_for_backend(Pg))]
+pub struct Delivery {
+    pub id: Uuid,
+    pub run_id: Uuid,
+    pub mailing_id: Uuid,
+    pub owner_id: Uuid,
+    pub client_id: Uuid,
+    pub email: String,
+    pub status: String,
+    pub created_at: DateTime<Utc>,
+}
+
+impl Delivery {
+    pub fn cursor(&self) -> Cursor {
+        Cursor {
+            created_at: self.created_at,
+            id: self.id,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, QueryableByName)]
+#[diesel(table_name = attempts, check_for_backend(Pg))]
+pub struct Attempt {
+    pub id: Uuid,
+    pub delivery_id: Uuid,
+    pub mailing_id: Uuid,
+    pub owner_id: Uuid,
+    pub email: String,
+    pub attempted_at: DateTime<Utc>,
+    pub status: String,
+    pub server_response: Option<String>,
+}
+
+impl Attempt {
+    pub fn cursor(&self) -> Cursor {
+        Cursor {
+            created_at: self.attempted_at,
+            id: self.id,
+        }
+    }
+}
+
+/// A mailing's totals over all its runs.
+#[derive(Debug, Clone, Default)]
+pub struct Stats {
+    pub deliveries: Counts,
+    pub attempts: i64,
+    pub last_attempt_at: Option<DateTime<Utc>>,
+}
+
+pub async fn runs_page(conn: &mut AsyncPgConnection, mailing_id: Uuid, args: PageArgs) -> QueryResult<Page<Run>> {
+    let total = runs::table
+        .filter(runs::mailing_id.eq(mailing_id))
+        .count()
+        .get_result(conn)
+        .await?;
+    let mut query = runs::table.filter(runs::mailing_id.eq(mailing_id)).into_boxed();
+    if let Some(after) = args.after {
+        query = query.filter(
+            runs::run_at
+                .lt(after.created_at)
+                .or(runs::run_at.eq(after.created_at).and(runs::id.lt(after.id))),
+        );
+    }
+    let rows = query
+        .order((runs::run_at.desc(), runs::id.desc()))
+        .limit(args.limit())
+        .select(Run::as_select())
+        .load(conn)
+        .await?;
+    Ok(Page { rows, total })
+}
+
+#[derive(QueryableByName)]
+struct StatusCount {
+    #[diesel(sql_type = SqlUuid)]
+    key: Uuid,
+    #[diesel(sql_type = Text)]
+    status: String,
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+/// Delivery counts per run, for several runs in one query.
+pub async fn run_counts(conn: &mut AsyncPgConnection, run_ids: &[Uuid]) -> QueryResult<HashMap<Uuid, Counts>> {
+    let rows: Vec<StatusCount> = diesel::sql_query(
+        "SELECT run_id AS key, status, count(*) AS n FROM deliveries WHERE run_id = ANY($1) GROUP BY run_id, status",
+    )
+    .bind::<Array<SqlUuid>, _>(run_ids)
+    .load(conn)
+    .await?;
+    let mut counts: HashMap<Uuid, Counts> = run_ids.iter().map(|id| (*id, Counts::default())).collect();
+    for row in rows {
+        counts.entry(row.key).or_default().add(&row.status, row.n);
+    }
+    Ok(counts)
+}
+
+/// Totals per mailing, for several mailings in two queries.
+pub async fn mailing_stats(conn: &mut AsyncPgConnection, mailing_ids: &[Uuid]) -> QueryResult<HashMap<Uuid, Stats>> {
+    let rows: Vec<StatusCount> = diesel::sql_query(
+        "SELECT mailing_id AS key, status, count(*) AS n FROM deliveries WHERE mailing_id = ANY($1) GROUP BY mailing_id, status",
+    )
+    .bind::<Array<SqlUuid>, _>(mailing_ids)
+    .load(conn)
+    .await?;
+    #[derive(QueryableByName)]
+    struct AttemptTotals {
+        #[diesel(sql_type = SqlUuid)]
+        mailing_id: Uuid,
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+        #[diesel(sql_type = Nullable<Timestamptz>)]
+        last: Option<DateTime<Utc>>,
+    }
+    let totals: Vec<AttemptTotals> = diesel::sql_query(
+        "SELECT mailing_id, count(*) AS n, max(attempted_at) AS last FROM attempts WHERE mailing_id = ANY($1) GROUP BY mailing_id",
+    )
+    .bind::<Array<SqlUuid>, _>(mailing_ids)
+    .load(conn)
+    .await?;
+    let mut stats: HashMap<Uuid, Stats> = mailing_ids.iter().map(|id| (*id, Stats::default())).collect();
+    for row in rows {
+        stats.entry(row.key).or_default().deliveries.add(&row.status, row.n);
+    }
+    for total in totals {
+        let entry = stats.entry(total.mailing_id).or_default();
+        entry.attempts = total.n;
+        entry.last_attempt_at = total.last;
+    }
+    Ok(stats)
+}
+
+pub async fn deliveries_page(
+    conn: &mut AsyncPgConnection,
+    mailing_id: Uuid,
+    status: Option<&[&str]>,
+    args: PageArgs,
+) -> QueryResult<Page<Delivery>> {
+    let filtered = || {
+        let mut query = deliveries::table
+            .filter(deliveries::mailing_id.eq(mailing_id))
+            .into_boxed();
+        if let Some(statuses) = status {
+            query = query.filter(deliveries::status.eq_any(statuses.iter().map(|s| s.to_string()).collect::<Vec<_>>()));
+        }
+        query
+    };
+    let total = filtered().count().get_result(conn).await?;
+    let rows = crate::keyset_page!(filtered(), deliveries, args)
+        .select(Delivery::as_select())
+        .load(conn)
+        .await?;
+    Ok(Page { rows, total })
+}
+
+pub async fn deliveries_by_ids(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> QueryResult<Vec<Delivery>> {
+    deliveries::table
+        .filter(deliveries::id.eq_any(ids))
+        .select(Delivery::as_select())
+        .load(conn)
+        .await
+}
+
+/// When each delivery's run falls.
+pub async fn run_times(conn: &mut AsyncPgConnection, run_ids: &[Uuid]) -> QueryResult<HashMap<Uuid, DateTime<Utc>>> {
+    let rows: Vec<(Uuid, DateTime<Utc>)> = runs::table
+        .filter(runs::id.eq_any(run_ids))
+        .select((runs::id, runs::run_at))
+        .load(conn)
+        .await?;
+    Ok(rows.into_iter().collect())
+}
+
+/// Whose attempts a reader sees, and which.
+pub struct AttemptFilter<'a> {
+    /// None: every owner's (managers and admins).
+    pub owner: Option<Uuid>,
+    pub mailing: Option<Uuid>,
+    pub status: Option<&'a str>,
+}
+
+fn attempts_filtered(filter: &AttemptFilter<'_>) -> attempts::BoxedQuery<'static, Pg> {
+    let mut query = attempts::table.into_boxed();
+    if let Some(owner) = filter.owner {
+        query = query.filter(attempts::owner_id.eq(owner));
+    }
+    if let Some(mailing) = filter.mailing {
+        query = query.filter(attempts::mailing_id.eq(mailing));
+    }
+    if let Some(status) = filter.status {
+        query = query.filter(attempts::status.eq(status.to_owned()));
+    }
+    query
+}
+
+/// The mailing log, newest first.
+pub async fn attempts_page(
+    conn: &mut AsyncPgConnection,
+    filter: &AttemptFilter<'_>,
+    args: PageArgs,
+) -> QueryResult<Page<Attempt>> {
+    let total = attempts_filtered(filter).count().get_result(conn).await?;
+    let mut query = attempts_filtered(filter);
+    if let Some(after) = args.after {
+        query = query.filter(
+            attempts::attempted_at.lt(after.created_at).or(attempts::attempted_at
+                .eq(after.created_at)
+                .and(attempts::id.lt(after.id))),
+        );
+    }
+    let rows = query
+        .order((attempts::attempted_at.desc(), attempts::id.desc()))
+        .limit(args.limit())
+        .select(Attempt::as_select())
+        .load(conn)
+        .await?;
+    Ok(Page { rows, total })
+}
+
+/// Each delivery's attempts, oldest first.
+pub async fn attempts_of(
+    conn: &mut AsyncPgConnection,
+    delivery_ids: &[Uuid],
+) -> QueryResult<HashMap<Uuid, Vec<Attempt>>> {
+    let rows: Vec<Attempt> = attempts::table
+        .filter(attempts::delivery_id.eq_any(delivery_ids))
+        .order((attempts::attempted_at.asc(), attempts::attempt_number.asc()))
+        .select(Attempt::as_select())
+        .load(conn)
+        .await?;
+    let mut grouped: HashMap<Uuid, Vec<Attempt>> = delivery_ids.iter().map(|id| (*id, Vec::new())).collect();
+    for row in rows {
+        grouped.entry(row.delivery_id).or_default().push(row);
+    }
+    Ok(grouped)
+}
+
+/// The attempts one committed batch logged for a mailing (they share its transaction time).
+pub async fn attempts_logged_at(
+    conn: &mut AsyncPgConnection,
+    mailing_id: Uuid,
+    at: DateTime<Utc>,
+) -> QueryResult<Vec<Attempt>> {
+    attempts::table
+        .filter(attempts::mailing_id.eq(mailing_id).and(attempts::attempted_at.eq(at)))
+        .order(attempts::id.asc())
+        .select(Attempt::as_select())
+        .load(conn)
+        .await
+}
+
+/// Which pending deliveries to cancel.
+pub enum Cancel<'a> {
+    /// Every pending delivery of the mailing (completed or deleted); its running runs too.
+    Mailing(Uuid),
+    /// Of a mailing, those to clients no longer in it.
+    RemovedClients { mailing: Uuid, kept: &'a [Uuid] },
+    /// Of a client, everywhere (deleted or unsubscribed).
+    Client(Uuid),
+    /// Of every mailing of an owner (blocked or deleted account).
+    Owner(Uuid),
+}
+
+/// Cancels deliveries that have not begun (PENDING, claimed or not). Those already SENDING
+/// finish: their mail is on the wire. Returns how many were cancelled.
+pub async fn cancel_pending(conn: &mut AsyncPgConnection, which: Cancel<'_>) -> QueryResult<usize> {
+    let base = "UPDATE deliveries SET status = 'cancelled', lease_owner = NULL, lease_expires_at = NULL, updated_at = now() \
+                WHERE status = 'pending' AND ";
+    let cancelled = match which {
+        Cancel::Mailing(mailing) => {
+            let n = diesel::sql_query(format!("{base} mailing_id = $1"))
+                .bind::<SqlUuid, _>(mailing)
+                .execute(conn)
+                .await?;
+            diesel::sql_query("UPDATE runs SET status = 'cancelled', finished_at = now() WHERE mailing_id = $1 AND status = 'running'")
+                .bind::<SqlUuid, _>(mailing)
+                .execute(conn)
+                .await?;
+            n
+        }
+        Cancel::RemovedClients { mailing, kept } => {
+            diesel::sql_query(format!("{base} mailing_id = $1 AND client_id <> ALL($2)"))
+                .bind::<SqlUuid, _>(mailing)
+                .bind::<Array<SqlUuid>, _>(kept)
+                .execute(conn)
+                .await?
+        }
+        Cancel::Client(client) => {
+            diesel::sql_query(format!("{base} client_id = $1"))
+                .bind::<SqlUuid, _>(client)
+                .execute(conn)
+                .await?
+        }
+        Cancel::Owner(owner) => {
+            diesel::sql_query(format!("{base} owner_id = $1"))
+                .bind::<SqlUuid, _>(owner)
+                .execute(conn)
+                .await?
+        }
+    };
+    Ok(cancelled)
+}
+
+/// Puts a mailing's deliveries in `statuses` back in the queue with a fresh attempt budget
+/// (same delivery, so the same Message-ID); their runs are running again.
+pub async fn retry(conn: &mut AsyncPgConnection, mailing_id: Uuid, statuses: &[&str]) -> QueryResult<usize> {
+    let retried = diesel::sql_query(
+        "UPDATE deliveries SET status = 'pending', next_attempt_at = now(), attempts_before_retry = attempt_count, \
+             lease_owner = NULL, lease_expires_at = NULL, updated_at = now() \
+         WHERE mailing_id = $1 AND status = ANY($2)",
+    )
+    .bind::<SqlUuid, _>(mailing_id)
+    .bind::<Array<Text>, _>(statuses)
+    .execute(conn)
+    .await?;
+    if retried > 0 {
+        diesel::sql_query(
+            "UPDATE runs SET status = 'running', finished_at = NULL WHERE mailing_id = $1 AND status IN ('done', 'cancelled') \
+             AND EXISTS (SELECT 1 FROM deliveries d WHERE d.run_id = runs.id AND d.status = 'pending')",
+        )
+        .bind::<SqlUuid, _>(mailing_id)
+        .execute(conn)
+        .await?;
+    }
+    Ok(retried)
+}

@@ -1,0 +1,462 @@
+//! The dispatcher: any number of instances share the sending through PostgreSQL alone.
+//!
+//! Each tick: rescue what dead instances held (`queue::rescue_expired`), start the runs
+//! that fell due (`runs::start_due`), claim a batch of due deliveries with a lease
+//! (`queue::claim`), send them in groups of SMTP_CONCURRENCY (marking each group SENDING
+//! just before), record each group's outcomes and attempts in one fenced statement
+//! (`queue::record`), NOTIFY the runs it touched, and close finished runs. Between ticks it
+//! sleeps until the next run or retry falls due, a wake-up arrives, or DISPATCH_INTERVAL.
+
+pub mod compose;
+mod guard;
+pub mod listener;
+pub mod queue;
+pub mod runs;
+
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use lettre::message::Mailbox;
+use tokio::sync::watch;
+
+use crate::app::AppState;
+use crate::events::{self, Notice};
+use crate::mail::queue::retry_delay;
+use crate::mail::{FailureKind, Phase};
+use crate::metrics::{Outcome as OutcomeLabel, Status as StatusLabel};
+use guard::{Allowance, Breaker, Pacer};
+use queue::{Claimed, Outcome, RunSnapshot};
+
+/// The longest server reply or error kept in the log.
+const MAX_RESPONSE_BYTES: usize = 1024;
+
+/// What a dispatcher did, for `--dispatch-once`'s summary line.
+#[derive(Debug, Default)]
+pub struct Totals {
+    runs_started: AtomicU64,
+    sent: AtomicU64,
+    failed: AtomicU64,
+    will_retry: AtomicU64,
+    unknown: AtomicU64,
+}
+
+impl fmt::Display for Totals {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let get = |n: &AtomicU64| n.load(Ordering::Relaxed);
+        write!(
+            f,
+            "runs started {}, sent {}, failed {}, will retry {}, unknown {}",
+            get(&self.runs_started),
+            get(&self.sent),
+            get(&self.failed),
+            get(&self.will_retry),
+            get(&self.unknown)
+        )
+    }
+}
+
+pub struct Dispatcher {
+    state: AppState,
+    breaker: Breaker,
+    pacer: Option<Pacer>,
+    totals: Totals,
+}
+
+/// What one tick found to do.
+struct Tick {
+    started: usize,
+    claimed: usize,
+}
+
+impl Dispatcher {
+    pub fn new(state: AppState) -> Dispatcher {
+        let dispatch = &state.config().dispatch;
+        let breaker = Breaker::new(dispatch.breaker_failures, dispatch.breaker_cooldown);
+        let pacer = dispatch.send_rate.map(Pacer::new);
+        Dispatcher {
+            state,
+            breaker,
+            pacer,
+            totals: Totals::default(),
+        }
+    }
+
+    /// Dispatches until `stop` turns true; then gives back what it claimed but did not start.
+    /// Sends under way finish (the caller bounds that with SHUTDOWN_GRACE).
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        let heartbeat = tokio::spawn(heartbeat(self.state.clone(), stop.clone()));
+        loop {
+            if *stop.borrow() {
+                break;
+            }
+            let pause = match self.tick(Some(&stop)).await {
+                Ok(tick) if tick.claimed > 0 || tick.started > 0 => continue,
+                Ok(_) => self.idle_time().await,
+                Err(err) => {
+                    tracing::warn!(error = format!("{err:#}"), "dispatch tick failed; retrying");
+                    Duration::from_secs(1)
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = self.state.dispatch_wakeup().notified() => {}
+                _ = stop.wait_for(|s| *s) => break,
+            }
+        }
+        heartbeat.abort();
+        self.give_back().await;
+    }
+
+    /// `--dispatch-once`: starts what is due, sends every due delivery, waits for them,
+    /// and returns what it did.
+    pub async fn run_once(self) -> anyhow::Result<Totals> {
+        loop {
+            let tick = self.tick(None).await?;
+            if tick.claimed == 0 && tick.started == 0 {
+                break;
+            }
+        }
+        Ok(self.totals)
+    }
+
+    async fn give_back(&self) {
+        match self.state.pool().get().await {
+            Ok(mut conn) => match queue::release(&mut conn, self.state.instance_id(), None).await {
+                Ok(n) if n > 0 => tracing::info!(deliveries = n, "gave back claimed deliveries"),
+                Ok(_) => {}
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot give back claimed deliveries; their leases will expire")
+                }
+            },
+            Err(err) => tracing::warn!(error = %err, "cannot give back claimed deliveries; their leases will expire"),
+        }
+    }
+
+    /// Until the next run or retry falls due, at most DISPATCH_INTERVAL.
+    async fn idle_time(&self) -> Duration {
+        let interval = self.state.config().dispatch.dispatch_interval;
+        if let Allowance::Wait(left) = self.breaker.allowance() {
+            return left.min(interval);
+        }
+        let Ok(mut conn) = self.state.pool().get().await else {
+            return Duration::from_secs(1);
+        };
+        match queue::next_due_in(&mut conn).await {
+            // A few milliseconds late rather than early: the database clock decides.
+            Ok(Some(due)) => (due + Duration::from_millis(2)).min(interval),
+            Ok(None) => interval,
+            Err(_) => Duration::from_secs(1),
+        }
+    }
+
+    async fn tick(&self, stop: Option<&watch::Receiver<bool>>) -> anyhow::Result<Tick> {
+        let config = self.state.config();
+        let me = self.state.instance_id();
+        let mut conn = self.state.pool().get().await?;
+
+        for touched in queue::rescue_expired(&mut conn).await? {
+            let notice = Notice::Run {
+                mailing: touched.mailing_id,
+                run: touched.run_id,
+                logged_at: Some(touched.logged_at),
+            };
+            events::notify(&mut conn, &notice).await?;
+        }
+
+        let started = runs::start_due(&mut conn, &config.mail.mail_from.to_string(), 50).await?;
+        for run in &started {
+            tracing::info!(mailing_id = %run.mailing_id, run_id = %run.run_id, deliveries = run.deliveries, "run started");
+            events::notify(
+                &mut conn,
+                &Notice::Run {
+                    mailing: run.mailing_id,
+                    run: run.run_id,
+                    logged_at: None,
+                },
+            )
+            .await?;
+        }
+        if !started.is_empty() {
+            // Let the other instances help.
+            events::notify(&mut conn, &Notice::Wake).await?;
+            self.totals
+                .runs_started
+                .fetch_add(started.len() as u64, Ordering::Relaxed);
+        }
+
+        let limit = match self.breaker.allowance() {
+            Allowance::Batch => i64::from(config.dispatch.dispatch_batch),
+            Allowance::Probe => 1,
+            Allowance::Wait(_) => 0,
+        };
+        let claimed = if limit > 0 {
+            queue::claim(&mut conn, me, config.dispatch.lease_ttl, limit).await?
+        } else {
+            Vec::new()
+        };
+        drop(conn); // no connection held while the mail server talks
+
+        let count = claimed.len();
+        if count > 0 {
+            self.send_batch(claimed, stop).await?;
+        }
+        let mut conn = self.state.pool().get().await?;
+        runs::close_finished(&mut conn).await?;
+        let finished_once: Vec<_> = started
+            .iter()
+            .filter(|r| r.deliveries == 0)
+            .map(|r| r.mailing_id)
+            .collect();
+        runs::complete_if_over(&mut conn, &finished_once).await?;
+        Ok(Tick {
+            started: started.len(),
+            claimed: count,
+        })
+    }
+
+    async fn send_batch(&self, claimed: Vec<Claimed>, stop: Option<&watch::Receiver<bool>>) -> anyhow::Result<()> {
+        let me = self.state.instance_id();
+        let run_ids: Vec<_> = claimed
+            .iter()
+            .map(|c| c.run_id)
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        let snapshots = {
+            let mut conn = self.state.pool().get().await?;
+            queue::run_snapshots(&mut conn, &run_ids).await?
+        };
+        let key = self
+            .state
+            .unsubscribe_key()
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .to_vec();
+        let group_size = usize::from(self.state.config().mail.smtp_concurrency);
+
+        let mut groups = claimed.chunks(group_size);
+        while let Some(group) = groups.next() {
+            let halt = stop.is_some_and(|s| *s.borrow()) || matches!(self.breaker.allowance(), Allowance::Wait(_));
+            let ids: Vec<_> = group.iter().map(|c| c.id).collect();
+            let mut conn = self.state.pool().get().await?;
+            if halt {
+                let rest: Vec<_> = ids.into_iter().chain(groups.flatten().map(|c| c.id)).collect();
+                queue::release(&mut conn, me, Some(&rest)).await?;
+                break;
+            }
+            let go: HashSet<_> = queue::begin_sending(&mut conn, me, &ids).await?.into_iter().collect();
+            let held_back: Vec<_> = ids.iter().copied().filter(|id| !go.contains(id)).collect();
+            if !held_back.is_empty() {
+                // Paused or cancelled since the claim: not ours to send.
+                queue::release(&mut conn, me, Some(&held_back)).await?;
+            }
+            drop(conn);
+
+            let sends = group
+                .iter()
+                .filter(|c| go.contains(&c.id))
+                .map(|c| self.send_one(c, snapshots.get(&c.run_id), &key));
+            let outcomes = futures_util::future::join_all(sends).await;
+            if outcomes.is_empty() {
+                continue;
+            }
+            let mut conn = self.state.pool().get().await?;
+            let touched = queue::record(&mut conn, me, &outcomes).await?;
+            for t in touched {
+                events::notify(
+                    &mut conn,
+                    &Notice::Run {
+                        mailing: t.mailing_id,
+                        run: t.run_id,
+                        logged_at: Some(t.logged_at),
+                    },
+                )
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// One SMTP exchange for one delivery, classified.
+    async fn send_one(&self, delivery: &Claimed, snapshot: Option<&RunSnapshot>, key: &[u8]) -> Outcome {
+        let config = self.state.config();
+        let metrics = self.state.metrics();
+        let outcome = |delivery_status, attempt_status, retry_in, response: String| Outcome {
+            id: delivery.id,
+            attempt: delivery.attempt_count,
+            delivery_status,
+            retry_in,
+            attempt_status,
+            response: Some(cut(&response)),
+        };
+
+        let composed = snapshot
+            .ok_or_else(|| "the run's snapshot is missing".to_owned())
+            .and_then(|run| {
+                let from: Mailbox = run
+                    .mail_from
+                    .parse()
+                    .map_err(|e| format!("MAIL_FROM of the run is not an address: {e}"))?;
+                let to = compose::Recipient {
+                    delivery_id: delivery.id,
+                    client_id: delivery.client_id,
+                    email: &delivery.email,
+                    full_name: &delivery.full_name,
+                };
+                compose::compose(&config.http, key, &from, &run.subject, &run.body, &to)
+            });
+        let message = match composed {
+            Ok(message) => message,
+            Err(reason) => {
+                self.count("failed", "permanent_failure");
+                return outcome("failed", "permanent_failure", Duration::ZERO, reason);
+            }
+        };
+
+        if let Some(pacer) = &self.pacer {
+            pacer.wait_turn().await;
+        }
+        let started = Instant::now();
+        let result = self.state.mailer().send(&message).await;
+        metrics.send_seconds.observe(started.elapsed().as_secs_f64());
+
+        match result {
+            Ok(reply) => {
+                self.breaker.record(false);
+                self.count("sent", "success");
+                outcome("sent", "success", Duration::ZERO, reply)
+            }
+            Err(err) => {
+                let connection_failed = err.phase == Phase::Connect && err.code.is_none();
+                self.breaker.record(connection_failed);
+                let response = match &err.code {
+                    Some(_) => err.detail.clone(),
+                    None => format!("{} (during {:?})", err.detail, err.phase),
+                };
+                match err.kind {
+                    FailureKind::Permanent => {
+                        self.count("failed", "permanent_failure");
+                        outcome("failed", "permanent_failure", Duration::ZERO, response)
+                    }
+                    FailureKind::Unknown => {
+                        self.count("unknown", "unknown");
+                        outcome("unknown", "unknown", Duration::ZERO, response)
+                    }
+                    FailureKind::Transient => {
+                        let used = (delivery.attempt_count - delivery.attempts_before_retry).max(1) as u32;
+                        if used >= u32::from(config.dispatch.max_attempts) {
+                            self.count("failed", "temporary_failure");
+                            return outcome("failed", "temporary_failure", Duration::ZERO, response);
+                        }
+                        let backoff = retry_delay(used, config.dispatch.retry_base, config.dispatch.retry_max);
+                        // A server that names a longer wait gets it.
+                        let wait = requested_wait(&err.detail).map_or(backoff, |asked| asked.max(backoff));
+                        self.count("retry", "temporary_failure");
+                        outcome("pending", "temporary_failure", wait, response)
+                    }
+                }
+            }
+        }
+    }
+
+    fn count(&self, delivery_outcome: &str, attempt_status: &str) {
+        let metrics = self.state.metrics();
+        metrics
+            .deliveries
+            .get_or_create(&OutcomeLabel {
+                outcome: delivery_outcome.to_owned(),
+            })
+            .inc();
+        metrics
+            .attempts
+            .get_or_create(&StatusLabel {
+                status: attempt_status.to_owned(),
+            })
+            .inc();
+        metrics.breaker_open.set(i64::from(self.breaker.is_open()));
+        let counter = match delivery_outcome {
+            "sent" => &self.totals.sent,
+            "failed" => &self.totals.failed,
+            "retry" => &self.totals.will_retry,
+            _ => &self.totals.unknown,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Extends this instance's leases every third of LEASE_TTL while it runs.
+async fn heartbeat(state: AppState, mut stop: watch::Receiver<bool>) {
+    let lease = state.config().dispatch.lease_ttl;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(lease / 3) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        if let Ok(mut conn) = state.pool().get().await
+            && let Err(err) = queue::extend_leases(&mut conn, state.instance_id(), lease).await
+        {
+            tracing::warn!(error = %err, "cannot extend leases");
+        }
+    }
+}
+
+/// A reply cut to 1 KiB at a character boundary (the server may answer at length).
+fn cut(text: &str) -> String {
+    if text.len() <= MAX_RESPONSE_BYTES {
+        return text.to_owned();
+    }
+    let mut end = MAX_RESPONSE_BYTES;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+/// A wait the server asks for in its reply ("try again in 15 minutes", "retry after 30 s").
+pub fn requested_wait(reply: &str) -> Option<Duration> {
+    let lower = reply.to_ascii_lowercase();
+    if !["try again", "retry", "wait"].iter().any(|w| lower.contains(w)) {
+        return None;
+    }
+    let words: Vec<&str> = lower
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .collect();
+    words.windows(2).find_map(|pair| {
+        let n: u64 = pair[0].parse().ok()?;
+        let unit = match pair[1] {
+            "s" | "sec" | "secs" | "second" | "seconds" => 1,
+            "m" | "min" | "mins" | "minute" | "minutes" => 60,
+            "h" | "hour" | "hours" => 3600,
+            _ => return None,
+        };
+        Some(Duration::from_secs(n.saturating_mul(unit)))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn named_waits_are_read_from_replies() {
+        assert_eq!(
+            requested_wait("451 4.7.1 Greylisted, try again in 5 minutes"),
+            Some(Duration::from_secs(300))
+        );
+        assert_eq!(requested_wait("421 retry after 30 s"), Some(Duration::from_secs(30)));
+        assert_eq!(requested_wait("451 4.3.0 temporary failure 2 hours"), None);
+        assert_eq!(requested_wait("452 mailbox full"), None);
+    }
+
+    #[test]
+    fn long_replies_are_cut_at_a_character_boundary() {
+        let long = "я".repeat(1000);
+        let short = cut(&long);
+        assert!(short.len() <= MAX_RESPONSE_BYTES + "…".len());
+        assert!(short.ends_with('…'));
+        assert_eq!(cut("250 ok"), "250 ok");
+    }
+}

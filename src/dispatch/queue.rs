@@ -1,0 +1,257 @@
+//! The delivery queue in plain SQL: claim with `FOR UPDATE SKIP LOCKED` in a short
+//! transaction that sets a lease; mark SENDING just before the SMTP exchange; record the
+//! outcome with an update guarded by lease owner and attempt number (the fencing token);
+//! rescue what dead instances held. No transaction or row lock is held during network I/O.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+/// A delivery this instance holds a lease on.
+#[derive(Debug, Clone, diesel::QueryableByName)]
+pub struct Claimed {
+    #[diesel(sql_type = SqlUuid)]
+    pub id: Uuid,
+    #[diesel(sql_type = SqlUuid)]
+    pub run_id: Uuid,
+    #[diesel(sql_type = SqlUuid)]
+    pub mailing_id: Uuid,
+    #[diesel(sql_type = SqlUuid)]
+    pub client_id: Uuid,
+    #[diesel(sql_type = Text)]
+    pub email: String,
+    #[diesel(sql_type = Text)]
+    pub full_name: String,
+    /// This claim's attempt number: the fencing token of the lease.
+    #[diesel(sql_type = Integer)]
+    pub attempt_count: i32,
+    #[diesel(sql_type = Integer)]
+    pub attempts_before_retry: i32,
+}
+
+fn micros(duration: Duration) -> i64 {
+    i64::try_from(duration.as_micros()).unwrap_or(i64::MAX)
+}
+
+/// Claims up to `limit` due deliveries of mailings that are neither paused nor deleted,
+/// of owners who are not blocked. The partial index on unleased pending rows keeps this
+/// cheap however many finished deliveries the table holds.
+pub async fn claim(
+    conn: &mut AsyncPgConnection,
+    me: Uuid,
+    lease: Duration,
+    limit: i64,
+) -> diesel::QueryResult<Vec<Claimed>> {
+    diesel::sql_query(
+        "WITH due AS ( \
+             SELECT d.id FROM deliveries d \
+             WHERE d.status = 'pending' AND d.lease_owner IS NULL AND d.next_attempt_at <= now() \
+               AND EXISTS (SELECT 1 FROM mailings m JOIN users u ON u.id = m.owner_id \
+                           WHERE m.id = d.mailing_id AND NOT m.paused AND m.deleted_at IS NULL AND u.is_active) \
+             ORDER BY d.next_attempt_at \
+             LIMIT $3 \
+             FOR UPDATE OF d SKIP LOCKED) \
+         UPDATE deliveries d SET lease_owner = $1, lease_expires_at = now() + $2 * interval '1 microsecond', \
+             attempt_count = d.attempt_count + 1, updated_at = now() \
+         FROM due WHERE d.id = due.id \
+         RETURNING d.id, d.run_id, d.mailing_id, d.client_id, d.email, d.full_name, d.attempt_count, d.attempts_before_retry",
+    )
+    .bind::<SqlUuid, _>(me)
+    .bind::<BigInt, _>(micros(lease))
+    .bind::<BigInt, _>(limit)
+    .load(conn)
+    .await
+}
+
+/// Marks deliveries SENDING right before their exchange begins; returns those that may be
+/// sent (still ours, still pending, mailing not paused since the claim).
+pub async fn begin_sending(conn: &mut AsyncPgConnection, me: Uuid, ids: &[Uuid]) -> diesel::QueryResult<Vec<Uuid>> {
+    #[derive(diesel::QueryableByName)]
+    struct Id {
+        #[diesel(sql_type = SqlUuid)]
+        id: Uuid,
+    }
+    let ids: Vec<Id> = diesel::sql_query(
+        "UPDATE deliveries d SET status = 'sending', updated_at = now() FROM mailings m \
+         WHERE d.id = ANY($1) AND d.lease_owner = $2 AND d.status = 'pending' \
+           AND m.id = d.mailing_id AND NOT m.paused AND m.deleted_at IS NULL \
+         RETURNING d.id",
+    )
+    .bind::<Array<SqlUuid>, _>(ids)
+    .bind::<SqlUuid, _>(me)
+    .load(conn)
+    .await?;
+    Ok(ids.into_iter().map(|i| i.id).collect())
+}
+
+/// Gives back claimed deliveries whose exchange never began (all of ours with `None`).
+pub async fn release(conn: &mut AsyncPgConnection, me: Uuid, ids: Option<&[Uuid]>) -> diesel::QueryResult<usize> {
+    diesel::sql_query(
+        "UPDATE deliveries SET lease_owner = NULL, lease_expires_at = NULL, updated_at = now() \
+         WHERE lease_owner = $1 AND status = 'pending' AND ($2::uuid[] IS NULL OR id = ANY($2))",
+    )
+    .bind::<SqlUuid, _>(me)
+    .bind::<Nullable<Array<SqlUuid>>, _>(ids)
+    .execute(conn)
+    .await
+}
+
+/// Keeps this instance's leases alive while it works.
+pub async fn extend_leases(conn: &mut AsyncPgConnection, me: Uuid, lease: Duration) -> diesel::QueryResult<usize> {
+    diesel::sql_query(
+        "UPDATE deliveries SET lease_expires_at = now() + $2 * interval '1 microsecond' \
+         WHERE lease_owner = $1 AND status IN ('pending', 'sending')",
+    )
+    .bind::<SqlUuid, _>(me)
+    .bind::<BigInt, _>(micros(lease))
+    .execute(conn)
+    .await
+}
+
+/// What one exchange did to one delivery.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub id: Uuid,
+    pub attempt: i32,
+    /// pending (retry later), sent, failed, unknown.
+    pub delivery_status: &'static str,
+    pub retry_in: Duration,
+    /// success, temporary_failure, permanent_failure, unknown.
+    pub attempt_status: &'static str,
+    pub response: Option<String>,
+}
+
+/// A run whose deliveries changed in a committed statement, and when.
+#[derive(Debug, Clone, diesel::QueryableByName)]
+pub struct Touched {
+    #[diesel(sql_type = SqlUuid)]
+    pub mailing_id: Uuid,
+    #[diesel(sql_type = SqlUuid)]
+    pub run_id: Uuid,
+    #[diesel(sql_type = Timestamptz)]
+    pub logged_at: DateTime<Utc>,
+}
+
+/// Records outcomes and logs one attempt each, in one statement. Only rows still leased
+/// to us with the same attempt number change: an instance whose lease expired (and whose
+/// delivery was rescued or re-claimed) can no longer write.
+pub async fn record(conn: &mut AsyncPgConnection, me: Uuid, outcomes: &[Outcome]) -> diesel::QueryResult<Vec<Touched>> {
+    let ids: Vec<Uuid> = outcomes.iter().map(|o| o.id).collect();
+    let statuses: Vec<&str> = outcomes.iter().map(|o| o.delivery_status).collect();
+    let delays: Vec<i64> = outcomes.iter().map(|o| micros(o.retry_in)).collect();
+    let attempts: Vec<i32> = outcomes.iter().map(|o| o.attempt).collect();
+    let attempt_statuses: Vec<&str> = outcomes.iter().map(|o| o.attempt_status).collect();
+    let responses: Vec<Option<String>> = outcomes.iter().map(|o| o.response.clone()).collect();
+    diesel::sql_query(
+        "WITH outcome AS ( \
+             SELECT * FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::int[], $5::text[], $6::text[]) \
+                 AS o(id, delivery_status, delay_us, attempt, attempt_status, response)), \
+         updated AS ( \
+             UPDATE deliveries d SET status = o.delivery_status, \
+                 next_attempt_at = now() + o.delay_us * interval '1 microsecond', \
+                 sent_at = CASE WHEN o.delivery_status = 'sent' THEN now() ELSE d.sent_at END, \
+                 lease_owner = NULL, lease_expires_at = NULL, updated_at = now() \
+             FROM outcome o \
+             WHERE d.id = o.id AND d.lease_owner = $7 AND d.attempt_count = o.attempt AND d.status = 'sending' \
+             RETURNING d.id, d.mailing_id, d.owner_id, d.email, d.run_id, o.attempt, o.attempt_status, o.response), \
+         logged AS ( \
+             INSERT INTO attempts (delivery_id, mailing_id, owner_id, email, attempt_number, status, server_response) \
+             SELECT id, mailing_id, owner_id, email, attempt, attempt_status, response FROM updated) \
+         SELECT DISTINCT mailing_id, run_id, now() AS logged_at FROM updated",
+    )
+    .bind::<Array<SqlUuid>, _>(ids)
+    .bind::<Array<Text>, _>(statuses)
+    .bind::<Array<BigInt>, _>(delays)
+    .bind::<Array<Integer>, _>(attempts)
+    .bind::<Array<Text>, _>(attempt_statuses)
+    .bind::<Array<Nullable<Text>>, _>(responses)
+    .bind::<SqlUuid, _>(me)
+    .load(conn)
+    .await
+}
+
+/// Leases that ran out (their instance died or hung): claims that never began go back to
+/// the queue; sends that were under way become UNKNOWN with an UNKNOWN attempt, since the
+/// server may have accepted them and SMTP cannot tell us; they are never resent by themselves.
+pub async fn rescue_expired(conn: &mut AsyncPgConnection) -> diesel::QueryResult<Vec<Touched>> {
+    diesel::sql_query(
+        "UPDATE deliveries SET lease_owner = NULL, lease_expires_at = NULL, updated_at = now() \
+         WHERE lease_owner IS NOT NULL AND lease_expires_at < now() AND status = 'pending'",
+    )
+    .execute(conn)
+    .await?;
+    diesel::sql_query(
+        "WITH lost AS ( \
+             UPDATE deliveries SET status = 'unknown', lease_owner = NULL, lease_expires_at = NULL, updated_at = now() \
+             WHERE lease_owner IS NOT NULL AND lease_expires_at < now() AND status = 'sending' \
+             RETURNING id, mailing_id, owner_id, email, attempt_count, run_id), \
+         logged AS ( \
+             INSERT INTO attempts (delivery_id, mailing_id, owner_id, email, attempt_number, status, server_response) \
+             SELECT id, mailing_id, owner_id, email, attempt_count, 'unknown', \
+                 'the instance sending this stopped before recording the outcome (lease expired); not resent automatically' \
+             FROM lost ON CONFLICT (delivery_id, attempt_number) DO NOTHING) \
+         SELECT DISTINCT mailing_id, run_id, now() AS logged_at FROM lost",
+    )
+    .load(conn)
+    .await
+}
+
+/// What a run sends: taken when the run started.
+#[derive(Debug, Clone, diesel::QueryableByName)]
+pub struct RunSnapshot {
+    #[diesel(sql_type = SqlUuid)]
+    pub id: Uuid,
+    #[diesel(sql_type = Text)]
+    pub subject: String,
+    #[diesel(sql_type = Text)]
+    pub body: String,
+    #[diesel(sql_type = Text)]
+    pub mail_from: String,
+}
+
+pub async fn run_snapshots(
+    conn: &mut AsyncPgConnection,
+    run_ids: &[Uuid],
+) -> diesel::QueryResult<HashMap<Uuid, RunSnapshot>> {
+    let rows: Vec<RunSnapshot> = diesel::sql_query("SELECT id, subject, body, mail_from FROM runs WHERE id = ANY($1)")
+        .bind::<Array<SqlUuid>, _>(run_ids)
+        .load(conn)
+        .await?;
+    Ok(rows.into_iter().map(|r| (r.id, r)).collect())
+}
+
+/// How long until something falls due: a run to start or a retry; None when nothing waits.
+pub async fn next_due_in(conn: &mut AsyncPgConnection) -> diesel::QueryResult<Option<Duration>> {
+    #[derive(diesel::QueryableByName)]
+    struct Next {
+        #[diesel(sql_type = Nullable<BigInt>)]
+        micros: Option<i64>,
+    }
+    let next: Next = diesel::sql_query(
+        "SELECT (extract(epoch FROM LEAST( \
+             (SELECT min(next_run_at) FROM mailings \
+              WHERE next_run_at IS NOT NULL AND deleted_at IS NULL AND completed_at IS NULL AND NOT paused), \
+             (SELECT min(next_attempt_at) FROM deliveries WHERE status = 'pending' AND lease_owner IS NULL) \
+         ) - now()) * 1000000)::bigint AS micros",
+    )
+    .get_result(conn)
+    .await?;
+    Ok(next.micros.map(|m| Duration::from_micros(m.max(0) as u64)))
+}
+
+/// Deliveries waiting in the queue (for the metrics).
+pub async fn depth(conn: &mut AsyncPgConnection) -> diesel::QueryResult<i64> {
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    let count: Count = diesel::sql_query("SELECT count(*) AS n FROM deliveries WHERE status IN ('pending', 'sending')")
+        .get_result(conn)
+        .await?;
+    Ok(count.n)
+}

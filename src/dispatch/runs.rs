@@ -1,0 +1,208 @@
+//! Starting runs when they fall due, and closing them when their deliveries are done.
+//!
+//! Any instance may start a due run: its row is unique on (mailing, run time) and inserted
+//! with ON CONFLICT DO NOTHING, so none can start it twice and no leader is needed. Every
+//! "is it due" decision uses the database clock.
+
+use chrono::{DateTime, TimeDelta, Utc};
+use diesel::sql_types::{Array, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use crate::mailings::model::Mailing;
+
+/// Most SKIPPED rows recorded when a long outage is coalesced.
+const MAX_SKIPPED_RECORDED: usize = 1_000;
+
+/// A run this instance started.
+#[derive(Debug, Clone)]
+pub struct Started {
+    pub mailing_id: Uuid,
+    pub run_id: Uuid,
+    pub deliveries: usize,
+}
+
+#[derive(diesel::QueryableByName)]
+struct Id {
+    #[diesel(sql_type = SqlUuid)]
+    id: Uuid,
+}
+
+/// Starts the runs that are due, at most `limit` mailings at a time. Each mailing is handled
+/// in its own short transaction, its row locked (SKIP LOCKED: another instance on it wins).
+pub async fn start_due(conn: &mut AsyncPgConnection, mail_from: &str, limit: i64) -> anyhow::Result<Vec<Started>> {
+    let due: Vec<Id> = diesel::sql_query(
+        "SELECT m.id FROM mailings m JOIN users u ON u.id = m.owner_id \
+         WHERE m.next_run_at <= now() AND m.deleted_at IS NULL AND m.completed_at IS NULL AND NOT m.paused \
+           AND u.is_active AND u.deleted_at IS NULL \
+         ORDER BY m.next_run_at LIMIT $1",
+    )
+    .bind::<diesel::sql_types::BigInt, _>(limit)
+    .load(conn)
+    .await?;
+    let mut started = Vec::new();
+    for Id { id } in due {
+        if let Some(run) = conn
+            .transaction::<_, anyhow::Error, _>(async |conn| start_one(conn, id, mail_from).await)
+            .await?
+        {
+            started.push(run);
+        }
+    }
+    Ok(started)
+}
+
+async fn start_one(conn: &mut AsyncPgConnection, mailing_id: Uuid, mail_from: &str) -> anyhow::Result<Option<Started>> {
+    use crate::db::schema::mailings;
+    use diesel::{
+        BoolExpressionMethods, ExpressionMethods, IntoSql, NullableExpressionMethods, OptionalExtension, QueryDsl,
+        SelectableHelper,
+    };
+    let Some(mailing): Option<Mailing> = mailings::table
+        .filter(mailings::id.eq(mailing_id))
+        .filter(mailings::next_run_at.le(crate::db::now().nullable()))
+        .filter(
+            mailings::deleted_at
+                .is_null()
+                .and(mailings::completed_at.is_null())
+                .and(mailings::paused.eq(false)),
+        )
+        .select(Mailing::as_select())
+        .for_update()
+        .skip_locked()
+        .first(conn)
+        .await
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    let now: DateTime<Utc> = diesel::select(diesel::dsl::now.into_sql::<diesel::sql_types::Timestamptz>())
+        .get_result(conn)
+        .await?;
+    let schedule = mailing.schedule();
+    let due_from = mailing.next_run_at.expect("selected with next_run_at <= now()");
+
+    // Several overdue runs (downtime, a pause) coalesce into the latest; the others are
+    // recorded as SKIPPED, never sent in a burst.
+    let Some(latest) = schedule.latest_run_at_or_before(now) else {
+        diesel::update(mailings::table.filter(mailings::id.eq(mailing_id)))
+            .set(mailings::next_run_at.eq(schedule.next_run_after(now)))
+            .execute(conn)
+            .await?;
+        return Ok(None);
+    };
+    let overdue = schedule.runs_between(Some(due_from - TimeDelta::microseconds(1)), latest, usize::MAX);
+    let skipped: Vec<DateTime<Utc>> = overdue
+        .iter()
+        .copied()
+        .filter(|at| *at < latest)
+        .rev()
+        .take(MAX_SKIPPED_RECORDED)
+        .collect();
+    if !skipped.is_empty() {
+        diesel::sql_query(
+            "INSERT INTO runs (mailing_id, run_at, status, finished_at) \
+             SELECT $1, t, 'skipped', now() FROM unnest($2::timestamptz[]) AS t ON CONFLICT DO NOTHING",
+        )
+        .bind::<SqlUuid, _>(mailing_id)
+        .bind::<Array<Timestamptz>, _>(&skipped)
+        .execute(conn)
+        .await?;
+    }
+
+    // Snapshot what this run sends, then one delivery per client of the mailing now,
+    // unsubscribed and deleted clients left out: one INSERT ... SELECT, nothing in memory.
+    let run: Option<Id> = diesel::sql_query(
+        "INSERT INTO runs (mailing_id, run_at, status, subject, body, mail_from) \
+         SELECT $1, $2, 'running', msg.subject, msg.body, $3 FROM messages msg WHERE msg.id = $4 \
+         ON CONFLICT (mailing_id, run_at) DO NOTHING RETURNING id",
+    )
+    .bind::<SqlUuid, _>(mailing_id)
+    .bind::<Timestamptz, _>(latest)
+    .bind::<Text, _>(mail_from)
+    .bind::<SqlUuid, _>(mailing.message_id)
+    .get_result(conn)
+    .await
+    .optional()?;
+    let mut started = None;
+    if let Some(Id { id: run_id }) = run {
+        let deliveries = diesel::sql_query(
+            "INSERT INTO deliveries (run_id, mailing_id, owner_id, client_id, email, full_name) \
+             SELECT $1, $2, $3, c.id, c.email, c.full_name \
+             FROM mailing_clients mc JOIN clients c ON c.id = mc.client_id \
+             WHERE mc.mailing_id = $2 AND c.deleted_at IS NULL AND c.unsubscribed_at IS NULL \
+             ON CONFLICT (run_id, client_id) DO NOTHING",
+        )
+        .bind::<SqlUuid, _>(run_id)
+        .bind::<SqlUuid, _>(mailing_id)
+        .bind::<SqlUuid, _>(mailing.owner_id)
+        .execute(conn)
+        .await?;
+        started = Some(Started {
+            mailing_id,
+            run_id,
+            deliveries,
+        });
+    }
+    diesel::update(mailings::table.filter(mailings::id.eq(mailing_id)))
+        .set((
+            mailings::next_run_at.eq(schedule.next_run_after(latest)),
+            mailings::updated_at.eq(crate::db::now()),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(started)
+}
+
+/// Closes runs with nothing PENDING or SENDING left, then completes mailings whose window
+/// is over and whose runs are all closed. Returns the mailings whose runs closed.
+pub async fn close_finished(conn: &mut AsyncPgConnection) -> diesel::QueryResult<Vec<Uuid>> {
+    #[derive(diesel::QueryableByName)]
+    struct MailingId {
+        #[diesel(sql_type = SqlUuid)]
+        mailing_id: Uuid,
+    }
+    let closed: Vec<MailingId> = diesel::sql_query(
+        "UPDATE runs r SET status = 'done', finished_at = now() WHERE r.status = 'running' \
+         AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.run_id = r.id AND d.status IN ('pending', 'sending')) \
+         RETURNING r.mailing_id",
+    )
+    .load(conn)
+    .await?;
+    let mut mailings: Vec<Uuid> = closed.into_iter().map(|c| c.mailing_id).collect();
+    mailings.sort();
+    mailings.dedup();
+    complete_if_over(conn, &mailings).await?;
+    Ok(mailings)
+}
+
+/// Marks COMPLETED the given mailings that have no run left to start and none running.
+pub async fn complete_if_over(conn: &mut AsyncPgConnection, mailing_ids: &[Uuid]) -> diesel::QueryResult<usize> {
+    if mailing_ids.is_empty() {
+        return Ok(0);
+    }
+    diesel::sql_query(
+        "UPDATE mailings m SET completed_at = now(), updated_at = now() \
+         WHERE m.id = ANY($1) AND m.completed_at IS NULL AND m.deleted_at IS NULL AND m.next_run_at IS NULL \
+           AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.mailing_id = m.id AND r.status = 'running')",
+    )
+    .bind::<Array<SqlUuid>, _>(mailing_ids)
+    .execute(conn)
+    .await
+}
+
+/// The owner of each mailing (events carry it, so subscribers can be filtered).
+pub async fn owners(conn: &mut AsyncPgConnection, mailing_ids: &[Uuid]) -> diesel::QueryResult<Vec<(Uuid, Uuid)>> {
+    #[derive(diesel::QueryableByName)]
+    struct Owner {
+        #[diesel(sql_type = SqlUuid)]
+        id: Uuid,
+        #[diesel(sql_type = Nullable<SqlUuid>)]
+        owner_id: Option<Uuid>,
+    }
+    let rows: Vec<Owner> = diesel::sql_query("SELECT id, owner_id FROM mailings WHERE id = ANY($1)")
+        .bind::<Array<SqlUuid>, _>(mailing_ids)
+        .load(conn)
+        .await?;
+    Ok(rows.into_iter().filter_map(|r| r.owner_id.map(|o| (r.id, o))).collect())
+}
