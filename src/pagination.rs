@@ -108,6 +108,9 @@ pub struct PageInfo {
 #[graphql(concrete(name = "ClientConnection", params(crate::clients::graphql::Client)))]
 #[graphql(concrete(name = "MessageConnection", params(crate::messages::graphql::Message)))]
 #[graphql(concrete(name = "MailingConnection", params(crate::mailings::graphql::Mailing)))]
+#[graphql(concrete(name = "RunConnection", params(crate::deliveries::graphql::Run)))]
+#[graphql(concrete(name = "DeliveryConnection", params(crate::deliveries::graphql::Delivery)))]
+#[graphql(concrete(name = "AttemptConnection", params(crate::deliveries::graphql::Attempt)))]
 pub struct Connection<T: OutputType> {
     pub nodes: Vec<T>,
     pub page_info: PageInfo,

@@ -13,13 +13,7 @@ use uuid::Uuid;
 
 use crate::config::HttpConfig;
 
-/// `{{full_name}}`, `{{email}}` and `{{unsubscribe_url}}` replaced.
-pub fn fill(template: &str, full_name: &str, email: &str, unsubscribe_url: &str) -> String {
-    template
-        .replace("{{full_name}}", full_name)
-        .replace("{{email}}", email)
-        .replace("{{unsubscribe_url}}", unsubscribe_url)
-}
+use crate::messages::model::fill;
 
 /// `<delivery-id@domain of MAIL_FROM>`.
 pub fn message_id(delivery_id: Uuid, mail_from: &Mailbox) -> String {

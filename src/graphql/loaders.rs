@@ -6,7 +6,10 @@ use async_graphql::dataloader::DataLoader;
 
 use crate::accounts::graphql::UserLoader;
 use crate::app::AppState;
-use crate::mailings::graphql::{MailingClientsLoader, StartedLoader};
+use crate::deliveries::graphql::{
+    AttemptsOfLoader, ClientLoader, DeliveryLoader, MailingLoader, RunCountsLoader, RunTimeLoader, StatsLoader,
+};
+use crate::mailings::graphql::{MailingClientsLoader, RecipientsLoader, StartedLoader};
 use crate::messages::graphql::MessageLoader;
 
 /// Adds the loaders to a request's (or a WebSocket connection's) data.
@@ -15,5 +18,35 @@ pub fn add_loaders(data: &mut async_graphql::Data, state: &AppState) {
     data.insert(DataLoader::new(MessageLoader(pool.clone()), tokio::spawn));
     data.insert(DataLoader::new(UserLoader(pool.clone()), tokio::spawn));
     data.insert(DataLoader::new(StartedLoader(pool.clone()), tokio::spawn));
-    data.insert(DataLoader::new(MailingClientsLoader(pool), tokio::spawn));
+    data.insert(DataLoader::new(MailingClientsLoader(pool.clone()), tokio::spawn));
+    data.insert(DataLoader::new(RecipientsLoader(pool.clone()), tokio::spawn));
+    data.insert(DataLoader::new(RunCountsLoader(pool.clone()), tokio::spawn));
+    data.insert(DataLoader::new(RunTimeLoader(pool.clone()), tokio::spawn));
+    data.insert(DataLoader::new(MailingLoader(pool.clone()), tokio::spawn));
+    data.insert(DataLoader::new(ClientLoader(pool.clone()), tokio::spawn));
+    data.insert(DataLoader::new(DeliveryLoader(pool.clone()), tokio::spawn));
+    data.insert(DataLoader::new(AttemptsOfLoader(pool.clone()), tokio::spawn));
+    data.insert(DataLoader::new(StatsLoader(pool), tokio::spawn));
+}
+
+/// Declares a DataLoader that batches look-ups by key into one database call:
+/// `batch_loader!(Name: Key => Value, |conn, keys| async { ... a QueryResult<HashMap<Key, Value>> ... });`
+#[macro_export]
+macro_rules! batch_loader {
+    ($(#[$doc:meta])* $name:ident: $key:ty => $value:ty, |$conn:ident, $keys:ident| $body:expr) => {
+        $(#[$doc])*
+        pub struct $name(pub $crate::db::DbPool);
+
+        impl async_graphql::dataloader::Loader<$key> for $name {
+            type Value = $value;
+            type Error = std::sync::Arc<$crate::error::AppError>;
+
+            async fn load(&self, $keys: &[$key]) -> Result<std::collections::HashMap<$key, $value>, Self::Error> {
+                let mut pooled = self.0.get().await.map_err(|e| std::sync::Arc::new(e.into()))?;
+                let $conn: &mut diesel_async::AsyncPgConnection = &mut pooled;
+                let loaded: diesel::QueryResult<std::collections::HashMap<$key, $value>> = $body.await;
+                loaded.map_err(|e| std::sync::Arc::new(e.into()))
+            }
+        }
+    };
 }

@@ -8,11 +8,12 @@ mod loaders;
 pub use error_codes::{ExecutionStarted, with_code};
 pub use loaders::add_loaders;
 
-use async_graphql::{EmptySubscription, MergedObject, Schema};
+use async_graphql::{MergedObject, MergedSubscription, Schema};
 
 use crate::accounts::graphql::{AccountsMutation, AccountsQuery};
 use crate::app::AppState;
 use crate::clients::graphql::{ClientsMutation, ClientsQuery};
+use crate::deliveries::graphql::{DeliveriesQuery, DeliveriesSubscription};
 use crate::mailings::graphql::{MailingsMutation, MailingsQuery};
 use crate::messages::graphql::{MessagesMutation, MessagesQuery};
 
@@ -26,17 +27,26 @@ pub const MAX_FIELDS: usize = 1_000;
 pub const MAX_RECURSIVE_DEPTH: usize = 32;
 
 #[derive(MergedObject, Default)]
-pub struct Query(AccountsQuery, ClientsQuery, MessagesQuery, MailingsQuery);
+pub struct Query(
+    AccountsQuery,
+    ClientsQuery,
+    MessagesQuery,
+    MailingsQuery,
+    DeliveriesQuery,
+);
 
 #[derive(MergedObject, Default)]
 pub struct Mutation(AccountsMutation, ClientsMutation, MessagesMutation, MailingsMutation);
 
-pub type MailwarmSchema = Schema<Query, Mutation, EmptySubscription>;
+#[derive(MergedSubscription, Default)]
+pub struct Subscription(DeliveriesSubscription);
+
+pub type MailwarmSchema = Schema<Query, Mutation, Subscription>;
 
 /// The schema with its limits. `state` is absent only when exporting the SDL, which needs
 /// no database.
 pub fn build_schema(state: Option<AppState>, introspection: bool) -> MailwarmSchema {
-    let mut builder = Schema::build(Query::default(), Mutation::default(), EmptySubscription)
+    let mut builder = Schema::build(Query::default(), Mutation::default(), Subscription::default())
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY)
         .limit_recursive_depth(MAX_RECURSIVE_DEPTH)

@@ -17,6 +17,10 @@ use crate::app::AppState;
 use crate::clients::graphql::{Client, parse_id};
 use crate::clients::model as clients;
 use crate::db::DbPool;
+use crate::deliveries::graphql::{
+    Attempt, AttemptStatus, Delivery, DeliveryStatus, MailingStats, Run, mailing_stats, may_steer, of_mailing,
+    retryable,
+};
 use crate::deliveries::model::{self as deliveries, Cancel};
 use crate::error::{AppError, AppResult, ResultExt};
 use crate::events::{self, Notice};
@@ -156,10 +160,56 @@ impl Mailing {
         Ok(Connection::from_page(page, args, clients::Client::cursor, Client))
     }
 
+    /// Its runs, newest first (SKIPPED and CANCELLED ones included).
+    async fn runs(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<Connection<Run>> {
+        of_mailing::runs(ctx, self.0.id, first, after).await
+    }
+
+    /// Its deliveries over all runs, newest first.
+    async fn deliveries(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        status: Option<DeliveryStatus>,
+    ) -> async_graphql::Result<Connection<Delivery>> {
+        of_mailing::deliveries(ctx, self.0.id, first, after, status).await
+    }
+
+    /// Its log: every try to hand a message to the mail server, newest first.
+    async fn attempts(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        status: Option<AttemptStatus>,
+    ) -> async_graphql::Result<Connection<Attempt>> {
+        of_mailing::attempts(ctx, self.0.id, first, after, status).await
+    }
+
+    async fn stats(&self, ctx: &Context<'_>) -> async_graphql::Result<MailingStats> {
+        let recipients = ctx
+            .data_unchecked::<DataLoader<RecipientsLoader>>()
+            .load_one(self.0.id)
+            .await?
+            .unwrap_or(0);
+        mailing_stats(ctx, self.0.id, recipients).await
+    }
+
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
     }
 }
+
+crate::batch_loader!(
+    /// Live clients per mailing (`stats.recipients`).
+    RecipientsLoader: Uuid => i64, |conn, keys| model::recipient_counts(conn, keys)
+);
 
 #[derive(InputObject)]
 pub struct MailingInput {
@@ -340,6 +390,55 @@ impl MailingsMutation {
         Ok(Mailing(mailing))
     }
 
+    /// No new runs start and no new attempts begin (sends under way finish).
+    async fn pause_mailing(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Mailing> {
+        Self::steer(ctx, &id, async |conn, id| Ok(model::set_paused(conn, id, true).await?)).await
+    }
+
+    /// Pending deliveries continue; runs missed meanwhile coalesce into the latest.
+    async fn resume_mailing(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Mailing> {
+        Self::steer(ctx, &id, async |conn, id| Ok(model::set_paused(conn, id, false).await?)).await
+    }
+
+    /// Stops the mailing for good; pending deliveries become CANCELLED.
+    async fn complete_mailing(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Mailing> {
+        Self::steer(ctx, &id, async |conn, id| {
+            conn.transaction::<_, AppError, _>(async |conn| {
+                let completed = model::complete(conn, id).await?;
+                deliveries::cancel_pending(conn, Cancel::Mailing(id)).await?;
+                Ok(completed)
+            })
+            .await
+        })
+        .await
+    }
+
+    /// Re-queues this mailing's deliveries in the given states (FAILED, UNKNOWN, CANCELLED)
+    /// with a fresh attempt budget and the same Message-ID; returns how many.
+    async fn retry_deliveries(
+        &self,
+        ctx: &Context<'_>,
+        mailing_id: ID,
+        statuses: Vec<DeliveryStatus>,
+    ) -> async_graphql::Result<i32> {
+        let viewer = viewer(ctx).gql()?;
+        let statuses = retryable(&statuses).gql()?;
+        let id = parse_id(&mailing_id).ok_or(AppError::NotFound).gql()?;
+        let state = AppState::from_ctx(ctx);
+        let mut conn = state.conn().await.gql()?;
+        let retried = conn
+            .transaction::<_, AppError, _>(async |conn| {
+                visible_for_write(conn, viewer, id).await?;
+                let retried = deliveries::retry(conn, id, &statuses).await?;
+                events::notify(conn, &Notice::Wake).await?;
+                Ok(retried)
+            })
+            .await
+            .gql()?;
+        state.dispatch_wakeup().notify_one();
+        Ok(i32::try_from(retried).unwrap_or(i32::MAX))
+    }
+
     /// Deletes the mailing from every list; what it sent stays in the log.
     async fn delete_mailing(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<bool> {
         let viewer = viewer(ctx).gql()?;
@@ -354,6 +453,33 @@ impl MailingsMutation {
         .await
         .gql()?;
         Ok(true)
+    }
+}
+
+impl MailingsMutation {
+    /// A mailing the viewer may pause, resume or complete: their own, or any as MANAGER
+    /// or ADMIN. Invisible: NOT_FOUND.
+    async fn steer(
+        ctx: &Context<'_>,
+        id: &ID,
+        change: impl AsyncFnOnce(&mut diesel_async::AsyncPgConnection, Uuid) -> AppResult<Option<model::Mailing>>,
+    ) -> async_graphql::Result<Mailing> {
+        let viewer = viewer(ctx).gql()?;
+        let id = parse_id(id).ok_or(AppError::NotFound).gql()?;
+        let state = AppState::from_ctx(ctx);
+        let mut conn = state.conn().await.gql()?;
+        let mailing = model::find(&mut conn, read_scope(viewer), id)
+            .await
+            .gql()?
+            .ok_or(AppError::NotFound)
+            .gql()?;
+        if !may_steer(viewer, mailing.owner_id) {
+            return Err(AppError::Forbidden).gql();
+        }
+        let changed = change(&mut conn, id).await.gql()?.ok_or(AppError::NotFound).gql()?;
+        events::notify(&mut conn, &Notice::Wake).await.gql()?;
+        state.dispatch_wakeup().notify_one();
+        Ok(Mailing(changed))
     }
 }
 

@@ -308,3 +308,45 @@ pub async fn clients_pages(
     }
     Ok(pages)
 }
+
+/// Pauses or resumes a live mailing; None when there is none with this id.
+pub async fn set_paused(conn: &mut AsyncPgConnection, id: Uuid, paused: bool) -> QueryResult<Option<Mailing>> {
+    diesel::update(mailings::table)
+        .filter(mailings::id.eq(id).and(mailings::deleted_at.is_null()))
+        .set((mailings::paused.eq(paused), mailings::updated_at.eq(now())))
+        .returning(Mailing::as_returning())
+        .get_result(conn)
+        .await
+        .optional()
+}
+
+/// Stops a mailing for good: no further run starts.
+pub async fn complete(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<Mailing>> {
+    diesel::update(mailings::table)
+        .filter(mailings::id.eq(id).and(mailings::deleted_at.is_null()))
+        .set((
+            mailings::completed_at.eq(diesel::dsl::sql::<
+                diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>,
+            >("coalesce(completed_at, now())")),
+            mailings::next_run_at.eq(None::<DateTime<Utc>>),
+            mailings::updated_at.eq(now()),
+        ))
+        .returning(Mailing::as_returning())
+        .get_result(conn)
+        .await
+        .optional()
+}
+
+/// How many live clients each mailing has.
+pub async fn recipient_counts(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> QueryResult<HashMap<Uuid, i64>> {
+    let counts: Vec<MailingCount> = diesel::sql_query(
+        "SELECT mc.mailing_id, count(*) AS count FROM mailing_clients mc JOIN clients c ON c.id = mc.client_id \
+         WHERE mc.mailing_id = ANY($1) AND c.deleted_at IS NULL GROUP BY mc.mailing_id",
+    )
+    .bind::<Array<SqlUuid>, _>(ids)
+    .load(conn)
+    .await?;
+    let mut result: HashMap<Uuid, i64> = ids.iter().map(|id| (*id, 0)).collect();
+    result.extend(counts.into_iter().map(|c| (c.mailing_id, c.count)));
+    Ok(result)
+}

@@ -84,6 +84,13 @@ impl Loader<Uuid> for MessageLoader {
     }
 }
 
+/// What the mail server said to a test send.
+#[derive(async_graphql::SimpleObject)]
+pub struct TestSendResult {
+    pub accepted: bool,
+    pub server_response: Option<String>,
+}
+
 #[derive(Default)]
 pub struct MessagesQuery;
 
@@ -135,6 +142,52 @@ impl MessagesMutation {
             .map(Message)
             .ok_or(AppError::NotFound)
             .gql()
+    }
+
+    /// Sends one message to `email` now, outside any mailing, through the same transport,
+    /// and returns the mail server's answer (nothing is logged or retried).
+    async fn send_test_message(
+        &self,
+        ctx: &Context<'_>,
+        message_id: ID,
+        email: String,
+    ) -> async_graphql::Result<TestSendResult> {
+        let viewer = viewer(ctx).gql()?;
+        let email = validate::email("email", &email).gql()?;
+        let id = parse_id(&message_id).ok_or(AppError::NotFound).gql()?;
+        let state = AppState::from_ctx(ctx);
+        let mut conn = state.conn().await.gql()?;
+        let message = model::find(&mut conn, viewer.user_id, id)
+            .await
+            .gql()?
+            .ok_or(AppError::NotFound)
+            .gql()?;
+        drop(conn);
+        let placeholder_link = state.config().http.link("unsubscribe", &[("test", "1")]);
+        let fill = |t: &str| model::fill(t, "Test Recipient", &email, &placeholder_link);
+        let to = email
+            .parse()
+            .map_err(|_| AppError::bad_input("email", "not a deliverable address"))
+            .gql()?;
+        let mail = crate::mail::text_message(
+            &state.config().mail.mail_from,
+            to,
+            &fill(&message.subject),
+            fill(&message.body),
+            None,
+        )
+        .map_err(|e| AppError::bad_input("email", e.to_string()))
+        .gql()?;
+        Ok(match state.mailer().send(&mail).await {
+            Ok(reply) => TestSendResult {
+                accepted: true,
+                server_response: Some(reply),
+            },
+            Err(err) => TestSendResult {
+                accepted: false,
+                server_response: Some(err.to_string()),
+            },
+        })
     }
 
     /// CONFLICT while a mailing that is not deleted uses it.

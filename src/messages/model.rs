@@ -144,3 +144,12 @@ pub async fn delete(conn: &mut AsyncPgConnection, owner: Uuid, id: Uuid) -> Quer
         .await?;
     Ok(deleted == 1)
 }
+
+/// A message's text for one recipient: `{{full_name}}`, `{{email}}` and `{{unsubscribe_url}}`
+/// replaced; anything else is left as written.
+pub fn fill(template: &str, full_name: &str, email: &str, unsubscribe_url: &str) -> String {
+    template
+        .replace("{{full_name}}", full_name)
+        .replace("{{email}}", email)
+        .replace("{{unsubscribe_url}}", unsubscribe_url)
+}

@@ -1,0 +1,567 @@
+//! The mailing log in the GraphQL API: runs, deliveries, attempts, statistics, retries,
+//! and the live subscriptions fed by every instance.
+
+use async_graphql::dataloader::DataLoader;
+use async_graphql::{Context, Enum, ID, Object, SimpleObject, Subscription};
+use chrono::{DateTime, Utc};
+use futures_util::{Stream, StreamExt};
+use uuid::Uuid;
+
+use super::model::{self, AttemptFilter, Counts};
+use crate::accounts::graphql::Role;
+use crate::accounts::viewer;
+use crate::app::AppState;
+use crate::clients::graphql::{Client, parse_id};
+use crate::error::{AppError, ResultExt};
+use crate::events::Event;
+use crate::mailings::graphql::{Mailing, read_scope};
+use crate::mailings::model::{self as mailings, Scope};
+
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+pub enum DeliveryStatus {
+    /// Queued, possibly waiting for a retry.
+    Pending,
+    /// Claimed by an instance, SMTP conversation in progress.
+    Sending,
+    /// The mail server accepted the message.
+    Sent,
+    /// Permanent failure, or attempts exhausted.
+    Failed,
+    /// Outcome unknown (e.g. connection lost after the final dot): never resent automatically.
+    Unknown,
+    /// Never sent: mailing completed or deleted, client removed, deleted or unsubscribed, owner blocked.
+    Cancelled,
+}
+
+impl DeliveryStatus {
+    pub fn as_db(self) -> &'static str {
+        match self {
+            DeliveryStatus::Pending => "pending",
+            DeliveryStatus::Sending => "sending",
+            DeliveryStatus::Sent => "sent",
+            DeliveryStatus::Failed => "failed",
+            DeliveryStatus::Unknown => "unknown",
+            DeliveryStatus::Cancelled => "cancelled",
+        }
+    }
+
+    fn from_db(value: &str) -> DeliveryStatus {
+        match value {
+            "sending" => DeliveryStatus::Sending,
+            "sent" => DeliveryStatus::Sent,
+            "failed" => DeliveryStatus::Failed,
+            "unknown" => DeliveryStatus::Unknown,
+            "cancelled" => DeliveryStatus::Cancelled,
+            _ => DeliveryStatus::Pending,
+        }
+    }
+}
+
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+pub enum RunStatus {
+    /// Deliveries expanded, some still PENDING or SENDING.
+    Running,
+    /// Nothing pending any more.
+    Done,
+    /// Superseded by a later run that fell due before this one was sent (downtime, pause).
+    Skipped,
+    /// The mailing was completed or deleted before the run finished.
+    Cancelled,
+}
+
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+pub enum AttemptStatus {
+    Success,
+    /// 4xx reply, refused/reset connection, timeout or garbage before the end of DATA.
+    TemporaryFailure,
+    /// 5xx reply.
+    PermanentFailure,
+    /// Lost after the message was handed over.
+    Unknown,
+}
+
+impl AttemptStatus {
+    fn as_db(self) -> &'static str {
+        match self {
+            AttemptStatus::Success => "success",
+            AttemptStatus::TemporaryFailure => "temporary_failure",
+            AttemptStatus::PermanentFailure => "permanent_failure",
+            AttemptStatus::Unknown => "unknown",
+        }
+    }
+
+    fn from_db(value: &str) -> AttemptStatus {
+        match value {
+            "success" => AttemptStatus::Success,
+            "temporary_failure" => AttemptStatus::TemporaryFailure,
+            "permanent_failure" => AttemptStatus::PermanentFailure,
+            _ => AttemptStatus::Unknown,
+        }
+    }
+}
+
+crate::batch_loader!(
+    /// Delivery counts of runs.
+    RunCountsLoader: Uuid => Counts, |conn, keys| model::run_counts(conn, keys)
+);
+crate::batch_loader!(
+    /// When the runs of deliveries fall.
+    RunTimeLoader: Uuid => DateTime<Utc>, |conn, keys| model::run_times(conn, keys)
+);
+crate::batch_loader!(
+    /// Mailings of deliveries and attempts (their parents were checked already).
+    MailingLoader: Uuid => mailings::Mailing, |conn, keys| async {
+        Ok(mailings::find_by_ids(conn, keys).await?.into_iter().map(|m| (m.id, m)).collect())
+    }
+);
+crate::batch_loader!(
+    /// Clients of deliveries, deleted ones included (shown as null).
+    ClientLoader: Uuid => crate::clients::model::Client, |conn, keys| async {
+        Ok(crate::clients::model::find_by_ids(conn, keys).await?.into_iter().map(|c| (c.id, c)).collect())
+    }
+);
+crate::batch_loader!(
+    /// Deliveries of attempts.
+    DeliveryLoader: Uuid => model::Delivery, |conn, keys| async {
+        Ok(model::deliveries_by_ids(conn, keys).await?.into_iter().map(|d| (d.id, d)).collect())
+    }
+);
+crate::batch_loader!(
+    /// The attempts of each delivery, oldest first.
+    AttemptsOfLoader: Uuid => Vec<model::Attempt>, |conn, keys| model::attempts_of(conn, keys)
+);
+crate::batch_loader!(
+    /// Each mailing's totals.
+    StatsLoader: Uuid => model::Stats, |conn, keys| model::mailing_stats(conn, keys)
+);
+
+async fn load<L, V>(ctx: &Context<'_>, key: Uuid) -> async_graphql::Result<Option<V>>
+where
+    L: async_graphql::dataloader::Loader<Uuid, Value = V, Error = std::sync::Arc<AppError>>,
+    V: Clone + Send + Sync + 'static,
+{
+    ctx.data_unchecked::<DataLoader<L>>()
+        .load_one(key)
+        .await
+        .map_err(|e| async_graphql::Error::new(e.to_string()))
+}
+
+fn to_i32(n: i64) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+/// One occurrence of a mailing's schedule.
+pub struct Run(pub model::Run);
+
+impl Run {
+    async fn counts(&self, ctx: &Context<'_>) -> async_graphql::Result<Counts> {
+        Ok(load::<RunCountsLoader, _>(ctx, self.0.id).await?.unwrap_or_default())
+    }
+}
+
+#[Object]
+impl Run {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+
+    async fn run_at(&self) -> DateTime<Utc> {
+        self.0.run_at
+    }
+
+    async fn status(&self) -> RunStatus {
+        match self.0.status.as_str() {
+            "done" => RunStatus::Done,
+            "skipped" => RunStatus::Skipped,
+            "cancelled" => RunStatus::Cancelled,
+            _ => RunStatus::Running,
+        }
+    }
+
+    async fn total(&self, ctx: &Context<'_>) -> async_graphql::Result<i32> {
+        Ok(to_i32(self.counts(ctx).await?.total))
+    }
+
+    async fn sent(&self, ctx: &Context<'_>) -> async_graphql::Result<i32> {
+        Ok(to_i32(self.counts(ctx).await?.sent))
+    }
+
+    async fn failed(&self, ctx: &Context<'_>) -> async_graphql::Result<i32> {
+        Ok(to_i32(self.counts(ctx).await?.failed))
+    }
+
+    async fn unknown(&self, ctx: &Context<'_>) -> async_graphql::Result<i32> {
+        Ok(to_i32(self.counts(ctx).await?.unknown))
+    }
+
+    async fn pending(&self, ctx: &Context<'_>) -> async_graphql::Result<i32> {
+        Ok(to_i32(self.counts(ctx).await?.pending))
+    }
+
+    async fn cancelled(&self, ctx: &Context<'_>) -> async_graphql::Result<i32> {
+        Ok(to_i32(self.counts(ctx).await?.cancelled))
+    }
+}
+
+/// One message to one client for one run of a mailing.
+pub struct Delivery(pub model::Delivery);
+
+#[Object]
+impl Delivery {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+
+    async fn mailing(&self, ctx: &Context<'_>) -> async_graphql::Result<Mailing> {
+        load::<MailingLoader, _>(ctx, self.0.mailing_id)
+            .await?
+            .map(Mailing)
+            .ok_or(AppError::NotFound)
+            .gql()
+    }
+
+    /// null once the client is deleted; `email` keeps the address.
+    async fn client(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Client>> {
+        let client = load::<ClientLoader, _>(ctx, self.0.client_id).await?;
+        Ok(client.filter(|c| c.deleted_at.is_none()).map(Client))
+    }
+
+    async fn email(&self) -> &str {
+        &self.0.email
+    }
+
+    /// The scheduled run (occurrence) it belongs to.
+    async fn run_at(&self, ctx: &Context<'_>) -> async_graphql::Result<DateTime<Utc>> {
+        load::<RunTimeLoader, _>(ctx, self.0.run_id)
+            .await?
+            .ok_or(AppError::NotFound)
+            .gql()
+    }
+
+    async fn status(&self) -> DeliveryStatus {
+        DeliveryStatus::from_db(&self.0.status)
+    }
+
+    /// The Message-ID header, stable across retries.
+    async fn message_id(&self, ctx: &Context<'_>) -> String {
+        crate::dispatch::compose::message_id(self.0.id, &AppState::from_ctx(ctx).config().mail.mail_from)
+    }
+
+    async fn attempts(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Attempt>> {
+        Ok(load::<AttemptsOfLoader, _>(ctx, self.0.id)
+            .await?
+            .unwrap_or_default()
+            .into_iter()
+            .map(Attempt)
+            .collect())
+    }
+}
+
+/// The mailing log: one row per try to hand a message to the mail server.
+pub struct Attempt(pub model::Attempt);
+
+#[Object]
+impl Attempt {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+
+    async fn mailing(&self, ctx: &Context<'_>) -> async_graphql::Result<Mailing> {
+        load::<MailingLoader, _>(ctx, self.0.mailing_id)
+            .await?
+            .map(Mailing)
+            .ok_or(AppError::NotFound)
+            .gql()
+    }
+
+    async fn delivery(&self, ctx: &Context<'_>) -> async_graphql::Result<Delivery> {
+        load::<DeliveryLoader, _>(ctx, self.0.delivery_id)
+            .await?
+            .map(Delivery)
+            .ok_or(AppError::NotFound)
+            .gql()
+    }
+
+    async fn email(&self) -> &str {
+        &self.0.email
+    }
+
+    async fn attempted_at(&self) -> DateTime<Utc> {
+        self.0.attempted_at
+    }
+
+    async fn status(&self) -> AttemptStatus {
+        AttemptStatus::from_db(&self.0.status)
+    }
+
+    /// The server's reply or the transport error, when there was one (at most 1 KiB).
+    async fn server_response(&self) -> Option<&str> {
+        self.0.server_response.as_deref()
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct MailingStats {
+    /// Clients linked to the mailing now.
+    pub recipients: i32,
+    /// Deliveries SENT, all runs.
+    pub sent: i32,
+    pub failed: i32,
+    pub unknown: i32,
+    /// PENDING + SENDING.
+    pub pending: i32,
+    pub cancelled: i32,
+    pub attempts: i32,
+    pub last_attempt_at: Option<DateTime<Utc>>,
+}
+
+/// A mailing's totals (used by `Mailing.stats`).
+pub async fn mailing_stats(
+    ctx: &Context<'_>,
+    mailing_id: Uuid,
+    recipients: i64,
+) -> async_graphql::Result<MailingStats> {
+    let stats = load::<StatsLoader, _>(ctx, mailing_id).await?.unwrap_or_default();
+    Ok(MailingStats {
+        recipients: to_i32(recipients),
+        sent: to_i32(stats.deliveries.sent),
+        failed: to_i32(stats.deliveries.failed),
+        unknown: to_i32(stats.deliveries.unknown),
+        pending: to_i32(stats.deliveries.pending),
+        cancelled: to_i32(stats.deliveries.cancelled),
+        attempts: to_i32(stats.attempts),
+        last_attempt_at: stats.last_attempt_at,
+    })
+}
+
+/// The counts of a mailing's current run.
+#[derive(SimpleObject, Clone)]
+pub struct MailingProgress {
+    pub mailing_id: ID,
+    pub run_at: DateTime<Utc>,
+    pub total: i32,
+    pub sent: i32,
+    pub failed: i32,
+    pub unknown: i32,
+    pub pending: i32,
+}
+
+/// Whose attempts a viewer may read.
+fn owner_filter(scope: Scope) -> Option<Uuid> {
+    match scope {
+        Scope::Owner(owner) => Some(owner),
+        Scope::Everyone => None,
+    }
+}
+
+#[derive(Default)]
+pub struct DeliveriesQuery;
+
+#[Object]
+impl DeliveriesQuery {
+    /// The mailing log, newest first: your mailings' attempts (MANAGER, ADMIN: everyone's).
+    async fn attempts(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        mailing_id: Option<ID>,
+        status: Option<AttemptStatus>,
+    ) -> async_graphql::Result<crate::pagination::Connection<Attempt>> {
+        let viewer = viewer(ctx).gql()?;
+        let args = crate::pagination::PageArgs::new(first, after.as_deref()).gql()?;
+        let mailing = match &mailing_id {
+            Some(id) => match parse_id(id) {
+                Some(id) => Some(id),
+                None => {
+                    return Ok(crate::pagination::Connection::from_page(
+                        empty(),
+                        args,
+                        model::Attempt::cursor,
+                        Attempt,
+                    ));
+                }
+            },
+            None => None,
+        };
+        let filter = AttemptFilter {
+            owner: owner_filter(read_scope(viewer)),
+            mailing,
+            status: status.map(AttemptStatus::as_db),
+        };
+        let mut conn = AppState::from_ctx(ctx).conn().await.gql()?;
+        let page = model::attempts_page(&mut conn, &filter, args).await.gql()?;
+        Ok(crate::pagination::Connection::from_page(
+            page,
+            args,
+            model::Attempt::cursor,
+            Attempt,
+        ))
+    }
+}
+
+fn empty<T>() -> crate::pagination::Page<T> {
+    crate::pagination::Page {
+        rows: Vec::new(),
+        total: 0,
+    }
+}
+
+/// `Mailing.runs`, `deliveries` and `attempts`: pages of one mailing's log.
+pub mod of_mailing {
+    use super::*;
+    use crate::pagination::{Connection, PageArgs};
+
+    pub async fn runs(
+        ctx: &Context<'_>,
+        mailing: Uuid,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<Connection<Run>> {
+        let args = PageArgs::new(first, after.as_deref()).gql()?;
+        let mut conn = AppState::from_ctx(ctx).conn().await.gql()?;
+        let page = model::runs_page(&mut conn, mailing, args).await.gql()?;
+        Ok(Connection::from_page(page, args, model::Run::cursor, Run))
+    }
+
+    pub async fn deliveries(
+        ctx: &Context<'_>,
+        mailing: Uuid,
+        first: Option<i32>,
+        after: Option<String>,
+        status: Option<DeliveryStatus>,
+    ) -> async_graphql::Result<Connection<Delivery>> {
+        let args = PageArgs::new(first, after.as_deref()).gql()?;
+        let statuses = status.map(|s| vec![s.as_db()]);
+        let mut conn = AppState::from_ctx(ctx).conn().await.gql()?;
+        let page = model::deliveries_page(&mut conn, mailing, statuses.as_deref(), args)
+            .await
+            .gql()?;
+        Ok(Connection::from_page(page, args, model::Delivery::cursor, Delivery))
+    }
+
+    pub async fn attempts(
+        ctx: &Context<'_>,
+        mailing: Uuid,
+        first: Option<i32>,
+        after: Option<String>,
+        status: Option<AttemptStatus>,
+    ) -> async_graphql::Result<Connection<Attempt>> {
+        let args = PageArgs::new(first, after.as_deref()).gql()?;
+        let filter = AttemptFilter {
+            owner: None,
+            mailing: Some(mailing),
+            status: status.map(AttemptStatus::as_db),
+        };
+        let mut conn = AppState::from_ctx(ctx).conn().await.gql()?;
+        let page = model::attempts_page(&mut conn, &filter, args).await.gql()?;
+        Ok(Connection::from_page(page, args, model::Attempt::cursor, Attempt))
+    }
+}
+
+#[derive(Default)]
+pub struct DeliveriesSubscription;
+
+#[Subscription]
+impl DeliveriesSubscription {
+    /// Every attempt as it is recorded, by any instance; only mailings the viewer may see.
+    async fn attempts(
+        &self,
+        ctx: &Context<'_>,
+        mailing_id: Option<ID>,
+    ) -> async_graphql::Result<impl Stream<Item = Attempt>> {
+        let viewer = viewer(ctx).gql()?.clone();
+        let state = AppState::from_ctx(ctx).clone();
+        let mailing = match &mailing_id {
+            Some(id) => Some(visible_mailing(&state, &viewer, id).await?),
+            None => None,
+        };
+        let owner = owner_filter(read_scope(&viewer));
+        Ok(events(&state).filter_map(move |event| async move {
+            match &*event {
+                Event::Attempt(a)
+                    if mailing.is_none_or(|m| m == a.mailing_id) && owner.is_none_or(|o| o == a.owner_id) =>
+                {
+                    Some(Attempt(a.clone()))
+                }
+                _ => None,
+            }
+        }))
+    }
+
+    /// The counts of the mailing's current run whenever they change, by any instance.
+    async fn mailing_progress(
+        &self,
+        ctx: &Context<'_>,
+        mailing_id: ID,
+    ) -> async_graphql::Result<impl Stream<Item = MailingProgress>> {
+        let viewer = viewer(ctx).gql()?.clone();
+        let state = AppState::from_ctx(ctx).clone();
+        let mailing = visible_mailing(&state, &viewer, &mailing_id).await?;
+        Ok(events(&state).filter_map(move |event| async move {
+            match &*event {
+                Event::Progress(p) if p.mailing_id == mailing => Some(MailingProgress {
+                    mailing_id: ID(p.mailing_id.to_string()),
+                    run_at: p.run_at,
+                    total: to_i32(p.counts.total),
+                    sent: to_i32(p.counts.sent),
+                    failed: to_i32(p.counts.failed),
+                    unknown: to_i32(p.counts.unknown),
+                    pending: to_i32(p.counts.pending),
+                }),
+                _ => None,
+            }
+        }))
+    }
+}
+
+/// This instance's events; a subscriber that falls behind skips what it missed.
+fn events(state: &AppState) -> impl Stream<Item = std::sync::Arc<Event>> + use<> {
+    futures_util::stream::unfold(state.events().subscribe(), |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(event) => return Some((event, rx)),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                    tracing::debug!(missed, "a slow subscriber skipped events");
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    })
+}
+
+async fn visible_mailing(state: &AppState, viewer: &crate::accounts::Viewer, id: &ID) -> async_graphql::Result<Uuid> {
+    let id = parse_id(id).ok_or(AppError::NotFound).gql()?;
+    let mut conn = state.conn().await.gql()?;
+    mailings::find(&mut conn, read_scope(viewer), id)
+        .await
+        .gql()?
+        .map(|m| m.id)
+        .ok_or(AppError::NotFound)
+        .gql()
+}
+
+/// Deliveries `retryDeliveries` may re-queue.
+pub fn retryable(statuses: &[DeliveryStatus]) -> Result<Vec<&'static str>, AppError> {
+    if statuses.is_empty() {
+        return Err(AppError::bad_input(
+            "statuses",
+            "name at least one of FAILED, UNKNOWN, CANCELLED",
+        ));
+    }
+    statuses
+        .iter()
+        .map(|s| match s {
+            DeliveryStatus::Failed | DeliveryStatus::Unknown | DeliveryStatus::Cancelled => Ok(s.as_db()),
+            other => Err(AppError::bad_input(
+                "statuses",
+                format!("{other:?} deliveries cannot be retried; use FAILED, UNKNOWN or CANCELLED"),
+            )),
+        })
+        .collect()
+}
+
+/// Role check shared by pause, resume and complete: the owner, managers and admins.
+pub fn may_steer(viewer: &crate::accounts::Viewer, owner: Uuid) -> bool {
+    viewer.user_id == owner || matches!(viewer.role, Role::Manager | Role::Admin)
+}
