@@ -34,8 +34,14 @@ fn fast(smtp: &TestSmtpServer) -> Vec<String> {
     .collect()
 }
 
+/// The fast settings, with `more` overriding any of them.
 async fn app_with(smtp: &TestSmtpServer, more: &[&str]) -> TestApp {
-    let mut args = fast(smtp);
+    let mut args: Vec<String> = Vec::new();
+    for pair in fast(smtp).chunks(2) {
+        if !more.contains(&pair[0].as_str()) {
+            args.extend_from_slice(pair);
+        }
+    }
     args.extend(more.iter().map(|s| s.to_string()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     TestApp::dispatching(&args).await
@@ -180,4 +186,371 @@ async fn a_mailing_inside_its_window_is_sent_at_once_and_completes() {
     })
     .await;
     assert_eq!(done["nextRunAt"], Value::Null);
+}
+
+const LOG: &str = "status stats { sent failed unknown pending cancelled attempts } \
+    runs { nodes { runAt status total sent failed unknown pending cancelled } } \
+    deliveries { nodes { email status messageId attempts { status serverResponse } } }";
+
+fn delivery<'a>(mailing: &'a Value, email: &str) -> &'a Value {
+    mailing["deliveries"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["email"] == email)
+        .unwrap_or_else(|| panic!("no delivery to {email}: {mailing}"))
+}
+
+#[tokio::test]
+async fn a_mailing_starting_soon_fires_by_itself() {
+    let smtp = TestSmtpServer::start().await;
+    let app = app_with(&smtp, &[]).await;
+    let owner = owner(&app).await;
+    let ids = clients(&app, &owner, &["ann@example.com"]).await;
+    let id = create_mailing(&app, &owner, &now_rfc3339(2000), "ONCE", &ids).await;
+    assert_eq!(mailing(&app, &owner, &id, "status").await["status"], "CREATED");
+    assert!(
+        smtp.wait_accepted(1, Duration::from_millis(1500)).await.is_empty(),
+        "not before its time"
+    );
+    assert_eq!(
+        smtp.wait_accepted(1, Duration::from_secs(4)).await.len(),
+        1,
+        "on time, without a wake-up or a poll"
+    );
+}
+
+#[tokio::test]
+async fn missed_runs_coalesce_into_the_latest() {
+    let smtp = TestSmtpServer::start().await;
+    let app = app_with(&smtp, &[]).await;
+    let owner = owner(&app).await;
+    let ids = clients(&app, &owner, &["ann@example.com"]).await;
+    // Daily since three days and an hour ago: four runs are due, only the latest is sent.
+    let start = (chrono::Utc::now() - chrono::TimeDelta::hours(73)).to_rfc3339();
+    let id = create_mailing(&app, &owner, &start, "DAILY", &ids).await;
+    let done = wait_mailing(&app, &owner, &id, LOG, Duration::from_secs(5), |m| {
+        m["stats"]["sent"] == 1
+    })
+    .await;
+    let runs = done["runs"]["nodes"].as_array().unwrap();
+    let statuses: Vec<&str> = runs.iter().map(|r| r["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses.len(), 4, "{runs:?}");
+    assert!(statuses[0] == "DONE" || statuses[0] == "RUNNING", "{statuses:?}");
+    assert_eq!(&statuses[1..], ["SKIPPED", "SKIPPED", "SKIPPED"]);
+    assert_eq!(runs[1]["total"], 0);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(smtp.accepted().len(), 1, "never sent in a burst");
+    let status = mailing(&app, &owner, &id, "status nextRunAt").await;
+    assert_eq!(status["status"], "RUNNING");
+    assert!(status["nextRunAt"].as_str().unwrap() > now_rfc3339(0).as_str());
+}
+
+#[tokio::test]
+async fn pause_holds_sending_and_resume_continues() {
+    let smtp = TestSmtpServer::start().await;
+    let app = app_with(&smtp, &[]).await;
+    let owner = owner(&app).await;
+    let ids = clients(&app, &owner, &["ann@example.com", "bob@example.com"]).await;
+    let id = create_mailing(&app, &owner, &now_rfc3339(1500), "ONCE", &ids).await;
+    let paused = app
+        .graphql_as(
+            &owner.token,
+            "mutation($id: ID!) { pauseMailing(id: $id) { paused } }",
+            json!({ "id": id }),
+        )
+        .await;
+    assert_eq!(paused.json()["data"]["pauseMailing"]["paused"], true);
+    assert!(
+        smtp.wait_accepted(1, Duration::from_secs(3)).await.is_empty(),
+        "nothing while paused"
+    );
+    let resumed = app
+        .graphql_as(
+            &owner.token,
+            "mutation($id: ID!) { resumeMailing(id: $id) { paused } }",
+            json!({ "id": id }),
+        )
+        .await;
+    assert_eq!(resumed.json()["data"]["resumeMailing"]["paused"], false);
+    assert_eq!(smtp.wait_accepted(2, Duration::from_secs(3)).await.len(), 2);
+}
+
+#[tokio::test]
+async fn each_kind_of_failure_is_logged_and_handled() {
+    let smtp = TestSmtpServer::start().await;
+    let app = app_with(&smtp, &[]).await;
+    let owner = owner(&app).await;
+    let emails = [
+        "ok@example.com",
+        "tempfail@example.com",
+        "reject@example.com",
+        "dropafterdot@example.com",
+    ];
+    let ids = clients(&app, &owner, &emails).await;
+    let id = create_mailing(&app, &owner, &now_rfc3339(-1000), "ONCE", &ids).await;
+    let done = wait_mailing(&app, &owner, &id, LOG, Duration::from_secs(10), |m| {
+        m["status"] == "COMPLETED"
+    })
+    .await;
+
+    let ok = delivery(&done, "ok@example.com");
+    assert_eq!(ok["status"], "SENT");
+    assert_eq!(ok["attempts"][0]["status"], "SUCCESS");
+    assert!(ok["attempts"][0]["serverResponse"].as_str().unwrap().starts_with("250"));
+
+    // 4xx: retried with backoff until MAX_ATTEMPTS (3), then FAILED.
+    let temp = delivery(&done, "tempfail@example.com");
+    assert_eq!(temp["status"], "FAILED");
+    let tries = temp["attempts"].as_array().unwrap();
+    assert_eq!(tries.len(), 3, "{temp}");
+    assert!(tries.iter().all(|a| a["status"] == "TEMPORARY_FAILURE"));
+    assert!(
+        tries[0]["serverResponse"].as_str().unwrap().contains("451"),
+        "{}",
+        tries[0]
+    );
+
+    // 5xx: one attempt, FAILED at once.
+    let reject = delivery(&done, "reject@example.com");
+    assert_eq!(reject["status"], "FAILED");
+    assert_eq!(reject["attempts"].as_array().unwrap().len(), 1);
+    assert_eq!(reject["attempts"][0]["status"], "PERMANENT_FAILURE");
+
+    // Lost after the final dot: UNKNOWN, never resent automatically.
+    let lost = delivery(&done, "dropafterdot@example.com");
+    assert_eq!(lost["status"], "UNKNOWN");
+    assert_eq!(lost["attempts"].as_array().unwrap().len(), 1);
+    assert_eq!(lost["attempts"][0]["status"], "UNKNOWN");
+
+    assert_eq!(
+        done["stats"],
+        json!({ "sent": 1, "failed": 2, "unknown": 1, "pending": 0, "cancelled": 0, "attempts": 6 })
+    );
+    let run = &done["runs"]["nodes"][0];
+    assert_eq!(
+        (run["status"].as_str(), run["total"].as_i64(), run["sent"].as_i64()),
+        (Some("DONE"), Some(4), Some(1))
+    );
+
+    // Retry on request: a fresh budget, the same Message-ID.
+    let message_id = lost["messageId"].clone();
+    let retried = app
+        .graphql_as(
+            &owner.token,
+            "mutation($id: ID!) { retryDeliveries(mailingId: $id, statuses: [UNKNOWN, FAILED]) }",
+            json!({ "id": id }),
+        )
+        .await;
+    assert_eq!(retried.json()["data"]["retryDeliveries"], 3, "{}", retried.json());
+    let again = wait_mailing(&app, &owner, &id, LOG, Duration::from_secs(10), |m| {
+        let settled = |email: &str, attempts: usize| {
+            let d = delivery(m, email);
+            d["status"] != "PENDING" && d["status"] != "SENDING" && d["attempts"].as_array().unwrap().len() == attempts
+        };
+        settled("tempfail@example.com", 6) && settled("dropafterdot@example.com", 2) && settled("reject@example.com", 2)
+    })
+    .await;
+    let lost_again = delivery(&again, "dropafterdot@example.com");
+    assert_eq!(lost_again["messageId"], message_id);
+    assert_eq!(lost_again["attempts"].as_array().unwrap().len(), 2);
+    let temp_again = delivery(&again, "tempfail@example.com");
+    assert_eq!(
+        temp_again["attempts"].as_array().unwrap().len(),
+        6,
+        "a fresh budget of 3: {temp_again}\n{again}"
+    );
+
+    let bad = app
+        .graphql_as(
+            &owner.token,
+            "mutation($id: ID!) { retryDeliveries(mailingId: $id, statuses: [SENT]) }",
+            json!({ "id": id }),
+        )
+        .await;
+    assert_eq!(bad.error_code(), "BAD_USER_INPUT");
+    assert_eq!(bad.json()["errors"][0]["extensions"]["field"], "statuses");
+}
+
+#[tokio::test]
+async fn a_silent_mail_server_times_out_while_the_api_answers_quickly() {
+    let smtp = TestSmtpServer::start().await;
+    let app = app_with(&smtp, &[]).await;
+    let owner = owner(&app).await;
+    let ids = clients(&app, &owner, &["silent@example.com"]).await;
+    let id = create_mailing(&app, &owner, &now_rfc3339(-1000), "ONCE", &ids).await;
+    tokio::time::sleep(Duration::from_millis(200)).await; // the exchange is hanging now
+    let started = Instant::now();
+    let reply = app
+        .graphql_as(&owner.token, "{ me { email } mailings { totalCount } }", json!({}))
+        .await;
+    assert_eq!(reply.json()["data"]["mailings"]["totalCount"], 1);
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "the API waited on the mail server: {:?}",
+        started.elapsed()
+    );
+    let done = wait_mailing(&app, &owner, &id, LOG, Duration::from_secs(5), |m| {
+        m["status"] == "COMPLETED"
+    })
+    .await;
+    let silent = delivery(&done, "silent@example.com");
+    assert_eq!(silent["status"], "UNKNOWN", "{silent}");
+    assert!(
+        silent["attempts"][0]["serverResponse"]
+            .as_str()
+            .unwrap()
+            .contains("TIMEOUT"),
+        "{silent}"
+    );
+}
+
+#[tokio::test]
+async fn completing_cancels_what_is_pending() {
+    let smtp = TestSmtpServer::start().await;
+    let app = app_with(&smtp, &["--retry-base", "1h", "--retry-max", "1h"]).await;
+    let owner = owner(&app).await;
+    let ids = clients(&app, &owner, &["tempfail@example.com"]).await;
+    let id = create_mailing(&app, &owner, &now_rfc3339(-1000), "DAILY", &ids).await;
+    wait_mailing(&app, &owner, &id, LOG, Duration::from_secs(5), |m| {
+        m["stats"]["attempts"] == 1
+    })
+    .await;
+    let completed = app
+        .graphql_as(
+            &owner.token,
+            "mutation($id: ID!) { completeMailing(id: $id) { status nextRunAt } }",
+            json!({ "id": id }),
+        )
+        .await;
+    assert_eq!(
+        completed.json()["data"]["completeMailing"],
+        json!({ "status": "COMPLETED", "nextRunAt": null })
+    );
+    let after = mailing(&app, &owner, &id, LOG).await;
+    assert_eq!(delivery(&after, "tempfail@example.com")["status"], "CANCELLED");
+    assert_eq!(after["runs"]["nodes"][0]["status"], "CANCELLED");
+    let listed = app
+        .graphql_as(
+            &owner.token,
+            "{ mailings(status: COMPLETED) { totalCount } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(listed.json()["data"]["mailings"]["totalCount"], 1);
+}
+
+#[tokio::test]
+async fn the_unsubscribe_link_stops_further_mail() {
+    let smtp = TestSmtpServer::start().await;
+    let app = app_with(&smtp, &[]).await;
+    let owner = owner(&app).await;
+    let ids = clients(&app, &owner, &["ann@example.com", "bob@example.com"]).await;
+    create_mailing(&app, &owner, &now_rfc3339(-1000), "ONCE", &ids).await;
+    let received = smtp.wait_accepted(2, Duration::from_secs(5)).await;
+    let to_ann = received.iter().find(|r| r.rcpt_to == ["ann@example.com"]).unwrap();
+    let header = to_ann
+        .data
+        .lines()
+        .find_map(|l| l.strip_prefix("List-Unsubscribe: <"))
+        .expect("List-Unsubscribe header");
+    let link = header.trim_end_matches('>');
+    let path = &link[link.find("/unsubscribe").unwrap()..];
+
+    use axum::body::Body;
+    use axum::http::Request;
+    let page = app.send(Request::get(path).body(Body::empty()).unwrap()).await;
+    assert_eq!(page.status, 200);
+    assert!(
+        String::from_utf8_lossy(&page.body).contains("<form method=\"post\""),
+        "GET only asks"
+    );
+    let forged = app
+        .send(Request::post(path.replace("s=", "s=x")).body(Body::empty()).unwrap())
+        .await;
+    assert_eq!(forged.status, 400);
+    // The one-click POST of RFC 8058, as a mail client sends it.
+    let done = app
+        .send(
+            Request::post(path)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(Body::from("List-Unsubscribe=One-Click"))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(done.status, 200);
+    let listed = app
+        .graphql_as(
+            &owner.token,
+            "{ clients { nodes { email unsubscribedAt } } }",
+            json!({}),
+        )
+        .await;
+    let ann = listed.json()["data"]["clients"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["email"] == "ann@example.com")
+        .unwrap()
+        .clone();
+    assert!(ann["unsubscribedAt"].is_string());
+
+    // The next mailing to both reaches only Bob.
+    create_mailing(&app, &owner, &now_rfc3339(-1000), "ONCE", &ids).await;
+    let received = smtp.wait_accepted(3, Duration::from_secs(5)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(smtp.accepted().len(), 3, "{received:?}");
+    assert_eq!(smtp.accepted()[2].rcpt_to, ["bob@example.com"]);
+}
+
+#[tokio::test]
+async fn a_test_send_answers_with_the_server_reply_and_metrics_count() {
+    let smtp = TestSmtpServer::start().await;
+    let app = app_with(&smtp, &[]).await;
+    let owner = owner(&app).await;
+    let query =
+        "mutation($m: ID!, $e: String!) { sendTestMessage(messageId: $m, email: $e) { accepted serverResponse } }";
+    let ok = app
+        .graphql_as(
+            &owner.token,
+            query,
+            json!({ "m": owner.message, "e": "me@example.com" }),
+        )
+        .await;
+    let result = &ok.json()["data"]["sendTestMessage"];
+    assert_eq!(result["accepted"], true);
+    assert!(result["serverResponse"].as_str().unwrap().starts_with("250"));
+    assert!(
+        smtp.accepted()[0]
+            .data
+            .contains("Hello Test Recipient <me@example.com>")
+    );
+    let refused = app
+        .graphql_as(
+            &owner.token,
+            query,
+            json!({ "m": owner.message, "e": "reject@example.com" }),
+        )
+        .await;
+    assert_eq!(refused.json()["data"]["sendTestMessage"]["accepted"], false);
+    let invalid = app
+        .graphql_as(&owner.token, query, json!({ "m": owner.message, "e": "nope" }))
+        .await;
+    assert_eq!(invalid.json()["errors"][0]["extensions"]["field"], "email");
+
+    let ids = clients(&app, &owner, &["ann@example.com"]).await;
+    let id = create_mailing(&app, &owner, &now_rfc3339(-1000), "ONCE", &ids).await;
+    wait_mailing(&app, &owner, &id, "status", Duration::from_secs(5), |m| {
+        m["status"] == "COMPLETED"
+    })
+    .await;
+    use axum::body::Body;
+    use axum::http::Request;
+    let metrics = app.send(Request::get("/metrics").body(Body::empty()).unwrap()).await;
+    let text = String::from_utf8(metrics.body).unwrap();
+    assert!(text.contains("mailwarm_deliveries_total{outcome=\"sent\"} 1"), "{text}");
+    assert!(text.contains("mailwarm_attempts_total{status=\"success\"} 1"), "{text}");
+    assert!(text.contains("mailwarm_queue_depth 0"), "{text}");
+    assert!(text.contains("mailwarm_send_seconds_bucket"), "{text}");
+    assert!(text.contains("mailwarm_http_requests_total{status=\"200\"}"), "{text}");
 }

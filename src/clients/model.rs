@@ -149,3 +149,16 @@ pub async fn delete(conn: &mut AsyncPgConnection, owner: Uuid, id: Uuid) -> Quer
         .await?;
     Ok(deleted == 1)
 }
+
+/// Marks a client unsubscribed (from the one-click link); true if it was not already.
+pub async fn unsubscribe(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<bool> {
+    let changed = diesel::update(clients::table)
+        .filter(clients::id.eq(id).and(clients::unsubscribed_at.is_null()))
+        .set((
+            clients::unsubscribed_at.eq(now().nullable()),
+            clients::updated_at.eq(now()),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(changed == 1)
+}

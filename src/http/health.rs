@@ -24,3 +24,20 @@ pub async fn readyz(State(state): State<HttpState>) -> (StatusCode, &'static str
         _ => (StatusCode::SERVICE_UNAVAILABLE, "database unreachable"),
     }
 }
+
+/// Prometheus metrics of this instance (queue depth read from the database now).
+pub async fn metrics(State(state): State<HttpState>) -> impl axum::response::IntoResponse {
+    let metrics = state.app.metrics();
+    if let Ok(mut conn) = state.app.conn().await
+        && let Ok(depth) = crate::dispatch::queue::depth(&mut conn).await
+    {
+        metrics.queue_depth.set(depth);
+    }
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        metrics.encode(),
+    )
+}

@@ -28,6 +28,7 @@ pub struct HttpState {
 
 pub fn router(app: AppState, schema: MailwarmSchema) -> Router {
     let http = app.config().http.clone();
+    let metrics = app.metrics().clone();
     let state = HttpState { app, schema };
 
     let mut router = Router::new()
@@ -40,7 +41,9 @@ pub fn router(app: AppState, schema: MailwarmSchema) -> Router {
         .route("/graphql/ws", get(ws::graphql_ws))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .route("/verify-email", get(pages::verify_email));
+        .route("/verify-email", get(pages::verify_email))
+        .route("/unsubscribe", get(pages::unsubscribe_form).post(pages::unsubscribe))
+        .route("/metrics", get(health::metrics));
     if http.graphiql {
         router = router.route("/graphiql", get(web::graphiql));
     }
@@ -54,7 +57,8 @@ pub fn router(app: AppState, schema: MailwarmSchema) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             http.request_timeout,
         ))
-        .layer(TraceLayer::new_for_http());
+        .layer(TraceLayer::new_for_http())
+        .layer(axum::middleware::from_fn_with_state(metrics, count_responses));
     if !http.cors_origins.is_empty() {
         let origins: Vec<HeaderValue> = http
             .cors_origins
@@ -74,4 +78,20 @@ pub fn router(app: AppState, schema: MailwarmSchema) -> Router {
         );
     }
     router
+}
+
+/// Counts responses by status code for /metrics.
+async fn count_responses(
+    axum::extract::State(metrics): axum::extract::State<crate::metrics::Metrics>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let response = next.run(request).await;
+    metrics
+        .http_requests
+        .get_or_create(&crate::metrics::Status {
+            status: response.status().as_u16().to_string(),
+        })
+        .inc();
+    response
 }
