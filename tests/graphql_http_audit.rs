@@ -3,29 +3,14 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use common::{ServerProcess, TestDb};
 
-/// Installs tests/js's pinned packages when they are missing (CI does it up front).
-fn ensure_js_packages(dir: &Path) {
-    if dir.join("node_modules/graphql-http").exists() {
-        return;
-    }
-    let status = Command::new("npm")
-        .args(["ci", "--no-audit", "--no-fund"])
-        .current_dir(dir)
-        .status()
-        .expect("npm is needed for this test (Node.js 18 or newer)");
-    assert!(status.success(), "npm ci in {} failed", dir.display());
-}
-
 #[tokio::test]
 async fn graphql_http_audit_passes() {
-    let js = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js");
-    ensure_js_packages(&js);
+    let js = common::js_packages();
     let db = TestDb::migrated().await;
     let logs = tempfile::tempdir().unwrap();
     let mut server = ServerProcess::spawn(&[], &[("DATABASE_URL", &db.url)], logs.path());

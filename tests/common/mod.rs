@@ -503,3 +503,21 @@ impl Drop for ServerProcess {
         let _ = self.child.wait();
     }
 }
+
+/// tests/js, with its pinned npm packages installed (CI installs them up front).
+pub fn js_packages() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js");
+    static INSTALLED: OnceLock<()> = OnceLock::new();
+    INSTALLED.get_or_init(|| {
+        if dir.join("node_modules/graphql-http").exists() && dir.join("node_modules/graphql-ws").exists() {
+            return;
+        }
+        let status = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&dir)
+            .status()
+            .expect("npm is needed for this test (Node.js 18 or newer)");
+        assert!(status.success(), "npm ci in {} failed", dir.display());
+    });
+    dir
+}

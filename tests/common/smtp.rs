@@ -33,15 +33,22 @@ pub struct TestSmtpServer {
     pub addr: SocketAddr,
     accepted: Arc<Mutex<Vec<Received>>>,
     connections: Arc<AtomicUsize>,
+    /// How long it thinks before accepting each message.
+    delay: Duration,
 }
 
 impl TestSmtpServer {
     pub async fn start() -> TestSmtpServer {
+        Self::start_with_delay(Duration::ZERO).await
+    }
+
+    pub async fn start_with_delay(delay: Duration) -> TestSmtpServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let server = TestSmtpServer {
             addr: listener.local_addr().unwrap(),
             accepted: Arc::default(),
             connections: Arc::default(),
+            delay,
         };
         let handle = server.clone();
         tokio::spawn(async move {
@@ -158,6 +165,9 @@ impl TestSmtpServer {
                 }
                 if local.starts_with("dropafterdot") {
                     return;
+                }
+                if !self.delay.is_zero() {
+                    tokio::time::sleep(self.delay).await;
                 }
                 let mut accepted = self.accepted.lock().unwrap();
                 accepted.push(Received {

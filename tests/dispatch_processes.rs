@@ -1,0 +1,310 @@
+//! The dispatcher as real `server` processes sharing one database: several instances split
+//! one mailing without sending anything twice; an instance killed mid-run loses nothing
+//! (at most its in-flight sends end UNKNOWN); `--dispatch-once`; and a graphql-ws client on
+//! one instance sees the attempts another instance sends.
+
+mod common;
+
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::smtp::TestSmtpServer;
+use common::{ServerProcess, TestApp};
+use diesel::sql_types::{BigInt, Text};
+use diesel_async::RunQueryDsl;
+use mailwarm::accounts::graphql::Role;
+use serde_json::json;
+
+const CONCURRENCY: usize = 8;
+
+/// An owner with a message and `n` clients (inserted in bulk), signed in on `app`.
+async fn audience(app: &TestApp, n: usize) -> (String, String, Vec<String>) {
+    let token = app.verified_user("owner@example.com", Role::User).await;
+    let message = app
+        .graphql_as(
+            &token,
+            "mutation { createMessage(input: { subject: \"S\", body: \"Hi {{full_name}}\" }) { id } }",
+            json!({}),
+        )
+        .await
+        .json()["data"]["createMessage"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut conn = app.db.conn().await;
+    #[derive(diesel::QueryableByName)]
+    struct Id {
+        #[diesel(sql_type = Text)]
+        id: String,
+    }
+    let ids: Vec<Id> = diesel::sql_query(
+        "INSERT INTO clients (owner_id, email, full_name) \
+         SELECT (SELECT id FROM users WHERE email = 'owner@example.com'), 'client' || i || '@example.com', 'Client ' || i \
+         FROM generate_series(1, $1) AS i RETURNING id::text",
+    )
+    .bind::<BigInt, _>(n as i64)
+    .load(&mut conn)
+    .await
+    .unwrap();
+    (token, message, ids.into_iter().map(|i| i.id).collect())
+}
+
+async fn start_mailing(app: &TestApp, token: &str, message: &str, clients: &[String]) -> String {
+    let starts = (chrono::Utc::now() - chrono::TimeDelta::seconds(1)).to_rfc3339();
+    let reply = app
+        .graphql_as(
+            token,
+            "mutation($i: MailingInput!) { createMailing(input: $i) { id } }",
+            json!({ "i": { "startsAt": starts, "periodicity": "ONCE", "messageId": message, "clientIds": clients } }),
+        )
+        .await;
+    reply.json()["data"]["createMailing"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{}", reply.json()))
+        .to_owned()
+}
+
+fn dispatcher_env<'a>(db: &'a str, smtp: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("DATABASE_URL", db),
+        ("SMTP_URL", smtp),
+        ("SMTP_CONCURRENCY", "8"),
+        ("LEASE_TTL", "3s"),
+        ("SEND_TIMEOUT", "2s"),
+        ("SMTP_COMMAND_TIMEOUT", "2s"),
+        ("DISPATCH_INTERVAL", "1s"),
+        ("SHUTDOWN_GRACE", "3s"),
+        ("RUST_LOG", "warn,mailwarm=info"),
+    ]
+}
+
+async fn wait_log(server: &ServerProcess, needle: &str, within: Duration) {
+    let deadline = Instant::now() + within;
+    while !server.log().contains(needle) {
+        assert!(Instant::now() < deadline, "no `{needle}` in:\n{}", server.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn delivery_statuses(app: &TestApp) -> HashMap<String, i64> {
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = Text)]
+        status: String,
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    let mut conn = app.db.conn().await;
+    let rows: Vec<Row> = diesel::sql_query("SELECT status, count(*) AS n FROM deliveries GROUP BY status")
+        .load(&mut conn)
+        .await
+        .unwrap();
+    rows.into_iter().map(|r| (r.status, r.n)).collect()
+}
+
+async fn wait_settled(app: &TestApp, within: Duration) -> HashMap<String, i64> {
+    let deadline = Instant::now() + within;
+    loop {
+        let statuses = delivery_statuses(app).await;
+        if !statuses.is_empty() && !statuses.contains_key("pending") && !statuses.contains_key("sending") {
+            return statuses;
+        }
+        assert!(Instant::now() < deadline, "deliveries never settled: {statuses:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn received_per_address(smtp: &TestSmtpServer) -> HashMap<String, usize> {
+    let mut counts = HashMap::new();
+    for mail in smtp.accepted() {
+        for to in mail.rcpt_to {
+            *counts.entry(to).or_insert(0) += 1;
+        }
+    }
+    counts
+}
+
+#[tokio::test]
+async fn three_instances_send_each_of_2000_messages_exactly_once() {
+    let smtp = TestSmtpServer::start_with_delay(Duration::from_millis(2)).await;
+    let app = TestApp::new().await;
+    let (token, message, clients) = audience(&app, 2000).await;
+    let logs = tempfile::tempdir().unwrap();
+    let smtp_url = smtp.url();
+    let env = dispatcher_env(&app.db.url, &smtp_url);
+    let mut instances: Vec<ServerProcess> = (0..3)
+        .map(|_| ServerProcess::spawn(&["--dispatch-only"], &env, logs.path()))
+        .collect();
+    for instance in &instances {
+        wait_log(instance, "dispatching", Duration::from_secs(30)).await;
+    }
+
+    start_mailing(&app, &token, &message, &clients).await;
+    let statuses = wait_settled(&app, Duration::from_secs(60)).await;
+    assert_eq!(statuses, HashMap::from([("sent".to_owned(), 2000)]));
+    let received = received_per_address(&smtp);
+    assert_eq!(received.len(), 2000, "every client got a message");
+    assert!(received.values().all(|n| *n == 1), "nobody got two");
+    let busy = instances
+        .iter()
+        .filter(|i| i.log().contains("run started") || smtp.connections() > 0)
+        .count();
+    assert!(busy >= 1);
+    for instance in &mut instances {
+        assert!(
+            instance.terminate(Duration::from_secs(10)).await.success(),
+            "{}",
+            instance.log()
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_instance_killed_mid_run_loses_nothing_and_duplicates_only_unknowns() {
+    let smtp = TestSmtpServer::start_with_delay(Duration::from_millis(15)).await;
+    let app = TestApp::new().await;
+    let (token, message, clients) = audience(&app, 2000).await;
+    let logs = tempfile::tempdir().unwrap();
+    let smtp_url = smtp.url();
+    let env = dispatcher_env(&app.db.url, &smtp_url);
+    let mut instances: Vec<ServerProcess> = (0..3)
+        .map(|_| ServerProcess::spawn(&["--dispatch-only"], &env, logs.path()))
+        .collect();
+    for instance in &instances {
+        wait_log(instance, "dispatching", Duration::from_secs(30)).await;
+    }
+
+    start_mailing(&app, &token, &message, &clients).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while smtp.accepted().len() < 300 {
+        assert!(Instant::now() < deadline, "sending never got going");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    instances[0].child.kill().unwrap(); // SIGKILL: no chance to give anything back
+    instances[0].child.wait().unwrap();
+
+    let statuses = wait_settled(&app, Duration::from_secs(90)).await;
+    let unknown = statuses.get("unknown").copied().unwrap_or(0);
+    assert!(unknown as usize <= CONCURRENCY, "{statuses:?}");
+    assert_eq!(
+        statuses.get("sent").copied().unwrap_or(0) + unknown,
+        2000,
+        "{statuses:?}"
+    );
+
+    // Every SENT delivery's client got exactly one message; an UNKNOWN one, at most one.
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = Text)]
+        email: String,
+        #[diesel(sql_type = Text)]
+        status: String,
+    }
+    let mut conn = app.db.conn().await;
+    let rows: Vec<Row> = diesel::sql_query("SELECT email, status FROM deliveries")
+        .load(&mut conn)
+        .await
+        .unwrap();
+    let received = received_per_address(&smtp);
+    for row in rows {
+        let got = received.get(&row.email).copied().unwrap_or(0);
+        match row.status.as_str() {
+            "sent" => assert_eq!(got, 1, "{} got {got}", row.email),
+            _ => assert!(got <= 1, "{} got {got}", row.email),
+        }
+    }
+    for instance in &mut instances[1..] {
+        assert!(instance.terminate(Duration::from_secs(10)).await.success());
+    }
+}
+
+#[tokio::test]
+async fn dispatch_once_sends_what_is_due_and_prints_a_summary() {
+    let smtp = TestSmtpServer::start().await;
+    let app = TestApp::new().await;
+    let (token, message, clients) = audience(&app, 3).await;
+    start_mailing(&app, &token, &message, &clients).await;
+    let smtp_url = smtp.url();
+    // tokio's Command: the test's SMTP server runs on this same runtime meanwhile.
+    let run = |db: &str| {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_server"))
+            .arg("--dispatch-once")
+            .env_remove("TEST_DATABASE_URL")
+            .env("DATABASE_URL", db)
+            .env("SMTP_URL", &smtp_url)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .output()
+    };
+    let first = run(&app.db.url).await.unwrap();
+    let stdout = String::from_utf8_lossy(&first.stdout);
+    assert!(
+        first.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert_eq!(
+        stdout.trim(),
+        "dispatch-once: runs started 1, sent 3, failed 0, will retry 0, unknown 0"
+    );
+    assert_eq!(smtp.accepted().len(), 3);
+
+    let second = run(&app.db.url).await.unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&second.stdout).trim(),
+        "dispatch-once: runs started 0, sent 0, failed 0, will retry 0, unknown 0"
+    );
+
+    let port = common::free_port();
+    let unreachable = run(&format!("postgres://postgres@127.0.0.1:{port}/none"))
+        .await
+        .unwrap();
+    assert!(!unreachable.status.success(), "a database it cannot reach is a failure");
+}
+
+#[tokio::test]
+async fn a_subscriber_on_one_instance_sees_attempts_sent_by_another() {
+    let js = common::js_packages();
+    let smtp = TestSmtpServer::start().await;
+    let app = TestApp::new().await;
+    let (token, message, clients) = audience(&app, 2).await;
+    let logs = tempfile::tempdir().unwrap();
+    let smtp_url = smtp.url();
+    let env = dispatcher_env(&app.db.url, &smtp_url);
+    let mut api = ServerProcess::spawn(&["--no-dispatch"], &env, logs.path());
+    let mut sender = ServerProcess::spawn(&["--dispatch-only"], &env, logs.path());
+    api.wait_ready(Duration::from_secs(30)).await;
+    wait_log(&sender, "dispatching", Duration::from_secs(30)).await;
+
+    let ws_url = format!("{}/graphql/ws", api.base_url.replace("http://", "ws://"));
+    let mut subscriber = tokio::process::Command::new("node")
+        .arg(js.join("subscribe.mjs"))
+        .args([&ws_url, &token, "2", "20000"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("node runs the subscriber");
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(subscriber.stdout.take().unwrap()));
+    let ready = tokio::time::timeout(Duration::from_secs(15), lines.next_line()).await;
+    assert_eq!(ready.ok().and_then(|l| l.ok()).flatten().as_deref(), Some("ready"));
+
+    let mailing = start_mailing(&app, &token, &message, &clients).await;
+    let mut events = Vec::new();
+    while let Ok(Ok(Some(line))) = tokio::time::timeout(Duration::from_secs(20), lines.next_line()).await {
+        events.push(serde_json::from_str::<serde_json::Value>(&line).unwrap());
+    }
+    let status = subscriber.wait().await.unwrap();
+    assert!(status.success(), "subscriber failed; got {events:?}");
+    assert_eq!(events.len(), 2);
+    assert!(
+        events
+            .iter()
+            .all(|e| e["status"] == "SUCCESS" && e["mailing"]["id"] == mailing.as_str()),
+        "{events:?}"
+    );
+    assert!(!api.log().contains("run started"), "the API instance did not send");
+    assert!(sender.log().contains("run started"));
+    api.terminate(Duration::from_secs(10)).await;
+    sender.terminate(Duration::from_secs(10)).await;
+}
