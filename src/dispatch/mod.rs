@@ -16,10 +16,12 @@ pub mod runs;
 use std::collections::HashSet;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use lettre::message::Mailbox;
 use tokio::sync::watch;
+use uuid::Uuid;
 
 use crate::app::AppState;
 use crate::events::{self, Notice};
@@ -62,6 +64,8 @@ pub struct Dispatcher {
     breaker: Breaker,
     pacer: Option<Pacer>,
     totals: Totals,
+    /// Deliveries claimed and not yet recorded or given back: the heartbeat keeps their leases.
+    in_hand: Arc<Mutex<HashSet<Uuid>>>,
 }
 
 /// What one tick found to do.
@@ -80,13 +84,14 @@ impl Dispatcher {
             breaker,
             pacer,
             totals: Totals::default(),
+            in_hand: Arc::default(),
         }
     }
 
     /// Dispatches until `stop` turns true; then gives back what it claimed but did not start.
     /// Sends under way finish (the caller bounds that with SHUTDOWN_GRACE).
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
-        let heartbeat = tokio::spawn(heartbeat(self.state.clone(), stop.clone()));
+        let heartbeat = tokio::spawn(heartbeat(self.state.clone(), self.in_hand.clone(), stop.clone()));
         loop {
             if *stop.borrow() {
                 break;
@@ -96,6 +101,9 @@ impl Dispatcher {
                 Ok(_) => self.idle_time().await,
                 Err(err) => {
                     tracing::warn!(error = format!("{err:#}"), "dispatch tick failed; retrying");
+                    // Claims not yet started go back; sends whose outcome was not recorded
+                    // lose their leases and are rescued as UNKNOWN.
+                    self.give_back().await;
                     Duration::from_secs(1)
                 }
             };
@@ -122,6 +130,7 @@ impl Dispatcher {
     }
 
     async fn give_back(&self) {
+        self.in_hand.lock().expect("in-hand lock").clear();
         match self.state.pool().get().await {
             Ok(mut conn) => match queue::release(&mut conn, self.state.instance_id(), None).await {
                 Ok(n) if n > 0 => tracing::info!(deliveries = n, "gave back claimed deliveries"),
@@ -196,6 +205,10 @@ impl Dispatcher {
         } else {
             Vec::new()
         };
+        self.in_hand
+            .lock()
+            .expect("in-hand lock")
+            .extend(claimed.iter().map(|c| c.id));
         drop(conn); // no connection held while the mail server talks
 
         let count = claimed.len();
@@ -244,6 +257,7 @@ impl Dispatcher {
             if halt {
                 let rest: Vec<_> = ids.into_iter().chain(groups.flatten().map(|c| c.id)).collect();
                 queue::release(&mut conn, me, Some(&rest)).await?;
+                self.let_go(&rest);
                 break;
             }
             let go: HashSet<_> = queue::begin_sending(&mut conn, me, &ids).await?.into_iter().collect();
@@ -251,6 +265,7 @@ impl Dispatcher {
             if !held_back.is_empty() {
                 // Paused or cancelled since the claim: not ours to send.
                 queue::release(&mut conn, me, Some(&held_back)).await?;
+                self.let_go(&held_back);
             }
             drop(conn);
 
@@ -264,6 +279,7 @@ impl Dispatcher {
             }
             let mut conn = self.state.pool().get().await?;
             let touched = queue::record(&mut conn, me, &outcomes).await?;
+            self.let_go(&outcomes.iter().map(|o| o.id).collect::<Vec<_>>());
             for t in touched {
                 events::notify(
                     &mut conn,
@@ -277,6 +293,13 @@ impl Dispatcher {
             }
         }
         Ok(())
+    }
+
+    fn let_go(&self, ids: &[Uuid]) {
+        let mut in_hand = self.in_hand.lock().expect("in-hand lock");
+        for id in ids {
+            in_hand.remove(id);
+        }
     }
 
     /// One SMTP exchange for one delivery, classified.
@@ -386,16 +409,20 @@ impl Dispatcher {
     }
 }
 
-/// Extends this instance's leases every third of LEASE_TTL while it runs.
-async fn heartbeat(state: AppState, mut stop: watch::Receiver<bool>) {
+/// Extends the leases of what this instance has in hand every third of LEASE_TTL.
+async fn heartbeat(state: AppState, in_hand: Arc<Mutex<HashSet<Uuid>>>, mut stop: watch::Receiver<bool>) {
     let lease = state.config().dispatch.lease_ttl;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(lease / 3) => {}
             _ = stop.wait_for(|s| *s) => return,
         }
+        let ids: Vec<Uuid> = in_hand.lock().expect("in-hand lock").iter().copied().collect();
+        if ids.is_empty() {
+            continue;
+        }
         if let Ok(mut conn) = state.pool().get().await
-            && let Err(err) = queue::extend_leases(&mut conn, state.instance_id(), lease).await
+            && let Err(err) = queue::extend_leases(&mut conn, state.instance_id(), &ids, lease).await
         {
             tracing::warn!(error = %err, "cannot extend leases");
         }

@@ -100,14 +100,21 @@ pub async fn release(conn: &mut AsyncPgConnection, me: Uuid, ids: Option<&[Uuid]
     .await
 }
 
-/// Keeps this instance's leases alive while it works.
-pub async fn extend_leases(conn: &mut AsyncPgConnection, me: Uuid, lease: Duration) -> diesel::QueryResult<usize> {
+/// Keeps the leases of the deliveries this instance has in hand alive. Only those: a
+/// claim it lost track of (a failed tick) must expire and be rescued.
+pub async fn extend_leases(
+    conn: &mut AsyncPgConnection,
+    me: Uuid,
+    ids: &[Uuid],
+    lease: Duration,
+) -> diesel::QueryResult<usize> {
     diesel::sql_query(
         "UPDATE deliveries SET lease_expires_at = now() + $2 * interval '1 microsecond' \
-         WHERE lease_owner = $1 AND status IN ('pending', 'sending')",
+         WHERE id = ANY($3) AND lease_owner = $1 AND status IN ('pending', 'sending')",
     )
     .bind::<SqlUuid, _>(me)
     .bind::<BigInt, _>(micros(lease))
+    .bind::<Array<SqlUuid>, _>(ids)
     .execute(conn)
     .await
 }
