@@ -146,6 +146,15 @@ where
         .map_err(|e| async_graphql::Error::new(e.to_string()))
 }
 
+/// The mailing a delivery or attempt belongs to.
+async fn mailing_of(ctx: &Context<'_>, id: Uuid) -> async_graphql::Result<Mailing> {
+    load::<MailingLoader, _>(ctx, id)
+        .await?
+        .map(Mailing)
+        .ok_or(AppError::NotFound)
+        .gql()
+}
+
 fn to_i32(n: i64) -> i32 {
     i32::try_from(n).unwrap_or(i32::MAX)
 }
@@ -213,11 +222,7 @@ impl Delivery {
     }
 
     async fn mailing(&self, ctx: &Context<'_>) -> async_graphql::Result<Mailing> {
-        load::<MailingLoader, _>(ctx, self.0.mailing_id)
-            .await?
-            .map(Mailing)
-            .ok_or(AppError::NotFound)
-            .gql()
+        mailing_of(ctx, self.0.mailing_id).await
     }
 
     /// null once the client is deleted; `email` keeps the address.
@@ -267,11 +272,7 @@ impl Attempt {
     }
 
     async fn mailing(&self, ctx: &Context<'_>) -> async_graphql::Result<Mailing> {
-        load::<MailingLoader, _>(ctx, self.0.mailing_id)
-            .await?
-            .map(Mailing)
-            .ok_or(AppError::NotFound)
-            .gql()
+        mailing_of(ctx, self.0.mailing_id).await
     }
 
     async fn delivery(&self, ctx: &Context<'_>) -> async_graphql::Result<Delivery> {

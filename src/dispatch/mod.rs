@@ -230,7 +230,6 @@ impl Dispatcher {
     }
 
     async fn send_batch(&self, claimed: Vec<Claimed>, stop: Option<&watch::Receiver<bool>>) -> anyhow::Result<()> {
-        let me = self.state.instance_id();
         let run_ids: Vec<_> = claimed
             .iter()
             .map(|c| c.run_id)
@@ -249,48 +248,45 @@ impl Dispatcher {
             .to_vec();
         let group_size = usize::from(self.state.config().mail.smtp_concurrency);
 
+        let me = self.state.instance_id();
         let mut groups = claimed.chunks(group_size);
-        while let Some(group) = groups.next() {
+        let mut outcomes: Vec<Outcome> = Vec::new();
+        loop {
+            // The next group to start, unless we are stopping or the breaker opened.
             let halt = stop.is_some_and(|s| *s.borrow()) || matches!(self.breaker.allowance(), Allowance::Wait(_));
-            let ids: Vec<_> = group.iter().map(|c| c.id).collect();
-            let mut conn = self.state.pool().get().await?;
-            if halt {
-                let rest: Vec<_> = ids.into_iter().chain(groups.flatten().map(|c| c.id)).collect();
-                queue::release(&mut conn, me, Some(&rest)).await?;
-                self.let_go(&rest);
+            let next = if halt { None } else { groups.next() };
+            if next.is_none() && outcomes.is_empty() {
                 break;
             }
-            let go: HashSet<_> = queue::begin_sending(&mut conn, me, &ids).await?.into_iter().collect();
-            let held_back: Vec<_> = ids.iter().copied().filter(|id| !go.contains(id)).collect();
+            let next_ids: Vec<Uuid> = next.map(|g| g.iter().map(|c| c.id).collect()).unwrap_or_default();
+            // One round trip: record the last group, NOTIFY, mark the next one SENDING. So at
+            // most one group (≤ SMTP_CONCURRENCY deliveries) is ever SENDING.
+            let mut conn = self.state.pool().get().await?;
+            let go: HashSet<Uuid> = queue::advance(&mut conn, me, &outcomes, &next_ids)
+                .await?
+                .into_iter()
+                .collect();
+            self.let_go(&outcomes.iter().map(|o| o.id).collect::<Vec<_>>());
+            let held_back: Vec<Uuid> = next_ids.iter().copied().filter(|id| !go.contains(id)).collect();
             if !held_back.is_empty() {
                 // Paused or cancelled since the claim: not ours to send.
                 queue::release(&mut conn, me, Some(&held_back)).await?;
                 self.let_go(&held_back);
             }
+            if halt {
+                let rest: Vec<Uuid> = groups.by_ref().flatten().map(|c| c.id).collect();
+                if !rest.is_empty() {
+                    queue::release(&mut conn, me, Some(&rest)).await?;
+                    self.let_go(&rest);
+                }
+            }
             drop(conn);
-
+            let Some(group) = next else { break };
             let sends = group
                 .iter()
                 .filter(|c| go.contains(&c.id))
                 .map(|c| self.send_one(c, snapshots.get(&c.run_id), &key));
-            let outcomes = futures_util::future::join_all(sends).await;
-            if outcomes.is_empty() {
-                continue;
-            }
-            let mut conn = self.state.pool().get().await?;
-            let touched = queue::record(&mut conn, me, &outcomes).await?;
-            self.let_go(&outcomes.iter().map(|o| o.id).collect::<Vec<_>>());
-            for t in touched {
-                events::notify(
-                    &mut conn,
-                    &Notice::Run {
-                        mailing: t.mailing_id,
-                        run: t.run_id,
-                        logged_at: Some(t.logged_at),
-                    },
-                )
-                .await?;
-            }
+            outcomes = futures_util::future::join_all(sends).await;
         }
         Ok(())
     }

@@ -37,17 +37,8 @@ fn micros(duration: Duration) -> i64 {
     i64::try_from(duration.as_micros()).unwrap_or(i64::MAX)
 }
 
-/// Claims up to `limit` due deliveries of mailings that are neither paused nor deleted,
-/// of owners who are not blocked. The partial index on unleased pending rows keeps this
-/// cheap however many finished deliveries the table holds.
-pub async fn claim(
-    conn: &mut AsyncPgConnection,
-    me: Uuid,
-    lease: Duration,
-    limit: i64,
-) -> diesel::QueryResult<Vec<Claimed>> {
-    diesel::sql_query(
-        "WITH due AS ( \
+/// The claim: $1 lease owner, $2 lease in microseconds, $3 batch size.
+pub const CLAIM_SQL: &str = "WITH due AS ( \
              SELECT d.id FROM deliveries d \
              WHERE d.status = 'pending' AND d.lease_owner IS NULL AND d.next_attempt_at <= now() \
                AND EXISTS (SELECT 1 FROM mailings m JOIN users u ON u.id = m.owner_id \
@@ -58,34 +49,23 @@ pub async fn claim(
          UPDATE deliveries d SET lease_owner = $1, lease_expires_at = now() + $2 * interval '1 microsecond', \
              attempt_count = d.attempt_count + 1, updated_at = now() \
          FROM due WHERE d.id = due.id \
-         RETURNING d.id, d.run_id, d.mailing_id, d.client_id, d.email, d.full_name, d.attempt_count, d.attempts_before_retry",
-    )
-    .bind::<SqlUuid, _>(me)
-    .bind::<BigInt, _>(micros(lease))
-    .bind::<BigInt, _>(limit)
-    .load(conn)
-    .await
-}
+         RETURNING d.id, d.run_id, d.mailing_id, d.client_id, d.email, d.full_name, d.attempt_count, d.attempts_before_retry";
 
-/// Marks deliveries SENDING right before their exchange begins; returns those that may be
-/// sent (still ours, still pending, mailing not paused since the claim).
-pub async fn begin_sending(conn: &mut AsyncPgConnection, me: Uuid, ids: &[Uuid]) -> diesel::QueryResult<Vec<Uuid>> {
-    #[derive(diesel::QueryableByName)]
-    struct Id {
-        #[diesel(sql_type = SqlUuid)]
-        id: Uuid,
-    }
-    let ids: Vec<Id> = diesel::sql_query(
-        "UPDATE deliveries d SET status = 'sending', updated_at = now() FROM mailings m \
-         WHERE d.id = ANY($1) AND d.lease_owner = $2 AND d.status = 'pending' \
-           AND m.id = d.mailing_id AND NOT m.paused AND m.deleted_at IS NULL \
-         RETURNING d.id",
-    )
-    .bind::<Array<SqlUuid>, _>(ids)
-    .bind::<SqlUuid, _>(me)
-    .load(conn)
-    .await?;
-    Ok(ids.into_iter().map(|i| i.id).collect())
+/// Claims up to `limit` due deliveries of mailings that are neither paused nor deleted,
+/// of owners who are not blocked. The partial index on unleased pending rows keeps this
+/// cheap however many finished deliveries the table holds.
+pub async fn claim(
+    conn: &mut AsyncPgConnection,
+    me: Uuid,
+    lease: Duration,
+    limit: i64,
+) -> diesel::QueryResult<Vec<Claimed>> {
+    diesel::sql_query(CLAIM_SQL)
+        .bind::<SqlUuid, _>(me)
+        .bind::<BigInt, _>(micros(lease))
+        .bind::<BigInt, _>(limit)
+        .load(conn)
+        .await
 }
 
 /// Gives back claimed deliveries whose exchange never began (all of ours with `None`).
@@ -132,6 +112,62 @@ pub struct Outcome {
     pub response: Option<String>,
 }
 
+/// Records one group's outcomes (logging an attempt each and NOTIFYing every instance of
+/// the runs it touched) and marks the next group SENDING, in one statement: one round trip
+/// per group, and never more than one group SENDING at a time. Returns the ids of the next
+/// group that may be sent (still ours, still pending, mailing not paused).
+pub async fn advance(
+    conn: &mut AsyncPgConnection,
+    me: Uuid,
+    outcomes: &[Outcome],
+    next: &[Uuid],
+) -> diesel::QueryResult<Vec<Uuid>> {
+    #[derive(diesel::QueryableByName)]
+    struct Started {
+        #[diesel(sql_type = Nullable<Array<SqlUuid>>)]
+        ids: Option<Vec<Uuid>>,
+        #[diesel(sql_type = BigInt)]
+        _notified: i64,
+    }
+    let started: Started = diesel::sql_query(
+        "WITH outcome AS ( \
+         SELECT * FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::int[], $5::text[], $6::text[]) \
+         AS o(id, delivery_status, delay_us, attempt, attempt_status, response)), \
+         updated AS ( \
+         UPDATE deliveries d SET status = o.delivery_status, \
+         next_attempt_at = now() + o.delay_us * interval '1 microsecond', \
+         sent_at = CASE WHEN o.delivery_status = 'sent' THEN now() ELSE d.sent_at END, \
+         lease_owner = NULL, lease_expires_at = NULL, updated_at = now() \
+         FROM outcome o \
+         WHERE d.id = o.id AND d.lease_owner = $7 AND d.attempt_count = o.attempt AND d.status = 'sending' \
+         RETURNING d.id, d.mailing_id, d.owner_id, d.email, d.run_id, o.attempt, o.attempt_status, o.response), \
+         logged AS ( \
+         INSERT INTO attempts (delivery_id, mailing_id, owner_id, email, attempt_number, status, server_response) \
+         SELECT id, mailing_id, owner_id, email, attempt, attempt_status, response FROM updated), \
+         notices AS ( \
+         SELECT pg_notify($8, json_build_object('kind', 'run', 'mailing', mailing_id, 'run', run_id, 'logged_at', now())::text) \
+         FROM (SELECT DISTINCT mailing_id, run_id FROM updated) touched), \
+         started AS ( \
+         UPDATE deliveries d SET status = 'sending', updated_at = now() FROM mailings m \
+         WHERE d.id = ANY($9) AND d.lease_owner = $7 AND d.status = 'pending' \
+         AND m.id = d.mailing_id AND NOT m.paused AND m.deleted_at IS NULL \
+         RETURNING d.id) \
+         SELECT (SELECT array_agg(id) FROM started) AS ids, (SELECT count(*) FROM notices) AS _notified",
+    )
+    .bind::<Array<SqlUuid>, _>(outcomes.iter().map(|o| o.id).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(outcomes.iter().map(|o| o.delivery_status).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(outcomes.iter().map(|o| micros(o.retry_in)).collect::<Vec<_>>())
+    .bind::<Array<Integer>, _>(outcomes.iter().map(|o| o.attempt).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(outcomes.iter().map(|o| o.attempt_status).collect::<Vec<_>>())
+    .bind::<Array<Nullable<Text>>, _>(outcomes.iter().map(|o| o.response.clone()).collect::<Vec<_>>())
+    .bind::<SqlUuid, _>(me)
+    .bind::<Text, _>(crate::events::CHANNEL)
+    .bind::<Array<SqlUuid>, _>(next)
+    .get_result(conn)
+    .await?;
+    Ok(started.ids.unwrap_or_default())
+}
+
 /// A run whose deliveries changed in a committed statement, and when.
 #[derive(Debug, Clone, diesel::QueryableByName)]
 pub struct Touched {
@@ -141,44 +177,6 @@ pub struct Touched {
     pub run_id: Uuid,
     #[diesel(sql_type = Timestamptz)]
     pub logged_at: DateTime<Utc>,
-}
-
-/// Records outcomes and logs one attempt each, in one statement. Only rows still leased
-/// to us with the same attempt number change: an instance whose lease expired (and whose
-/// delivery was rescued or re-claimed) can no longer write.
-pub async fn record(conn: &mut AsyncPgConnection, me: Uuid, outcomes: &[Outcome]) -> diesel::QueryResult<Vec<Touched>> {
-    let ids: Vec<Uuid> = outcomes.iter().map(|o| o.id).collect();
-    let statuses: Vec<&str> = outcomes.iter().map(|o| o.delivery_status).collect();
-    let delays: Vec<i64> = outcomes.iter().map(|o| micros(o.retry_in)).collect();
-    let attempts: Vec<i32> = outcomes.iter().map(|o| o.attempt).collect();
-    let attempt_statuses: Vec<&str> = outcomes.iter().map(|o| o.attempt_status).collect();
-    let responses: Vec<Option<String>> = outcomes.iter().map(|o| o.response.clone()).collect();
-    diesel::sql_query(
-        "WITH outcome AS ( \
-             SELECT * FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::int[], $5::text[], $6::text[]) \
-                 AS o(id, delivery_status, delay_us, attempt, attempt_status, response)), \
-         updated AS ( \
-             UPDATE deliveries d SET status = o.delivery_status, \
-                 next_attempt_at = now() + o.delay_us * interval '1 microsecond', \
-                 sent_at = CASE WHEN o.delivery_status = 'sent' THEN now() ELSE d.sent_at END, \
-                 lease_owner = NULL, lease_expires_at = NULL, updated_at = now() \
-             FROM outcome o \
-             WHERE d.id = o.id AND d.lease_owner = $7 AND d.attempt_count = o.attempt AND d.status = 'sending' \
-             RETURNING d.id, d.mailing_id, d.owner_id, d.email, d.run_id, o.attempt, o.attempt_status, o.response), \
-         logged AS ( \
-             INSERT INTO attempts (delivery_id, mailing_id, owner_id, email, attempt_number, status, server_response) \
-             SELECT id, mailing_id, owner_id, email, attempt, attempt_status, response FROM updated) \
-         SELECT DISTINCT mailing_id, run_id, now() AS logged_at FROM updated",
-    )
-    .bind::<Array<SqlUuid>, _>(ids)
-    .bind::<Array<Text>, _>(statuses)
-    .bind::<Array<BigInt>, _>(delays)
-    .bind::<Array<Integer>, _>(attempts)
-    .bind::<Array<Text>, _>(attempt_statuses)
-    .bind::<Array<Nullable<Text>>, _>(responses)
-    .bind::<SqlUuid, _>(me)
-    .load(conn)
-    .await
 }
 
 /// Leases that ran out (their instance died or hung): claims that never began go back to

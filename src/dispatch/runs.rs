@@ -5,7 +5,7 @@
 //! "is it due" decision uses the database clock.
 
 use chrono::{DateTime, TimeDelta, Utc};
-use diesel::sql_types::{Array, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+use diesel::sql_types::{Array, Text, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
@@ -189,20 +189,4 @@ pub async fn complete_if_over(conn: &mut AsyncPgConnection, mailing_ids: &[Uuid]
     .bind::<Array<SqlUuid>, _>(mailing_ids)
     .execute(conn)
     .await
-}
-
-/// The owner of each mailing (events carry it, so subscribers can be filtered).
-pub async fn owners(conn: &mut AsyncPgConnection, mailing_ids: &[Uuid]) -> diesel::QueryResult<Vec<(Uuid, Uuid)>> {
-    #[derive(diesel::QueryableByName)]
-    struct Owner {
-        #[diesel(sql_type = SqlUuid)]
-        id: Uuid,
-        #[diesel(sql_type = Nullable<SqlUuid>)]
-        owner_id: Option<Uuid>,
-    }
-    let rows: Vec<Owner> = diesel::sql_query("SELECT id, owner_id FROM mailings WHERE id = ANY($1)")
-        .bind::<Array<SqlUuid>, _>(mailing_ids)
-        .load(conn)
-        .await?;
-    Ok(rows.into_iter().filter_map(|r| r.owner_id.map(|o| (r.id, o))).collect())
 }

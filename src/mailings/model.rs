@@ -271,13 +271,7 @@ pub async fn clients_pages(
     .bind::<BigInt, _>(args.limit())
     .load(conn)
     .await?;
-    let counts: Vec<MailingCount> = diesel::sql_query(
-        "SELECT mc.mailing_id, count(*) AS count FROM mailing_clients mc JOIN clients c ON c.id = mc.client_id \
-         WHERE mc.mailing_id = ANY($1) AND c.deleted_at IS NULL GROUP BY mc.mailing_id",
-    )
-    .bind::<Array<SqlUuid>, _>(mailing_ids)
-    .load(conn)
-    .await?;
+    let totals = recipient_counts(conn, mailing_ids).await?;
 
     let mut pages: HashMap<Uuid, Page<Client>> = mailing_ids
         .iter()
@@ -301,9 +295,9 @@ pub async fn clients_pages(
             .rows
             .push(row.client);
     }
-    for count in counts {
-        if let Some(page) = pages.get_mut(&count.mailing_id) {
-            page.total = count.count;
+    for (mailing, total) in totals {
+        if let Some(page) = pages.get_mut(&mailing) {
+            page.total = total;
         }
     }
     Ok(pages)

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The dispatch benchmark: Postfix's smtp-sink as the mail server (unpacked from Debian's
+# postfix package, not installed), smtp-source's own rate into it for comparison, then
+# examples/bench_dispatch.rs against the release build. Needs PostgreSQL (BENCH_DATABASE_URL,
+# default postgres://postgres@127.0.0.1:5432/postgres) and a few minutes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+postfix=target/bench/postfix
+if [ ! -x "$postfix/usr/sbin/smtp-sink" ]; then
+  mkdir -p target/bench
+  (cd target/bench && rm -f postfix_*.deb && apt-get download postfix >/dev/null)
+  dpkg -x target/bench/postfix_*.deb "$postfix"
+fi
+export LD_LIBRARY_PATH="$PWD/$postfix/usr/lib/postfix"
+port=25250
+"$postfix/usr/sbin/smtp-sink" -u nobody "127.0.0.1:$port" 1024 &
+sink=$!
+trap 'kill $sink 2>/dev/null' EXIT
+sleep 0.5
+
+echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+start=$(date +%s.%N)
+"$postfix/usr/sbin/smtp-source" -d -s 8 -m 40000 "127.0.0.1:$port"
+end=$(date +%s.%N)
+echo "smtp-source -> smtp-sink, 8 sessions, connection reuse: $(echo "40000 / ($end - $start)" | bc) messages/s"
+
+cargo build --release --bin server --example bench_dispatch
+BENCH_SMTP_URL="smtp://127.0.0.1:$port" SERVER_BIN=target/release/server target/release/examples/bench_dispatch

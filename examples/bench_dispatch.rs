@@ -1,0 +1,390 @@
+//! Dispatch benchmark (not a test): run by `bash bench/dispatch.sh`, which starts Postfix's
+//! smtp-sink and measures smtp-source against it first.
+//!
+//! 1. Throughput: deliveries/s from `server --dispatch-only` processes (1 and 3) into the
+//!    sink, 10,000 recipients, and peak memory per process (1,000 vs 10,000 recipients).
+//! 2. Latency: `createMailing` over HTTP → the first message accepted by the sink (median, p99).
+//! 3. The claim's plan (EXPLAIN) on a table that also holds 2,000,000 finished deliveries.
+//!
+//! Settings (environment): BENCH_DATABASE_URL (a server where databases may be created;
+//! default postgres://postgres@127.0.0.1:5432/postgres), BENCH_SMTP_URL (the sink),
+//! SERVER_BIN (target/release/server).
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use diesel::sql_types::{BigInt, Text};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+
+#[derive(diesel::QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+#[derive(diesel::QueryableByName)]
+struct Line {
+    #[diesel(sql_type = Text)]
+    line: String,
+}
+
+struct Bench {
+    admin: String,
+    smtp: String,
+    server: String,
+}
+
+impl Bench {
+    fn url(&self, database: &str) -> String {
+        let mut url = url::Url::parse(&self.admin).unwrap();
+        url.set_path(database);
+        url.to_string()
+    }
+
+    async fn fresh_database(&self, name: &str) -> anyhow::Result<String> {
+        let mut admin = AsyncPgConnection::establish(&self.admin).await?;
+        diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&mut admin)
+            .await?;
+        diesel::sql_query(format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .await?;
+        let url = self.url(name);
+        mailwarm::db::migrations::run_pending(&url).await?;
+        Ok(url)
+    }
+
+    async fn drop_database(&self, name: &str) {
+        if let Ok(mut admin) = AsyncPgConnection::establish(&self.admin).await {
+            let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .execute(&mut admin)
+                .await;
+        }
+    }
+
+    fn spawn(&self, database_url: &str, args: &[&str], log: &str, port: u16) -> Child {
+        Command::new(&self.server)
+            .args(args)
+            .env("DATABASE_URL", database_url)
+            .env("SMTP_URL", &self.smtp)
+            .env(
+                "SMTP_CONCURRENCY",
+                std::env::var("BENCH_CONCURRENCY").unwrap_or_else(|_| "8".into()),
+            )
+            .env("DISPATCH_BATCH", "500")
+            .env("BIND_ADDR", format!("127.0.0.1:{port}"))
+            .env("RUST_LOG", "warn,mailwarm::server=info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .expect("SERVER_BIN runs")
+    }
+}
+
+async fn wait_for_log(path: &str, needle: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !std::fs::read_to_string(path).unwrap_or_default().contains(needle) {
+        assert!(Instant::now() < deadline, "no `{needle}` in {path}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// An owner, a message, `recipients` clients; a ONCE mailing due now when `schedule`.
+async fn seed(conn: &mut AsyncPgConnection, recipients: i64) -> anyhow::Result<()> {
+    diesel::sql_query(
+        "INSERT INTO users (id, email, full_name, password_hash, email_verified_at) \
+         VALUES ('00000000-0000-0000-0000-000000000001', 'bench@example.com', 'Bench', 'x', now())",
+    )
+    .execute(conn)
+    .await?;
+    diesel::sql_query(
+        "INSERT INTO messages (id, owner_id, subject, body) VALUES ('00000000-0000-0000-0000-000000000002', \
+         '00000000-0000-0000-0000-000000000001', 'Benchmark', 'Hello {{full_name}}, this is a benchmark.')",
+    )
+    .execute(conn)
+    .await?;
+    diesel::sql_query(
+        "INSERT INTO clients (owner_id, email, full_name) SELECT '00000000-0000-0000-0000-000000000001', \
+         'client' || i || '@example.com', 'Client ' || i FROM generate_series(1, $1) AS i",
+    )
+    .bind::<BigInt, _>(recipients)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+async fn schedule_mailing(conn: &mut AsyncPgConnection) -> anyhow::Result<()> {
+    diesel::sql_query(
+        "WITH m AS (INSERT INTO mailings (owner_id, message_id, starts_at, periodicity, next_run_at) \
+             VALUES ('00000000-0000-0000-0000-000000000001', '00000000-0000-0000-0000-000000000002', now(), 'once', now()) \
+             RETURNING id) \
+         INSERT INTO mailing_clients (mailing_id, client_id) SELECT m.id, c.id FROM m, clients c",
+    )
+    .execute(conn)
+    .await?;
+    diesel::sql_query("SELECT pg_notify('mailwarm_events', '{\"kind\":\"wake\"}')")
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+fn peak_memory_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Server processes, stopped (SIGTERM) however the benchmark ends.
+struct Servers(Vec<Child>);
+
+impl Drop for Servers {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let _ = child.wait();
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Deliveries per second for `instances` dispatchers and `recipients` recipients.
+async fn throughput(bench: &Bench, instances: usize, recipients: i64) -> anyhow::Result<(f64, u64)> {
+    let name = format!("bench_throughput_{instances}_{recipients}");
+    let url = bench.fresh_database(&name).await?;
+    let mut conn = AsyncPgConnection::establish(&url).await?;
+    seed(&mut conn, recipients).await?;
+    let logs: Vec<String> = (0..instances).map(|i| format!("/tmp/mailwarm-bench-{i}.log")).collect();
+    let children = Servers(
+        logs.iter()
+            .map(|log| bench.spawn(&url, &["--dispatch-only"], log, free_port()))
+            .collect(),
+    );
+    for log in &logs {
+        wait_for_log(log, "dispatching").await;
+    }
+
+    let started = Instant::now();
+    schedule_mailing(&mut conn).await?;
+    // Poll the one run's row (cheap), not the deliveries: the benchmark must not load the database.
+    loop {
+        let done: Count = diesel::sql_query("SELECT count(*) AS n FROM runs WHERE status = 'done'")
+            .get_result(&mut conn)
+            .await?;
+        if done.n > 0 {
+            break;
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(300),
+            "the run did not finish in 5 minutes"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let sent: Count = diesel::sql_query("SELECT count(*) AS n FROM deliveries WHERE status = 'sent'")
+        .get_result(&mut conn)
+        .await?;
+    anyhow::ensure!(sent.n == recipients, "{} of {recipients} sent", sent.n);
+    let memory = children.0.iter().map(|c| peak_memory_kib(c.id())).max().unwrap_or(0);
+    drop(children);
+    drop(conn);
+    bench.drop_database(&name).await;
+    Ok((recipients as f64 / elapsed, memory))
+}
+
+/// createMailing over HTTP → the first message accepted by the sink, `samples` times.
+async fn latency(bench: &Bench, samples: usize) -> anyhow::Result<Vec<f64>> {
+    let name = "bench_latency";
+    let url = bench.fresh_database(name).await?;
+    let mut conn = AsyncPgConnection::establish(&url).await?;
+    seed(&mut conn, 1).await?;
+    // A session for the API: the token's SHA-256 is what the server stores.
+    let token = "bench-token-not-secret";
+    let hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(token.as_bytes()));
+    diesel::sql_query(format!(
+        "INSERT INTO sessions (user_id, token_hash, expires_at) VALUES \
+         ('00000000-0000-0000-0000-000000000001', decode('{hash}', 'hex'), now() + interval '1 hour')"
+    ))
+    .execute(&mut conn)
+    .await?;
+    #[derive(diesel::QueryableByName)]
+    struct Id {
+        #[diesel(sql_type = Text)]
+        id: String,
+    }
+    let client: Id = diesel::sql_query("SELECT id::text FROM clients LIMIT 1")
+        .get_result(&mut conn)
+        .await?;
+    let port = free_port();
+    let log = "/tmp/mailwarm-bench-api.log";
+    let children = Servers(vec![bench.spawn(&url, &[], log, port)]);
+    wait_for_log(log, "dispatching").await;
+    wait_for_log(log, "listening").await;
+    tokio::time::sleep(Duration::from_millis(500)).await; // the event listener is up
+
+    let http = reqwest::Client::new();
+    let mut latencies = Vec::new();
+    for _ in 0..samples {
+        let body = serde_json::json!({
+            "query": "mutation($i: MailingInput!) { createMailing(input: $i) { id } }",
+            "variables": { "i": {
+                "startsAt": (chrono::Utc::now() - chrono::TimeDelta::seconds(1)).to_rfc3339(),
+                "periodicity": "ONCE",
+                "messageId": "00000000-0000-0000-0000-000000000002",
+                "clientIds": [client.id],
+            } }
+        });
+        let reply: serde_json::Value = http
+            .post(format!("http://127.0.0.1:{port}/graphql"))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await?
+            .json()
+            .await?;
+        let mailing = reply["data"]["createMailing"]["id"]
+            .as_str()
+            .ok_or_else(|| anyhow::anyhow!("{reply}"))?
+            .to_owned();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            #[derive(diesel::QueryableByName)]
+            struct Gap {
+                #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Double>)]
+                ms: Option<f64>,
+            }
+            let gap: Gap = diesel::sql_query(format!(
+                "SELECT (extract(epoch FROM min(d.sent_at) - m.created_at) * 1000)::float8 AS ms \
+                 FROM mailings m LEFT JOIN deliveries d ON d.mailing_id = m.id AND d.status = 'sent' \
+                 WHERE m.id = '{mailing}' GROUP BY m.created_at"
+            ))
+            .get_result(&mut conn)
+            .await?;
+            if let Some(ms) = gap.ms {
+                latencies.push(ms);
+                break;
+            }
+            anyhow::ensure!(Instant::now() < deadline, "mailing {mailing} was not sent within 10 s");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+    drop(children);
+    drop(conn);
+    bench.drop_database(name).await;
+    latencies.sort_by(f64::total_cmp);
+    Ok(latencies)
+}
+
+/// The claim's plan with 2,000,000 finished deliveries beside 1,000 pending ones.
+async fn claim_plan(bench: &Bench) -> anyhow::Result<String> {
+    let name = "bench_plan";
+    let url = bench.fresh_database(name).await?;
+    let mut conn = AsyncPgConnection::establish(&url).await?;
+    seed(&mut conn, 1000).await?;
+    schedule_mailing(&mut conn).await?;
+    diesel::sql_query(
+        "INSERT INTO runs (id, mailing_id, run_at, status) \
+         SELECT '00000000-0000-0000-0000-000000000003', id, now(), 'running' FROM mailings LIMIT 1",
+    )
+    .execute(&mut conn)
+    .await?;
+    diesel::sql_query(
+        "INSERT INTO clients (id, owner_id, email, full_name) VALUES ('00000000-0000-0000-0000-000000000004', \
+         '00000000-0000-0000-0000-000000000001', 'old@example.com', 'Old')",
+    )
+    .execute(&mut conn)
+    .await?;
+    // Two million finished deliveries (one per old run), then the 1,000 pending ones.
+    diesel::sql_query(
+        "WITH r AS (INSERT INTO runs (mailing_id, run_at, status) \
+             SELECT m.id, now() - i * interval '1 minute', 'done' FROM mailings m, generate_series(1, 2000000) i RETURNING id, mailing_id) \
+         INSERT INTO deliveries (run_id, mailing_id, owner_id, client_id, email, full_name, status, sent_at) \
+         SELECT r.id, r.mailing_id, '00000000-0000-0000-0000-000000000001', '00000000-0000-0000-0000-000000000004', \
+             'old@example.com', 'Old', 'sent', now() FROM r",
+    )
+    .execute(&mut conn)
+    .await?;
+    diesel::sql_query(
+        "INSERT INTO deliveries (run_id, mailing_id, owner_id, client_id, email, full_name) \
+         SELECT '00000000-0000-0000-0000-000000000003', mc.mailing_id, '00000000-0000-0000-0000-000000000001', c.id, c.email, c.full_name \
+         FROM mailing_clients mc JOIN clients c ON c.id = mc.client_id",
+    )
+    .execute(&mut conn)
+    .await?;
+    diesel::sql_query("ANALYZE").execute(&mut conn).await?;
+    let sql = mailwarm::dispatch::queue::CLAIM_SQL
+        .replace("$1", "'00000000-0000-0000-0000-0000000000ff'")
+        .replace("$2", "60000000")
+        .replace("$3", "500");
+    // EXPLAIN cannot be a subquery: read its lines through a function.
+    diesel::sql_query(format!(
+        "CREATE OR REPLACE FUNCTION claim_plan() RETURNS SETOF text LANGUAGE plpgsql AS $f$ \
+         DECLARE l text; BEGIN FOR l IN EXECUTE 'EXPLAIN {}' LOOP RETURN NEXT l; END LOOP; END $f$",
+        sql.replace('\'', "''")
+    ))
+    .execute(&mut conn)
+    .await?;
+    let plan: Vec<Line> = diesel::sql_query("SELECT claim_plan AS line FROM claim_plan()")
+        .load(&mut conn)
+        .await?;
+    let started = Instant::now();
+    let claimed = diesel::sql_query(sql).execute(&mut conn).await?;
+    let took = started.elapsed();
+    drop(conn);
+    bench.drop_database(name).await;
+    Ok(format!(
+        "{}\n(claimed {claimed} in {:.1} ms)",
+        plan.into_iter().map(|l| l.line).collect::<Vec<_>>().join("\n"),
+        took.as_secs_f64() * 1000.0
+    ))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let bench = Bench {
+        admin: std::env::var("BENCH_DATABASE_URL")
+            .or_else(|_| std::env::var("TEST_DATABASE_URL"))
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned()),
+        smtp: std::env::var("BENCH_SMTP_URL").unwrap_or_else(|_| "smtp://127.0.0.1:25250".to_owned()),
+        server: std::env::var("SERVER_BIN").unwrap_or_else(|_| "target/release/server".to_owned()),
+    };
+    let runs: &[(usize, i64)] = if std::env::var("BENCH_QUICK").is_ok() {
+        &[(1, 10_000)]
+    } else {
+        &[(1, 1_000), (1, 10_000), (3, 10_000)]
+    };
+    for &(instances, recipients) in runs {
+        let (rate, memory) = throughput(&bench, instances, recipients).await?;
+        println!(
+            "throughput: {instances} instance(s), {recipients} recipients: {rate:.0} deliveries/s, peak memory {} MiB per process",
+            memory / 1024
+        );
+    }
+    let latencies = latency(&bench, 50).await?;
+    let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize];
+    println!(
+        "createMailing -> first message at the sink: median {:.1} ms, p99 {:.1} ms ({} samples)",
+        at(0.5),
+        at(0.99),
+        latencies.len()
+    );
+    if std::env::var("BENCH_SKIP_PLAN").is_err() {
+        println!(
+            "claim plan with 2,000,000 finished deliveries:\n{}",
+            claim_plan(&bench).await?
+        );
+    }
+    Ok(())
+}
