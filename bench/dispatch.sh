@@ -25,5 +25,7 @@ start=$(date +%s.%N)
 end=$(date +%s.%N)
 echo "smtp-source -> smtp-sink, 8 sessions, connection reuse: $(echo "40000 / ($end - $start)" | bc) messages/s"
 
-cargo build --release --bin server --example bench_dispatch
-BENCH_SMTP_URL="smtp://127.0.0.1:$port" SERVER_BIN=target/release/server target/release/examples/bench_dispatch
+cargo build --release --bin server --example bench_dispatch --example bench_smtp
+export BENCH_SMTP_URL="smtp://127.0.0.1:$port"
+target/release/examples/bench_smtp
+SERVER_BIN=target/release/server target/release/examples/bench_dispatch

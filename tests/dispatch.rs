@@ -554,3 +554,90 @@ async fn a_test_send_answers_with_the_server_reply_and_metrics_count() {
     assert!(text.contains("mailwarm_send_seconds_bucket"), "{text}");
     assert!(text.contains("mailwarm_http_requests_total{status=\"200\"}"), "{text}");
 }
+
+#[tokio::test]
+async fn mailing_progress_streams_over_the_websocket() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message as Frame;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    let smtp = TestSmtpServer::start().await;
+    let app = app_with(&smtp, &[]).await;
+    let owner = owner(&app).await;
+    let ids = clients(&app, &owner, &["ann@example.com", "bob@example.com", "cid@example.com"]).await;
+    let id = create_mailing(&app, &owner, &now_rfc3339(1500), "ONCE", &ids).await;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let router = app.router.clone();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let mut request = format!("ws://{addr}/graphql/ws").into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("sec-websocket-protocol", "graphql-transport-ws".parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    let send = |v: Value| Frame::text(v.to_string());
+    ws.send(send(
+        json!({ "type": "connection_init", "payload": { "token": owner.token } }),
+    ))
+    .await
+    .unwrap();
+    let query = "subscription($id: ID!) { mailingProgress(mailingId: $id) { mailingId total sent pending } }";
+    ws.send(send(
+        json!({ "id": "1", "type": "subscribe", "payload": { "query": query, "variables": { "id": id } } }),
+    ))
+    .await
+    .unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut last = Value::Null;
+    while Instant::now() < deadline {
+        let Ok(Some(Ok(Frame::Text(text)))) = tokio::time::timeout(Duration::from_secs(5), ws.next()).await else {
+            continue;
+        };
+        let message: Value = serde_json::from_str(&text).unwrap();
+        if message["type"] == "next" {
+            last = message["payload"]["data"]["mailingProgress"].clone();
+            if last["sent"] == 3 {
+                break;
+            }
+        }
+    }
+    assert_eq!(last, json!({ "mailingId": id, "total": 3, "sent": 3, "pending": 0 }));
+
+    // Someone else's mailing cannot be watched.
+    let other = app
+        .verified_user("other@example.com", mailwarm::accounts::graphql::Role::User)
+        .await;
+    let mut request = format!("ws://{addr}/graphql/ws").into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("sec-websocket-protocol", "graphql-transport-ws".parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    ws.send(send(
+        json!({ "type": "connection_init", "payload": { "token": other } }),
+    ))
+    .await
+    .unwrap();
+    ws.send(send(
+        json!({ "id": "1", "type": "subscribe", "payload": { "query": query, "variables": { "id": id } } }),
+    ))
+    .await
+    .unwrap();
+    loop {
+        let Some(Ok(Frame::Text(text))) = ws.next().await else {
+            panic!("socket closed")
+        };
+        let message: Value = serde_json::from_str(&text).unwrap();
+        // async-graphql reports a resolver's error as a `next` carrying `errors`.
+        if message["type"] == "next" {
+            assert_eq!(message["payload"]["data"], Value::Null, "{message}");
+            assert_eq!(
+                message["payload"]["errors"][0]["extensions"]["code"], "NOT_FOUND",
+                "{message}"
+            );
+            break;
+        }
+        assert_ne!(message["type"], "error", "{message}");
+    }
+}
