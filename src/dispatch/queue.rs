@@ -122,50 +122,75 @@ pub async fn advance(
     outcomes: &[Outcome],
     next: &[Uuid],
 ) -> diesel::QueryResult<Vec<Uuid>> {
-    #[derive(diesel::QueryableByName)]
-    struct Started {
-        #[diesel(sql_type = Nullable<Array<SqlUuid>>)]
-        ids: Option<Vec<Uuid>>,
-        #[diesel(sql_type = BigInt)]
-        _notified: i64,
-    }
-    let started: Started = diesel::sql_query(
-        "WITH outcome AS ( \
-         SELECT * FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::int[], $5::text[], $6::text[]) \
-         AS o(id, delivery_status, delay_us, attempt, attempt_status, response)), \
-         updated AS ( \
-         UPDATE deliveries d SET status = o.delivery_status, \
-         next_attempt_at = now() + o.delay_us * interval '1 microsecond', \
-         sent_at = CASE WHEN o.delivery_status = 'sent' THEN now() ELSE d.sent_at END, \
-         lease_owner = NULL, lease_expires_at = NULL, updated_at = now() \
-         FROM outcome o \
-         WHERE d.id = o.id AND d.lease_owner = $7 AND d.attempt_count = o.attempt AND d.status = 'sending' \
-         RETURNING d.id, d.mailing_id, d.owner_id, d.email, d.run_id, o.attempt, o.attempt_status, o.response), \
-         logged AS ( \
-         INSERT INTO attempts (delivery_id, mailing_id, owner_id, email, attempt_number, status, server_response) \
-         SELECT id, mailing_id, owner_id, email, attempt, attempt_status, response FROM updated), \
-         notices AS ( \
-         SELECT pg_notify($8, json_build_object('kind', 'run', 'mailing', mailing_id, 'run', run_id, 'logged_at', now())::text) \
-         FROM (SELECT DISTINCT mailing_id, run_id FROM updated) touched), \
-         started AS ( \
-         UPDATE deliveries d SET status = 'sending', updated_at = now() FROM mailings m \
-         WHERE d.id = ANY($9) AND d.lease_owner = $7 AND d.status = 'pending' \
-         AND m.id = d.mailing_id AND NOT m.paused AND m.deleted_at IS NULL \
-         RETURNING d.id) \
-         SELECT (SELECT array_agg(id) FROM started) AS ids, (SELECT count(*) FROM notices) AS _notified",
-    )
-    .bind::<Array<SqlUuid>, _>(outcomes.iter().map(|o| o.id).collect::<Vec<_>>())
-    .bind::<Array<Text>, _>(outcomes.iter().map(|o| o.delivery_status).collect::<Vec<_>>())
-    .bind::<Array<BigInt>, _>(outcomes.iter().map(|o| micros(o.retry_in)).collect::<Vec<_>>())
-    .bind::<Array<Integer>, _>(outcomes.iter().map(|o| o.attempt).collect::<Vec<_>>())
-    .bind::<Array<Text>, _>(outcomes.iter().map(|o| o.attempt_status).collect::<Vec<_>>())
-    .bind::<Array<Nullable<Text>>, _>(outcomes.iter().map(|o| o.response.clone()).collect::<Vec<_>>())
-    .bind::<SqlUuid, _>(me)
-    .bind::<Text, _>(crate::events::CHANNEL)
-    .bind::<Array<SqlUuid>, _>(next)
-    .get_result(conn)
-    .await?;
+    let query = Advance {
+        ids: outcomes.iter().map(|o| o.id).collect(),
+        statuses: outcomes.iter().map(|o| o.delivery_status).collect(),
+        delays: outcomes.iter().map(|o| micros(o.retry_in)).collect(),
+        attempts: outcomes.iter().map(|o| o.attempt).collect(),
+        attempt_statuses: outcomes.iter().map(|o| o.attempt_status).collect(),
+        responses: outcomes.iter().map(|o| o.response.clone()).collect(),
+        owner: me,
+        next: next.to_vec(),
+    };
+    let started: Started = query.get_result(conn).await?;
     Ok(started.ids.unwrap_or_default())
+}
+
+#[derive(diesel::QueryableByName)]
+struct Started {
+    #[diesel(sql_type = Nullable<Array<SqlUuid>>)]
+    ids: Option<Vec<Uuid>>,
+    #[diesel(sql_type = BigInt)]
+    _notified: i64,
+}
+
+/// `advance` as a query type of its own: diesel keeps a type with a static query id as a
+/// prepared statement per connection (one round trip per call), where a raw `sql_query` is
+/// parsed and described on every call. `$n` in ADVANCE_SQL are its parameters.
+#[derive(diesel::query_builder::QueryId)]
+struct Advance {
+    ids: Vec<Uuid>,
+    statuses: Vec<&'static str>,
+    delays: Vec<i64>,
+    attempts: Vec<i32>,
+    attempt_statuses: Vec<&'static str>,
+    responses: Vec<Option<String>>,
+    owner: Uuid,
+    next: Vec<Uuid>,
+}
+
+const ADVANCE_SQL: &str = "WITH outcome AS ( SELECT * FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::int[], $5::text[], $6::text[]) AS o(id, delivery_status, delay_us, attempt, attempt_status, response)), updated AS ( UPDATE deliveries d SET status = o.delivery_status, next_attempt_at = now() + o.delay_us * interval '1 microsecond', sent_at = CASE WHEN o.delivery_status = 'sent' THEN now() ELSE d.sent_at END, lease_owner = NULL, lease_expires_at = NULL, updated_at = now() FROM outcome o WHERE d.id = o.id AND d.lease_owner = $7 AND d.attempt_count = o.attempt AND d.status = 'sending' RETURNING d.id, d.mailing_id, d.owner_id, d.email, d.run_id, o.attempt, o.attempt_status, o.response), logged AS ( INSERT INTO attempts (delivery_id, mailing_id, owner_id, email, attempt_number, status, server_response) SELECT id, mailing_id, owner_id, email, attempt, attempt_status, response FROM updated), notices AS ( SELECT pg_notify($8, json_build_object('kind', 'run', 'mailing', mailing_id, 'run', run_id, 'logged_at', now())::text) FROM (SELECT DISTINCT mailing_id, run_id FROM updated) touched), started AS ( UPDATE deliveries d SET status = 'sending', updated_at = now() FROM mailings m WHERE d.id = ANY($9) AND d.lease_owner = $7 AND d.status = 'pending' AND m.id = d.mailing_id AND NOT m.paused AND m.deleted_at IS NULL RETURNING d.id) SELECT (SELECT array_agg(id) FROM started) AS ids, (SELECT count(*) FROM notices) AS _notified";
+
+impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for Advance {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+    ) -> diesel::QueryResult<()> {
+        let mut rest = ADVANCE_SQL;
+        while let Some(at) = rest.find('$') {
+            out.push_sql(&rest[..at]);
+            let digits = rest[at + 1..].chars().take_while(char::is_ascii_digit).count();
+            match &rest[at + 1..at + 1 + digits] {
+                "1" => out.push_bind_param::<Array<SqlUuid>, _>(&self.ids)?,
+                "2" => out.push_bind_param::<Array<Text>, _>(&self.statuses)?,
+                "3" => out.push_bind_param::<Array<BigInt>, _>(&self.delays)?,
+                "4" => out.push_bind_param::<Array<Integer>, _>(&self.attempts)?,
+                "5" => out.push_bind_param::<Array<Text>, _>(&self.attempt_statuses)?,
+                "6" => out.push_bind_param::<Array<Nullable<Text>>, _>(&self.responses)?,
+                "7" => out.push_bind_param::<SqlUuid, _>(&self.owner)?,
+                "8" => out.push_bind_param::<Text, _>(&crate::events::CHANNEL)?,
+                "9" => out.push_bind_param::<Array<SqlUuid>, _>(&self.next)?,
+                other => unreachable!("ADVANCE_SQL has no parameter ${other}"),
+            }
+            rest = &rest[at + 1 + digits..];
+        }
+        out.push_sql(rest);
+        Ok(())
+    }
+}
+
+impl diesel::query_builder::Query for Advance {
+    type SqlType = diesel::sql_types::Untyped;
 }
 
 /// A run whose deliveries changed in a committed statement, and when.
