@@ -136,21 +136,9 @@ impl AccountsMutation {
     }
 }
 
-/// Batches `owner` look-ups into one query per request.
-pub struct UserLoader(pub crate::db::DbPool);
-
-impl async_graphql::dataloader::Loader<uuid::Uuid> for UserLoader {
-    type Value = model::User;
-    type Error = std::sync::Arc<crate::error::AppError>;
-
-    async fn load(
-        &self,
-        keys: &[uuid::Uuid],
-    ) -> Result<std::collections::HashMap<uuid::Uuid, model::User>, Self::Error> {
-        let mut conn = self.0.get().await.map_err(|e| std::sync::Arc::new(e.into()))?;
-        let rows = model::find_users(&mut conn, keys)
-            .await
-            .map_err(|e| std::sync::Arc::new(e.into()))?;
-        Ok(rows.into_iter().map(|u| (u.id, u)).collect())
+crate::batch_loader!(
+    /// Batches `owner` look-ups into one query per request.
+    UserLoader: uuid::Uuid => model::User, |conn, keys| async {
+        Ok(model::find_users(conn, keys).await?.into_iter().map(|u| (u.id, u)).collect())
     }
-}
+);

@@ -499,23 +499,13 @@ async fn visible_for_write(
     Ok(mailing)
 }
 
-/// Whether each mailing has started a run (for `status`), batched per request.
-pub struct StartedLoader(pub DbPool);
-
-impl Loader<Uuid> for StartedLoader {
-    type Value = bool;
-    type Error = Arc<AppError>;
-
-    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, bool>, Self::Error> {
-        let mut conn = self.0.get().await.map_err(|e| Arc::new(e.into()))?;
-        let started: HashSet<Uuid> = model::started(&mut conn, keys)
-            .await
-            .map_err(|e| Arc::new(e.into()))?
-            .into_iter()
-            .collect();
+crate::batch_loader!(
+    /// Whether each mailing has started a run (for `status`), batched per request.
+    StartedLoader: Uuid => bool, |conn, keys| async {
+        let started: HashSet<Uuid> = model::started(conn, keys).await?.into_iter().collect();
         Ok(keys.iter().map(|k| (*k, started.contains(k))).collect())
     }
-}
+);
 
 /// `Mailing.clients` pages, batched per request: one pair of queries for every mailing of
 /// a list that asks for the same page.

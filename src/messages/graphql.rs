@@ -1,9 +1,5 @@
 //! The messages part of the GraphQL API.
 
-use std::collections::HashMap;
-use std::sync::Arc;
-
-use async_graphql::dataloader::Loader;
 use async_graphql::{Context, ID, InputObject, Object};
 use chrono::{DateTime, Utc};
 use diesel_async::AsyncConnection;
@@ -13,7 +9,6 @@ use super::model::{self, MessageFields};
 use crate::accounts::viewer;
 use crate::app::AppState;
 use crate::clients::graphql::parse_id;
-use crate::db::DbPool;
 use crate::error::{AppError, AppResult, ResultExt};
 use crate::pagination::{Connection, PageArgs};
 use crate::validate;
@@ -68,21 +63,12 @@ impl MessageInput {
     }
 }
 
-/// Batches `Mailing.message` look-ups into one query per request.
-pub struct MessageLoader(pub DbPool);
-
-impl Loader<Uuid> for MessageLoader {
-    type Value = model::Message;
-    type Error = Arc<AppError>;
-
-    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, model::Message>, Self::Error> {
-        let mut conn = self.0.get().await.map_err(|e| Arc::new(e.into()))?;
-        let rows = model::find_by_ids(&mut conn, keys)
-            .await
-            .map_err(|e| Arc::new(e.into()))?;
-        Ok(rows.into_iter().map(|m| (m.id, m)).collect())
+crate::batch_loader!(
+    /// Batches `Mailing.message` look-ups into one query per request.
+    MessageLoader: Uuid => model::Message, |conn, keys| async {
+        Ok(model::find_by_ids(conn, keys).await?.into_iter().map(|m| (m.id, m)).collect())
     }
-}
+);
 
 /// What the mail server said to a test send.
 #[derive(async_graphql::SimpleObject)]
