@@ -329,3 +329,62 @@ async fn a_subscriber_on_one_instance_sees_attempts_sent_by_another() {
     api.terminate(Duration::from_secs(10)).await;
     sender.terminate(Duration::from_secs(10)).await;
 }
+
+#[tokio::test]
+async fn sigterm_finishes_sends_in_flight_and_gives_the_rest_back() {
+    // A slow mail server: each message takes 200 ms, so SIGTERM lands mid-run.
+    let smtp = TestSmtpServer::start_with_delay(Duration::from_millis(200)).await;
+    let app = TestApp::new().await;
+    let (token, message, clients) = audience(&app, 200).await;
+    let logs = tempfile::tempdir().unwrap();
+    let smtp_url = smtp.url();
+    let env = dispatcher_env(&app.db.url, &smtp_url);
+    let mut first = ServerProcess::spawn(&["--dispatch-only"], &env, logs.path());
+    wait_log(&first, "dispatching", Duration::from_secs(30)).await;
+    start_mailing(&app, &token, &message, &clients).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while smtp.accepted().len() < 16 {
+        assert!(Instant::now() < deadline, "sending never got going");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        first.terminate(Duration::from_secs(10)).await.success(),
+        "{}",
+        first.log()
+    );
+
+    // Nothing left SENDING or leased: in-flight sends finished, unstarted claims came back.
+    #[derive(diesel::QueryableByName)]
+    struct Left {
+        #[diesel(sql_type = BigInt)]
+        sending: i64,
+        #[diesel(sql_type = BigInt)]
+        leased: i64,
+        #[diesel(sql_type = BigInt)]
+        pending: i64,
+    }
+    let mut conn = app.db.conn().await;
+    let left: Left = diesel::sql_query(
+        "SELECT count(*) FILTER (WHERE status = 'sending') AS sending, \
+                count(*) FILTER (WHERE lease_owner IS NOT NULL) AS leased, \
+                count(*) FILTER (WHERE status = 'pending') AS pending FROM deliveries",
+    )
+    .get_result(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(
+        (left.sending, left.leased),
+        (0, 0),
+        "the stopped instance left work held"
+    );
+    assert!(left.pending > 0, "the run was still going when SIGTERM came");
+
+    // Another instance finishes at once (no lease to wait out), without sending anything twice.
+    let mut second = ServerProcess::spawn(&["--dispatch-only"], &env, logs.path());
+    let statuses = wait_settled(&app, Duration::from_secs(60), std::slice::from_ref(&second)).await;
+    assert_eq!(statuses, HashMap::from([("sent".to_owned(), 200)]));
+    let received = received_per_address(&smtp);
+    assert_eq!(received.len(), 200);
+    assert!(received.values().all(|n| *n == 1), "nobody got two");
+    second.terminate(Duration::from_secs(10)).await;
+}
