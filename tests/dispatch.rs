@@ -653,3 +653,46 @@ async fn mailing_progress_streams_over_the_websocket() {
         assert_ne!(message["type"], "error", "{message}");
     }
 }
+
+#[tokio::test]
+async fn the_breaker_holds_sending_back_while_the_mail_server_is_unreachable() {
+    let smtp = TestSmtpServer::start().await; // only for the fast settings; the URL below is dead
+    let dead = format!("smtp://127.0.0.1:{}", common::free_port());
+    let settings = [
+        "--smtp-url",
+        &dead,
+        "--breaker-failures",
+        "2",
+        "--breaker-cooldown",
+        "2s",
+        "--max-attempts",
+        "50",
+    ];
+    let app = app_with(&smtp, &settings).await;
+    let owner = owner(&app).await;
+    let ids = clients(&app, &owner, &["a@example.com", "b@example.com", "c@example.com"]).await;
+    let id = create_mailing(&app, &owner, &now_rfc3339(-1000), "ONCE", &ids).await;
+
+    // The first group fails to connect (3 attempts), the breaker opens: although retries fall
+    // due every 50-200 ms, nothing is tried during the 2 s cooldown...
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let early = mailing(&app, &owner, &id, "stats { attempts pending }").await;
+    assert_eq!(early["stats"], json!({ "attempts": 3, "pending": 3 }), "{early}");
+    // ...then one probe at a time, each failure reopening it.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let later = mailing(&app, &owner, &id, "stats { attempts }").await;
+    let attempts = later["stats"]["attempts"].as_i64().unwrap();
+    assert!(
+        (4..=5).contains(&attempts),
+        "one probe per cooldown, got {attempts} attempts"
+    );
+
+    use axum::body::Body;
+    use axum::http::Request;
+    let metrics = app.send(Request::get("/metrics").body(Body::empty()).unwrap()).await;
+    assert!(
+        String::from_utf8(metrics.body)
+            .unwrap()
+            .contains("mailwarm_breaker_open 1")
+    );
+}
