@@ -51,7 +51,6 @@ pub async fn notify(conn: &mut AsyncPgConnection, notice: &Notice) -> diesel::Qu
 #[derive(Debug, Clone)]
 pub struct Progress {
     pub mailing_id: Uuid,
-    pub owner_id: Uuid,
     pub run_at: DateTime<Utc>,
     pub counts: Counts,
 }

@@ -320,8 +320,6 @@ pub enum Cancel<'a> {
     RemovedClients { mailing: Uuid, kept: &'a [Uuid] },
     /// Of a client, everywhere (deleted or unsubscribed).
     Client(Uuid),
-    /// Of every mailing of an owner (blocked or deleted account).
-    Owner(Uuid),
 }
 
 /// Cancels deliveries that have not begun (PENDING, claimed or not). Those already SENDING
@@ -351,12 +349,6 @@ pub async fn cancel_pending(conn: &mut AsyncPgConnection, which: Cancel<'_>) -> 
         Cancel::Client(client) => {
             diesel::sql_query(format!("{base} client_id = $1"))
                 .bind::<SqlUuid, _>(client)
-                .execute(conn)
-                .await?
-        }
-        Cancel::Owner(owner) => {
-            diesel::sql_query(format!("{base} owner_id = $1"))
-                .bind::<SqlUuid, _>(owner)
                 .execute(conn)
                 .await?
         }

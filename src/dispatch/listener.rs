@@ -6,7 +6,6 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use diesel::sql_types::{Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use futures_util::StreamExt;
 use uuid::Uuid;
@@ -114,27 +113,21 @@ async fn publish_run(
             state.events().publish(Event::Attempt(attempt));
         }
     }
-    #[derive(diesel::QueryableByName)]
-    struct RunInfo {
-        #[diesel(sql_type = SqlUuid)]
-        owner_id: Uuid,
-        #[diesel(sql_type = Timestamptz)]
-        run_at: DateTime<Utc>,
-    }
-    let info: RunInfo = diesel::sql_query(
-        "SELECT m.owner_id, r.run_at FROM runs r JOIN mailings m ON m.id = r.mailing_id WHERE r.id = $1",
-    )
-    .bind::<SqlUuid, _>(run)
-    .get_result(&mut conn)
-    .await?;
+    let run_at: DateTime<Utc> = {
+        use diesel::{ExpressionMethods, QueryDsl};
+        crate::db::schema::runs::table
+            .filter(crate::db::schema::runs::id.eq(run))
+            .select(crate::db::schema::runs::run_at)
+            .first(&mut conn)
+            .await?
+    };
     let counts = deliveries::run_counts(&mut conn, &[run])
         .await?
         .remove(&run)
         .unwrap_or_default();
     state.events().publish(Event::Progress(Progress {
         mailing_id: mailing,
-        owner_id: info.owner_id,
-        run_at: info.run_at,
+        run_at,
         counts,
     }));
     Ok(())

@@ -217,12 +217,6 @@ impl Dispatcher {
         }
         let mut conn = self.state.pool().get().await?;
         runs::close_finished(&mut conn).await?;
-        let finished_once: Vec<_> = started
-            .iter()
-            .filter(|r| r.deliveries == 0)
-            .map(|r| r.mailing_id)
-            .collect();
-        runs::complete_if_over(&mut conn, &finished_once).await?;
         Ok(Tick {
             started: started.len(),
             claimed: count,
