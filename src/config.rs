@@ -184,6 +184,53 @@ pub struct AccountsConfig {
     /// How long a session lasts without use (each use extends it).
     #[arg(long, env = "SESSION_TTL", default_value = "30days", value_parser = parse_duration, global = true)]
     pub session_ttl: Duration,
+
+    /// How long a password-reset link works.
+    #[arg(long, env = "RESET_TOKEN_TTL", default_value = "1h", value_parser = parse_duration, global = true)]
+    pub reset_token_ttl: Duration,
+
+    /// `open`: anyone may register; `closed`: only admins create accounts.
+    #[arg(long, env = "REGISTRATION", value_enum, default_value = "open", global = true)]
+    pub registration: Registration,
+
+    /// Deliveries a user's runs may start per day (UTC); beyond it the next run waits for
+    /// the next day. Unset: no quota.
+    #[arg(long, env = "DAILY_SEND_QUOTA", global = true)]
+    pub daily_send_quota: Option<u32>,
+
+    /// Failed logins per account per window, then RATE_LIMITED until the window ends.
+    #[arg(long, env = "LOGIN_LIMIT_ACCOUNT", default_value = "10/15m", value_parser = parse_limit, global = true)]
+    pub login_limit_account: Limit,
+
+    /// Failed logins per client IP per window.
+    #[arg(long, env = "LOGIN_LIMIT_IP", default_value = "100/15m", value_parser = parse_limit, global = true)]
+    pub login_limit_ip: Limit,
+
+    /// register, resendVerification and requestPasswordReset calls per client IP per window.
+    #[arg(long, env = "MAIL_LIMIT_IP", default_value = "20/1h", value_parser = parse_limit, global = true)]
+    pub mail_limit_ip: Limit,
+
+    /// register, resendVerification and requestPasswordReset calls per e-mail address per window.
+    #[arg(long, env = "MAIL_LIMIT_ADDRESS", default_value = "5/1h", value_parser = parse_limit, global = true)]
+    pub mail_limit_address: Limit,
+
+    /// Proxies (addresses or CIDR ranges) whose X-Forwarded-For names the client IP.
+    #[arg(long, env = "TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_net, global = true)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+}
+
+/// Who may create accounts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Registration {
+    Open,
+    Closed,
+}
+
+/// At most `max` events per `window`, written `10/15m`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit {
+    pub max: u32,
+    pub window: Duration,
 }
 
 /// The durable mail queue: retries and polling.
@@ -282,6 +329,32 @@ fn parse_mailbox(s: &str) -> Result<lettre::message::Mailbox, String> {
         .map_err(|e| format!("{e} (write an address like news@example.com or `Acme <news@example.com>`)"))
 }
 
+/// `10/15m`: ten per fifteen minutes.
+pub fn parse_limit(s: &str) -> Result<Limit, String> {
+    let (max, window) = s
+        .split_once('/')
+        .ok_or_else(|| "write a limit like 10/15m (ten per fifteen minutes)".to_owned())?;
+    let max = max
+        .trim()
+        .parse::<u32>()
+        .ok()
+        .filter(|m| *m > 0)
+        .ok_or_else(|| format!("`{max}` is not a positive count (write a limit like 10/15m)"))?;
+    let window = parse_duration(window.trim())?;
+    if window < Duration::from_secs(1) {
+        return Err("the window must be at least 1s".to_owned());
+    }
+    Ok(Limit { max, window })
+}
+
+/// `10.0.0.1` or `10.0.0.0/8`.
+fn parse_net(s: &str) -> Result<ipnet::IpNet, String> {
+    let s = s.trim();
+    s.parse::<ipnet::IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("`{s}` is not an IP address or CIDR range"))
+}
+
 fn parse_origin(s: &str) -> Result<String, String> {
     let url = parse_public_url(s.trim())?;
     Ok(url.origin().ascii_serialization())
@@ -298,6 +371,17 @@ mod tests {
         assert!(parse_duration("soon").unwrap_err().contains("30s"));
         assert_eq!(parse_size("4MiB").unwrap(), 4 * 1024 * 1024);
         assert_eq!(parse_size("1000").unwrap(), 1000);
+        assert_eq!(
+            parse_limit("10/15m").unwrap(),
+            Limit {
+                max: 10,
+                window: Duration::from_secs(900)
+            }
+        );
+        assert!(parse_limit("0/1m").is_err());
+        assert!(parse_limit("10").unwrap_err().contains("10/15m"));
+        assert!(parse_net("10.0.0.0/8").unwrap().contains(&"10.1.2.3".parse::<std::net::IpAddr>().unwrap()));
+        assert!(parse_net("::1").is_ok());
         assert!(parse_size("big").is_err());
     }
 

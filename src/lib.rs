@@ -24,6 +24,10 @@ pub mod messages;
 pub mod mailings;
 /// Runs, deliveries and attempts: the mailing log as users read it.
 pub mod deliveries;
+/// The blog: posts by admins, read by anyone.
+pub mod blog;
+/// Statistics: the public home page numbers, per-day numbers of a user's mailings.
+pub mod stats;
 
 /// The dispatcher: starts runs, claims deliveries with leases, sends, records attempts.
 pub mod dispatch;

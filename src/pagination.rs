@@ -111,6 +111,8 @@ pub struct PageInfo {
 #[graphql(concrete(name = "RunConnection", params(crate::deliveries::graphql::Run)))]
 #[graphql(concrete(name = "DeliveryConnection", params(crate::deliveries::graphql::Delivery)))]
 #[graphql(concrete(name = "AttemptConnection", params(crate::deliveries::graphql::Attempt)))]
+#[graphql(concrete(name = "UserConnection", params(crate::accounts::graphql::User)))]
+#[graphql(concrete(name = "BlogPostConnection", params(crate::blog::graphql::BlogPost)))]
 pub struct Connection<T: OutputType> {
     pub nodes: Vec<T>,
     pub page_info: PageInfo,

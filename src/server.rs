@@ -67,6 +67,7 @@ async fn run_on(config: Config, database_url: &str, mode: Mode) -> anyhow::Resul
     if mode != Mode::ServeOnly {
         tasks.push(tokio::spawn(Dispatcher::new(state.clone()).run(stop_rx.clone())));
         tasks.push(tokio::spawn(state.account_mail_worker().run(stop_rx.clone())));
+        tasks.push(tokio::spawn(crate::accounts::sweep_expired(state.clone(), stop_rx.clone())));
         tracing::info!(instance = %state.instance_id(), "dispatching");
     }
 
@@ -97,6 +98,7 @@ async fn serve_http(
 
     let mut graceful_rx = stop_rx.clone();
     let mut stop = stop_rx;
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         let _ = graceful_rx.wait_for(|stop| *stop).await;
         tracing::info!("shutting down: no new connections");

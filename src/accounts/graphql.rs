@@ -1,11 +1,15 @@
 //! The accounts part of the GraphQL API.
 
 use async_graphql::{Context, Enum, ID, Object, SimpleObject};
+use axum::http::header::SET_COOKIE;
 use chrono::{DateTime, Utc};
 
-use super::{flows, model, viewer};
+use super::{client_ip, cookie, flows, model, roles, viewer};
 use crate::app::AppState;
-use crate::error::ResultExt;
+use crate::clients::graphql::parse_id;
+use crate::error::{AppError, ResultExt};
+use crate::graphql::RoleGuard;
+use crate::pagination::{Connection, PageArgs};
 
 /// What an account may do.
 #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
@@ -24,6 +28,15 @@ impl Role {
             "admin" => Role::Admin,
             "manager" => Role::Manager,
             _ => Role::User,
+        }
+    }
+
+    /// USER < MANAGER < ADMIN: each role can do what the ones below it can.
+    pub fn rank(self) -> u8 {
+        match self {
+            Role::User => 0,
+            Role::Manager => 1,
+            Role::Admin => 2,
         }
     }
 
@@ -89,6 +102,20 @@ impl AccountsQuery {
         let mut conn = AppState::from_ctx(ctx).conn().await.gql()?;
         Ok(model::find_user(&mut conn, viewer.user_id).await.gql()?.map(User))
     }
+
+    /// Every account, newest first (MANAGER, ADMIN).
+    #[graphql(guard = "RoleGuard::at_least(Role::Manager)")]
+    async fn users(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<Connection<User>> {
+        let args = PageArgs::new(first, after.as_deref()).gql()?;
+        let mut conn = AppState::from_ctx(ctx).conn().await.gql()?;
+        let page = model::list_users(&mut conn, args).await.gql()?;
+        Ok(Connection::from_page(page, args, model::User::cursor, User))
+    }
 }
 
 #[derive(Default)]
@@ -105,7 +132,7 @@ impl AccountsMutation {
         password: String,
         full_name: String,
     ) -> async_graphql::Result<bool> {
-        flows::register(AppState::from_ctx(ctx), &email, &password, &full_name)
+        flows::register(AppState::from_ctx(ctx), client_ip(ctx), &email, &password, &full_name)
             .await
             .gql()?;
         Ok(true)
@@ -117,10 +144,14 @@ impl AccountsMutation {
         Ok(true)
     }
 
-    /// Opens a session. Wrong credentials: UNAUTHENTICATED, whether or not the address has
-    /// an account; right ones on an unverified account: EMAIL_NOT_VERIFIED.
+    /// Opens a session: the token for `Authorization: Bearer`, and the same session as an
+    /// HttpOnly cookie for browsers. Wrong credentials: UNAUTHENTICATED, whether or not the
+    /// address has an account; right ones on an unverified account: EMAIL_NOT_VERIFIED;
+    /// on a blocked one: FORBIDDEN; too many failures: RATE_LIMITED (`extensions.retryAfter`).
     async fn login(&self, ctx: &Context<'_>, email: String, password: String) -> async_graphql::Result<AuthPayload> {
-        let (token, user) = flows::login(AppState::from_ctx(ctx), &email, &password).await.gql()?;
+        let state = AppState::from_ctx(ctx);
+        let (token, user) = flows::login(state, client_ip(ctx), &email, &password).await.gql()?;
+        ctx.append_http_header(SET_COOKIE, cookie::session_cookie(state.config(), &token));
         Ok(AuthPayload {
             token,
             user: User(user),
@@ -132,7 +163,99 @@ impl AccountsMutation {
         let viewer = viewer(ctx).gql()?;
         let mut conn = AppState::from_ctx(ctx).conn().await.gql()?;
         model::delete_session(&mut conn, viewer.session_id).await.gql()?;
+        ctx.append_http_header(SET_COOKIE, cookie::clearing_cookie(AppState::from_ctx(ctx).config()));
         Ok(true)
+    }
+
+    /// Always true, with the same answer whether or not the address has an account; mails
+    /// a link carrying ?token=... (single use, RESET_TOKEN_TTL) when it has one.
+    async fn request_password_reset(&self, ctx: &Context<'_>, email: String) -> async_graphql::Result<bool> {
+        flows::request_password_reset(AppState::from_ctx(ctx), client_ip(ctx), &email)
+            .await
+            .gql()?;
+        Ok(true)
+    }
+
+    /// Sets a new password with the token from the reset mail. Every session of the account
+    /// ends and nobody is signed in: log in with the new password.
+    async fn reset_password(&self, ctx: &Context<'_>, token: String, new_password: String) -> async_graphql::Result<bool> {
+        flows::reset_password(AppState::from_ctx(ctx), &token, &new_password)
+            .await
+            .gql()?;
+        Ok(true)
+    }
+
+    /// Always true; mails a fresh verification link when the address has an unverified account.
+    async fn resend_verification(&self, ctx: &Context<'_>, email: String) -> async_graphql::Result<bool> {
+        flows::resend_verification(AppState::from_ctx(ctx), client_ip(ctx), &email)
+            .await
+            .gql()?;
+        Ok(true)
+    }
+
+    /// Needs the current password; every other session of the account ends.
+    async fn change_password(
+        &self,
+        ctx: &Context<'_>,
+        current_password: String,
+        new_password: String,
+    ) -> async_graphql::Result<bool> {
+        let viewer = viewer(ctx).gql()?;
+        flows::change_password(AppState::from_ctx(ctx), viewer, &current_password, &new_password)
+            .await
+            .gql()?;
+        Ok(true)
+    }
+
+    /// Needs the password. The account's mailings stop, its personal data (and its clients')
+    /// is removed; what it sent stays in the statistics, anonymously.
+    async fn delete_account(&self, ctx: &Context<'_>, password: String) -> async_graphql::Result<bool> {
+        let viewer = viewer(ctx).gql()?;
+        let state = AppState::from_ctx(ctx);
+        flows::delete_account(state, viewer, &password).await.gql()?;
+        ctx.append_http_header(SET_COOKIE, cookie::clearing_cookie(state.config()));
+        Ok(true)
+    }
+
+    /// An account usable at once (verified), with any role (ADMIN). With REGISTRATION=closed
+    /// this is how accounts are made.
+    #[graphql(guard = "RoleGuard::at_least(Role::Admin)")]
+    async fn create_user(
+        &self,
+        ctx: &Context<'_>,
+        email: String,
+        full_name: String,
+        password: String,
+        role: Role,
+    ) -> async_graphql::Result<User> {
+        let user = flows::create_user(AppState::from_ctx(ctx), &email, &full_name, &password, role)
+            .await
+            .gql()?;
+        Ok(User(user))
+    }
+
+    /// Blocks (`active: false`) or unblocks an account: a blocked account cannot sign in, its
+    /// sessions end and its mailings stop sending. MANAGER: users only; ADMIN: anyone but
+    /// themselves.
+    #[graphql(guard = "RoleGuard::at_least(Role::Manager)")]
+    async fn set_user_active(&self, ctx: &Context<'_>, id: ID, active: bool) -> async_graphql::Result<User> {
+        let viewer = viewer(ctx).gql()?;
+        let id = parse_id(&id).ok_or(AppError::NotFound).gql()?;
+        let user = roles::set_user_active(AppState::from_ctx(ctx), viewer, id, active)
+            .await
+            .gql()?;
+        Ok(User(user))
+    }
+
+    /// Changes an account's role (ADMIN; never their own; the last active admin stays one).
+    #[graphql(guard = "RoleGuard::at_least(Role::Admin)")]
+    async fn set_user_role(&self, ctx: &Context<'_>, id: ID, role: Role) -> async_graphql::Result<User> {
+        let viewer = viewer(ctx).gql()?;
+        let id = parse_id(&id).ok_or(AppError::NotFound).gql()?;
+        let user = roles::set_user_role(AppState::from_ctx(ctx), viewer, id, role)
+            .await
+            .gql()?;
+        Ok(User(user))
     }
 }
 

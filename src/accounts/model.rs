@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use crate::db::schema::{email_tokens, sessions, users};
 use crate::db::{now, now_plus};
+use crate::pagination::{Cursor, Page, PageArgs};
 
 /// A row of `users`, as the API shows it (the password hash is never loaded with it).
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -105,13 +106,21 @@ pub async fn create_session(
         .await
 }
 
+/// A session a token opened.
+pub struct Authenticated {
+    pub session_id: Uuid,
+    pub user: User,
+    /// The expiry moved forward (a browser's cookie should follow).
+    pub slid: bool,
+}
+
 /// The session a token opens, with its account, if the session has not expired and the
 /// account is live and not blocked. Slides the expiry (at most one write a minute).
 pub async fn authenticate(
     conn: &mut AsyncPgConnection,
     token_hash: &[u8],
     ttl: Duration,
-) -> QueryResult<Option<(Uuid, User)>> {
+) -> QueryResult<Option<Authenticated>> {
     let found: Option<(Uuid, User)> = sessions::table
         .inner_join(users::table)
         .filter(sessions::token_hash.eq(token_hash))
@@ -121,14 +130,17 @@ pub async fn authenticate(
         .first(conn)
         .await
         .optional()?;
-    if let Some((session_id, _)) = &found {
-        diesel::update(sessions::table.filter(sessions::id.eq(session_id)))
-            .filter(sessions::last_used_at.lt(diesel::dsl::sql("now() - interval '1 minute'")))
-            .set((sessions::last_used_at.eq(now()), sessions::expires_at.eq(now_plus(ttl))))
-            .execute(conn)
-            .await?;
-    }
-    Ok(found)
+    let Some((session_id, user)) = found else { return Ok(None) };
+    let slid = diesel::update(sessions::table.filter(sessions::id.eq(session_id)))
+        .filter(sessions::last_used_at.lt(diesel::dsl::sql("now() - interval '1 minute'")))
+        .set((sessions::last_used_at.eq(now()), sessions::expires_at.eq(now_plus(ttl))))
+        .execute(conn)
+        .await?;
+    Ok(Some(Authenticated {
+        session_id,
+        user,
+        slid: slid > 0,
+    }))
 }
 
 pub async fn delete_session(conn: &mut AsyncPgConnection, session_id: Uuid) -> QueryResult<()> {
@@ -146,7 +158,7 @@ pub enum TokenPurpose {
 }
 
 impl TokenPurpose {
-    fn as_db(self) -> &'static str {
+    pub fn as_db(self) -> &'static str {
         match self {
             TokenPurpose::VerifyEmail => "verify_email",
             TokenPurpose::ResetPassword => "reset_password",
@@ -190,4 +202,151 @@ pub async fn redeem_email_token(
         .get_result(conn)
         .await
         .optional()
+}
+
+/// The account a token would redeem, without using it up (to check the new password
+/// against the account before redeeming).
+pub async fn email_token_user(
+    conn: &mut AsyncPgConnection,
+    purpose: TokenPurpose,
+    token_hash: &[u8],
+) -> QueryResult<Option<User>> {
+    email_tokens::table
+        .inner_join(users::table)
+        .filter(email_tokens::token_hash.eq(token_hash))
+        .filter(email_tokens::purpose.eq(purpose.as_db()))
+        .filter(email_tokens::used_at.is_null())
+        .filter(email_tokens::expires_at.gt(now()))
+        .filter(users::deleted_at.is_null())
+        .select(User::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Tokens of `purpose` the account could still redeem.
+pub async fn outstanding_tokens(conn: &mut AsyncPgConnection, user_id: Uuid, purpose: TokenPurpose) -> QueryResult<i64> {
+    email_tokens::table
+        .filter(email_tokens::user_id.eq(user_id))
+        .filter(email_tokens::purpose.eq(purpose.as_db()))
+        .filter(email_tokens::used_at.is_null())
+        .filter(email_tokens::expires_at.gt(now()))
+        .count()
+        .get_result(conn)
+        .await
+}
+
+/// The password hash of a live account (None: deleted, or no password).
+pub async fn password_hash(conn: &mut AsyncPgConnection, user_id: Uuid) -> QueryResult<Option<String>> {
+    users::table
+        .filter(users::id.eq(user_id).and(users::deleted_at.is_null()))
+        .select(users::password_hash)
+        .first::<Option<String>>(conn)
+        .await
+        .optional()
+        .map(Option::flatten)
+}
+
+pub async fn set_password(conn: &mut AsyncPgConnection, user_id: Uuid, hash: &str) -> QueryResult<()> {
+    diesel::update(users::table.filter(users::id.eq(user_id)))
+        .set((users::password_hash.eq(hash), users::updated_at.eq(now())))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Ends every session of the account except `keep` (the one making the change).
+pub async fn delete_sessions(conn: &mut AsyncPgConnection, user_id: Uuid, keep: Option<Uuid>) -> QueryResult<usize> {
+    let mut query = diesel::delete(sessions::table)
+        .filter(sessions::user_id.eq(user_id))
+        .into_boxed();
+    if let Some(keep) = keep {
+        query = query.filter(sessions::id.ne(keep));
+    }
+    query.execute(conn).await
+}
+
+/// Every live account, newest first (for managers and admins).
+pub async fn list_users(conn: &mut AsyncPgConnection, args: PageArgs) -> QueryResult<Page<User>> {
+    let live = || users::table.filter(users::deleted_at.is_null()).into_boxed();
+    let total = live().count().get_result(conn).await?;
+    let rows = crate::keyset_page!(live(), users, args)
+        .select(User::as_select())
+        .load(conn)
+        .await?;
+    Ok(Page { rows, total })
+}
+
+impl User {
+    pub fn cursor(&self) -> Cursor {
+        Cursor {
+            created_at: self.created_at,
+            id: self.id,
+        }
+    }
+}
+
+pub async fn set_active(conn: &mut AsyncPgConnection, user_id: Uuid, active: bool) -> QueryResult<User> {
+    diesel::update(users::table.filter(users::id.eq(user_id).and(users::deleted_at.is_null())))
+        .set((users::is_active.eq(active), users::updated_at.eq(now())))
+        .returning(User::as_returning())
+        .get_result(conn)
+        .await
+}
+
+pub async fn set_role(conn: &mut AsyncPgConnection, user_id: Uuid, role: &str) -> QueryResult<User> {
+    diesel::update(users::table.filter(users::id.eq(user_id).and(users::deleted_at.is_null())))
+        .set((users::role.eq(role), users::updated_at.eq(now())))
+        .returning(User::as_returning())
+        .get_result(conn)
+        .await
+}
+
+/// Active admins other than `except`.
+pub async fn other_active_admins(conn: &mut AsyncPgConnection, except: Uuid) -> QueryResult<i64> {
+    users::table
+        .filter(users::role.eq("admin"))
+        .filter(users::is_active.eq(true).and(users::deleted_at.is_null()))
+        .filter(users::id.ne(except))
+        .count()
+        .get_result(conn)
+        .await
+}
+
+/// Removes the personal data of a deleted account: its address, name and password, its
+/// clients' addresses, names and comments (also as copied into deliveries and attempts),
+/// its messages. Rows stay, so counts and statistics stay right, anonymous.
+pub async fn anonymise(conn: &mut AsyncPgConnection, user_id: Uuid) -> QueryResult<()> {
+    use diesel::sql_types::Uuid as SqlUuid;
+    for statement in [
+        "UPDATE users SET email = 'deleted-' || id || '@invalid', full_name = 'Deleted user', password_hash = NULL, \
+         is_active = false, deleted_at = now(), updated_at = now() WHERE id = $1",
+        "UPDATE clients SET email = 'deleted-' || id || '@invalid', full_name = '', comment = '', \
+         deleted_at = coalesce(deleted_at, now()), updated_at = now() WHERE owner_id = $1",
+        "UPDATE deliveries SET email = '', full_name = '' WHERE owner_id = $1",
+        "UPDATE attempts SET email = '' WHERE owner_id = $1",
+        "UPDATE messages SET subject = '', body = '', deleted_at = coalesce(deleted_at, now()), updated_at = now() \
+         WHERE owner_id = $1",
+        "UPDATE runs r SET subject = '', body = '' FROM mailings m WHERE m.id = r.mailing_id AND m.owner_id = $1",
+        "DELETE FROM sessions WHERE user_id = $1",
+        "DELETE FROM email_tokens WHERE user_id = $1",
+        "DELETE FROM account_emails WHERE user_id = $1",
+    ] {
+        diesel::sql_query(statement)
+            .bind::<SqlUuid, _>(user_id)
+            .execute(conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Deletes expired sessions and e-mail tokens that can no longer be redeemed.
+pub async fn sweep(conn: &mut AsyncPgConnection) -> QueryResult<usize> {
+    let sessions = diesel::delete(sessions::table.filter(sessions::expires_at.lt(now())))
+        .execute(conn)
+        .await?;
+    let tokens = diesel::delete(email_tokens::table.filter(email_tokens::expires_at.lt(now())))
+        .execute(conn)
+        .await?;
+    Ok(sessions + tokens)
 }

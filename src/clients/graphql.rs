@@ -1,6 +1,6 @@
 //! The clients part of the GraphQL API.
 
-use async_graphql::{Context, ID, InputObject, Object};
+use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use diesel_async::AsyncConnection;
 
@@ -40,6 +40,22 @@ impl Client {
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
     }
+}
+
+/// A CSV line that was not imported.
+#[derive(SimpleObject)]
+pub struct ImportError {
+    /// 1-based line of the CSV, header included.
+    pub line: i32,
+    pub message: String,
+}
+
+/// What `importClients` did.
+#[derive(SimpleObject)]
+pub struct ImportResult {
+    pub created: i32,
+    pub updated: i32,
+    pub errors: Vec<ImportError>,
 }
 
 #[derive(InputObject)]
@@ -135,6 +151,29 @@ impl ClientsMutation {
             .map_err(conflict_on_email)
             .gql()?;
         client.map(Client).ok_or(AppError::NotFound).gql()
+    }
+
+    /// Imports a CSV with the header `email,full_name,comment` (UTF-8, at most 10,000 rows):
+    /// new addresses are created, known ones updated (by e-mail, any case). Bad lines are
+    /// reported by line and skipped; the good ones are imported all the same. A cell
+    /// written `'=...` (as the export writes formula-like cells) is read as `=...`.
+    async fn import_clients(&self, ctx: &Context<'_>, csv: String) -> async_graphql::Result<ImportResult> {
+        let viewer = viewer(ctx).gql()?;
+        let parsed = super::csv::parse(&csv).gql()?;
+        let mut conn = AppState::from_ctx(ctx).conn().await.gql()?;
+        let (created, updated) = model::import(&mut conn, viewer.user_id, &parsed.rows).await.gql()?;
+        Ok(ImportResult {
+            created: created as i32,
+            updated: updated as i32,
+            errors: parsed
+                .errors
+                .into_iter()
+                .map(|e| ImportError {
+                    line: e.line as i32,
+                    message: e.message,
+                })
+                .collect(),
+        })
     }
 
     /// Deletes the client from every list; past deliveries to it stay readable.

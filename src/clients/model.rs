@@ -162,3 +162,57 @@ pub async fn unsubscribe(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<
         .await?;
     Ok(changed == 1)
 }
+
+/// Upserts clients of `owner` by e-mail (any case) in one statement: new addresses are
+/// created, known ones get the new name and comment. Returns (created, updated).
+pub async fn import(conn: &mut AsyncPgConnection, owner: Uuid, rows: &[ClientFields]) -> QueryResult<(usize, usize)> {
+    use diesel::sql_types::{Array, Bool, Text, Uuid as SqlUuid};
+    #[derive(QueryableByName)]
+    struct Upserted {
+        #[diesel(sql_type = Bool)]
+        created: bool,
+    }
+    if rows.is_empty() {
+        return Ok((0, 0));
+    }
+    let column = |f: fn(&ClientFields) -> &String| rows.iter().map(f).cloned().collect::<Vec<String>>();
+    let upserted: Vec<Upserted> = diesel::sql_query(
+        "INSERT INTO clients (owner_id, email, full_name, comment) \
+         SELECT $1, e, n, c FROM unnest($2::text[], $3::text[], $4::text[]) AS t(e, n, c) \
+         ON CONFLICT (owner_id, lower(email)) WHERE deleted_at IS NULL \
+         DO UPDATE SET email = EXCLUDED.email, full_name = EXCLUDED.full_name, comment = EXCLUDED.comment, \
+                       updated_at = now() \
+         RETURNING (xmax = 0) AS created",
+    )
+    .bind::<SqlUuid, _>(owner)
+    .bind::<Array<Text>, _>(column(|r| &r.email))
+    .bind::<Array<Text>, _>(column(|r| &r.full_name))
+    .bind::<Array<Text>, _>(column(|r| &r.comment))
+    .load(conn)
+    .await?;
+    let created = upserted.iter().filter(|u| u.created).count();
+    Ok((created, upserted.len() - created))
+}
+
+/// The live clients of `owner` after `after`, oldest first (the export walks them in pages).
+pub async fn export_page(
+    conn: &mut AsyncPgConnection,
+    owner: Uuid,
+    after: Option<Cursor>,
+    limit: i64,
+) -> QueryResult<Vec<Client>> {
+    let mut query = owned(owner, None);
+    if let Some(after) = after {
+        query = query.filter(
+            clients::created_at
+                .gt(after.created_at)
+                .or(clients::created_at.eq(after.created_at).and(clients::id.gt(after.id))),
+        );
+    }
+    query
+        .order((clients::created_at.asc(), clients::id.asc()))
+        .limit(limit)
+        .select(Client::as_select())
+        .load(conn)
+        .await
+}

@@ -73,6 +73,14 @@ diesel::table! {
 }
 
 diesel::table! {
+    daily_sends (user_id, day) {
+        user_id -> Uuid,
+        day -> Date,
+        deliveries -> Int4,
+    }
+}
+
+diesel::table! {
     deliveries (id) {
         id -> Uuid,
         run_id -> Uuid,
@@ -197,6 +205,7 @@ diesel::joinable!(attempts -> mailings (mailing_id));
 diesel::joinable!(attempts -> users (owner_id));
 diesel::joinable!(blog_posts -> users (author_id));
 diesel::joinable!(clients -> users (owner_id));
+diesel::joinable!(daily_sends -> users (user_id));
 diesel::joinable!(deliveries -> clients (client_id));
 diesel::joinable!(deliveries -> mailings (mailing_id));
 diesel::joinable!(deliveries -> runs (run_id));
@@ -216,6 +225,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     attempts,
     blog_posts,
     clients,
+    daily_sends,
     deliveries,
     email_tokens,
     mailing_clients,

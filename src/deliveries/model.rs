@@ -320,6 +320,8 @@ pub enum Cancel<'a> {
     RemovedClients { mailing: Uuid, kept: &'a [Uuid] },
     /// Of a client, everywhere (deleted or unsubscribed).
     Client(Uuid),
+    /// Of every mailing of a user (blocked or deleted).
+    Owner(Uuid),
 }
 
 /// Cancels deliveries that have not begun (PENDING, claimed or not). Those already SENDING
@@ -351,6 +353,15 @@ pub async fn cancel_pending(conn: &mut AsyncPgConnection, which: Cancel<'_>) -> 
                 .bind::<SqlUuid, _>(client)
                 .execute(conn)
                 .await?
+        }
+        Cancel::Owner(owner) => {
+            // Through the owner's mailings: deliveries have no index on owner_id alone.
+            diesel::sql_query(format!(
+                "{base} mailing_id IN (SELECT id FROM mailings WHERE owner_id = $1)"
+            ))
+            .bind::<SqlUuid, _>(owner)
+            .execute(conn)
+            .await?
         }
     };
     Ok(cancelled)

@@ -174,7 +174,13 @@ impl Dispatcher {
             events::notify(&mut conn, &notice).await?;
         }
 
-        let started = runs::start_due(&mut conn, &config.mail.mail_from.to_string(), 50).await?;
+        let started = runs::start_due(
+            &mut conn,
+            &config.mail.mail_from.to_string(),
+            config.accounts.daily_send_quota,
+            50,
+        )
+        .await?;
         for run in &started {
             tracing::info!(mailing_id = %run.mailing_id, run_id = %run.run_id, deliveries = run.deliveries, "run started");
             events::notify(

@@ -30,7 +30,13 @@ struct Id {
 
 /// Starts the runs that are due, at most `limit` mailings at a time. Each mailing is handled
 /// in its own short transaction, its row locked (SKIP LOCKED: another instance on it wins).
-pub async fn start_due(conn: &mut AsyncPgConnection, mail_from: &str, limit: i64) -> anyhow::Result<Vec<Started>> {
+/// With a daily quota, a run that would take its owner past it waits for the next UTC day.
+pub async fn start_due(
+    conn: &mut AsyncPgConnection,
+    mail_from: &str,
+    quota: Option<u32>,
+    limit: i64,
+) -> anyhow::Result<Vec<Started>> {
     let due: Vec<Id> = diesel::sql_query(
         "SELECT m.id FROM mailings m JOIN users u ON u.id = m.owner_id \
          WHERE m.next_run_at <= now() AND m.deleted_at IS NULL AND m.completed_at IS NULL AND NOT m.paused \
@@ -43,7 +49,7 @@ pub async fn start_due(conn: &mut AsyncPgConnection, mail_from: &str, limit: i64
     let mut started = Vec::new();
     for Id { id } in due {
         if let Some(run) = conn
-            .transaction::<_, anyhow::Error, _>(async |conn| start_one(conn, id, mail_from).await)
+            .transaction::<_, anyhow::Error, _>(async |conn| start_one(conn, id, mail_from, quota).await)
             .await?
         {
             started.push(run);
@@ -52,7 +58,12 @@ pub async fn start_due(conn: &mut AsyncPgConnection, mail_from: &str, limit: i64
     Ok(started)
 }
 
-async fn start_one(conn: &mut AsyncPgConnection, mailing_id: Uuid, mail_from: &str) -> anyhow::Result<Option<Started>> {
+async fn start_one(
+    conn: &mut AsyncPgConnection,
+    mailing_id: Uuid,
+    mail_from: &str,
+    quota: Option<u32>,
+) -> anyhow::Result<Option<Started>> {
     use crate::db::schema::mailings;
     use diesel::{
         BoolExpressionMethods, ExpressionMethods, IntoSql, NullableExpressionMethods, OptionalExtension, QueryDsl,
@@ -110,6 +121,21 @@ async fn start_one(conn: &mut AsyncPgConnection, mailing_id: Uuid, mail_from: &s
         .await?;
     }
 
+    if let Some(quota) = quota
+        && !within_quota(conn, &mailing, quota).await?
+    {
+        // The run waits for the next UTC day; it is not skipped.
+        diesel::sql_query(
+            "UPDATE mailings SET next_run_at = date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' \
+             + interval '1 day', updated_at = now() WHERE id = $1",
+        )
+        .bind::<SqlUuid, _>(mailing_id)
+        .execute(conn)
+        .await?;
+        tracing::info!(mailing = %mailing_id, owner = %mailing.owner_id, quota, "daily send quota reached; the run waits for tomorrow (UTC)");
+        return Ok(None);
+    }
+
     // Snapshot what this run sends, then one delivery per client of the mailing now,
     // unsubscribed and deleted clients left out: one INSERT ... SELECT, nothing in memory.
     let run: Option<Id> = diesel::sql_query(
@@ -138,6 +164,16 @@ async fn start_one(conn: &mut AsyncPgConnection, mailing_id: Uuid, mail_from: &s
         .bind::<SqlUuid, _>(mailing.owner_id)
         .execute(conn)
         .await?;
+        if quota.is_some() {
+            diesel::sql_query(
+                "UPDATE daily_sends SET deliveries = deliveries + $2 \
+                 WHERE user_id = $1 AND day = (now() AT TIME ZONE 'UTC')::date",
+            )
+            .bind::<SqlUuid, _>(mailing.owner_id)
+            .bind::<diesel::sql_types::Integer, _>(i32::try_from(deliveries).unwrap_or(i32::MAX))
+            .execute(conn)
+            .await?;
+        }
         started = Some(Started {
             mailing_id,
             run_id,
@@ -152,6 +188,38 @@ async fn start_one(conn: &mut AsyncPgConnection, mailing_id: Uuid, mail_from: &s
         .execute(conn)
         .await?;
     Ok(started)
+}
+
+/// Whether the owner's deliveries started today (UTC) plus this run's stay within `quota`.
+/// Locks the owner's counter for today until the transaction ends, so two instances
+/// starting two of the owner's runs at once count one after the other.
+async fn within_quota(conn: &mut AsyncPgConnection, mailing: &Mailing, quota: u32) -> anyhow::Result<bool> {
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    diesel::sql_query(
+        "INSERT INTO daily_sends (user_id, day) VALUES ($1, (now() AT TIME ZONE 'UTC')::date) ON CONFLICT DO NOTHING",
+    )
+    .bind::<SqlUuid, _>(mailing.owner_id)
+    .execute(conn)
+    .await?;
+    let used: Count = diesel::sql_query(
+        "SELECT deliveries::int8 AS n FROM daily_sends \
+         WHERE user_id = $1 AND day = (now() AT TIME ZONE 'UTC')::date FOR UPDATE",
+    )
+    .bind::<SqlUuid, _>(mailing.owner_id)
+    .get_result(conn)
+    .await?;
+    let size: Count = diesel::sql_query(
+        "SELECT count(*) AS n FROM mailing_clients mc JOIN clients c ON c.id = mc.client_id \
+         WHERE mc.mailing_id = $1 AND c.deleted_at IS NULL AND c.unsubscribed_at IS NULL",
+    )
+    .bind::<SqlUuid, _>(mailing.id)
+    .get_result(conn)
+    .await?;
+    Ok(used.n + size.n <= i64::from(quota))
 }
 
 /// Closes runs with nothing PENDING or SENDING left, then completes mailings whose window

@@ -2,20 +2,24 @@
 //! protect the server. Domains own their types and resolvers; this module only joins them.
 
 mod error_codes;
+mod guards;
 mod limits;
 mod loaders;
 
 pub use error_codes::{ExecutionStarted, with_code};
+pub use guards::RoleGuard;
 pub use loaders::add_loaders;
 
 use async_graphql::{MergedObject, MergedSubscription, Schema};
 
 use crate::accounts::graphql::{AccountsMutation, AccountsQuery};
 use crate::app::AppState;
+use crate::blog::graphql::{BlogMutation, BlogQuery};
 use crate::clients::graphql::{ClientsMutation, ClientsQuery};
 use crate::deliveries::graphql::{DeliveriesQuery, DeliveriesSubscription};
 use crate::mailings::graphql::{MailingsMutation, MailingsQuery};
 use crate::messages::graphql::{MessagesMutation, MessagesQuery};
+use crate::stats::graphql::{HomeStatsCache, StatsQuery};
 
 /// Deepest selection nesting a query may have.
 pub const MAX_DEPTH: usize = 12;
@@ -33,10 +37,18 @@ pub struct Query(
     MessagesQuery,
     MailingsQuery,
     DeliveriesQuery,
+    StatsQuery,
+    BlogQuery,
 );
 
 #[derive(MergedObject, Default)]
-pub struct Mutation(AccountsMutation, ClientsMutation, MessagesMutation, MailingsMutation);
+pub struct Mutation(
+    AccountsMutation,
+    ClientsMutation,
+    MessagesMutation,
+    MailingsMutation,
+    BlogMutation,
+);
 
 #[derive(MergedSubscription, Default)]
 pub struct Subscription(DeliveriesSubscription);
@@ -51,6 +63,7 @@ pub fn build_schema(state: Option<AppState>, introspection: bool) -> MailwarmSch
         .limit_complexity(MAX_COMPLEXITY)
         .limit_recursive_depth(MAX_RECURSIVE_DEPTH)
         .limit_directives(8)
+        .data(HomeStatsCache::default())
         .extension(error_codes::ErrorCodes)
         .extension(limits::FieldCountLimit(MAX_FIELDS));
     if !introspection {

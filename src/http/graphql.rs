@@ -14,7 +14,8 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
 use super::HttpState;
-use crate::accounts::authenticate;
+use super::client_ip::RequestIp;
+use crate::accounts::{ClientIp, authenticate, cookie};
 use crate::error::AppError;
 use crate::graphql::ExecutionStarted;
 
@@ -46,7 +47,12 @@ struct GraphqlParams {
     extensions: Map<String, Value>,
 }
 
-pub async fn graphql_post(State(state): State<HttpState>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn graphql_post(
+    State(state): State<HttpState>,
+    RequestIp(ip): RequestIp,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let Some(media) = negotiate(&headers) else {
         return not_acceptable();
     };
@@ -64,10 +70,15 @@ pub async fn graphql_post(State(state): State<HttpState>, headers: HeaderMap, bo
             return request_error(StatusCode::BAD_REQUEST, media, field, &message);
         }
     };
-    execute(&state, &headers, params, media).await
+    execute(&state, ip, &headers, params, media).await
 }
 
-pub async fn graphql_get(State(state): State<HttpState>, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
+pub async fn graphql_get(
+    State(state): State<HttpState>,
+    RequestIp(ip): RequestIp,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Response {
     let Some(media) = negotiate(&headers) else {
         return not_acceptable();
     };
@@ -90,7 +101,7 @@ pub async fn graphql_get(State(state): State<HttpState>, headers: HeaderMap, Raw
             .insert(header::ALLOW, HeaderValue::from_static("POST"));
         return response;
     }
-    execute(&state, &headers, params, media).await
+    execute(&state, ip, &headers, params, media).await
 }
 
 /// Any other method on /graphql.
@@ -106,7 +117,16 @@ pub async fn graphql_method_not_allowed(method: Method) -> Response {
     response
 }
 
-async fn execute(state: &HttpState, headers: &HeaderMap, params: GraphqlParams, media: MediaType) -> Response {
+/// Runs a request that passed the transport checks. The session comes from the bearer
+/// header or, for browsers, the session cookie; both handlers only let a cookie through on
+/// `application/json` POSTs and on GET queries, which a cross-site form cannot send.
+async fn execute(
+    state: &HttpState,
+    ip: Option<std::net::IpAddr>,
+    headers: &HeaderMap,
+    params: GraphqlParams,
+    media: MediaType,
+) -> Response {
     let started = ExecutionStarted::default();
     let mut data = async_graphql::Data::default();
     data.insert(started.clone());
@@ -114,10 +134,21 @@ async fn execute(state: &HttpState, headers: &HeaderMap, params: GraphqlParams, 
     let mut request =
         async_graphql::Request::new(params.query).variables(Variables::from_json(Value::Object(params.variables)));
     request.data = data;
+    if let Some(ip) = ip {
+        request = request.data(ClientIp(ip));
+    }
     // The signed-in account, if the request carries a valid session token.
-    if let Some(token) = bearer_token(headers) {
+    let cookie_token = cookie::token_from(headers);
+    let mut refresh_cookie = None;
+    if let Some(token) = bearer_token(headers).or(cookie_token.as_deref()) {
         match authenticate(&state.app, token).await {
-            Ok(Some(viewer)) => request = request.data(viewer),
+            Ok(Some((viewer, slid))) => {
+                if slid && bearer_token(headers).is_none() {
+                    // The session's expiry moved: the browser's cookie follows.
+                    refresh_cookie = Some(cookie::session_cookie(state.app.config(), token));
+                }
+                request = request.data(viewer)
+            }
             Ok(None) => {}
             Err(err) => return internal_error(media, err),
         }
@@ -131,9 +162,19 @@ async fn execute(state: &HttpState, headers: &HeaderMap, params: GraphqlParams, 
         }
     }
 
-    let response = state.schema.execute(request).await;
+    let mut response = state.schema.execute(request).await;
     if started.get() {
-        return json_response(StatusCode::OK, media, &response);
+        let mut http_headers = std::mem::take(&mut response.http_headers);
+        let mut reply = json_response(StatusCode::OK, media, &response);
+        if let Some(cookie) = refresh_cookie.filter(|_| !http_headers.contains_key(header::SET_COOKIE)) {
+            if let Ok(value) = HeaderValue::from_str(&cookie) {
+                http_headers.insert(header::SET_COOKIE, value);
+            }
+        }
+        for (name, value) in http_headers.iter() {
+            reply.headers_mut().append(name, value.clone());
+        }
+        return reply;
     }
 
     // A request error (parse, validation, unknown operation): nothing ran, so there is no

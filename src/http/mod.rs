@@ -1,6 +1,8 @@
 //! The HTTP edge: one axum router for the GraphQL endpoint (HTTP and WebSocket), the
 //! playground, health checks and the static web front end.
 
+mod client_ip;
+mod export;
 mod graphql;
 mod health;
 mod pages;
@@ -42,7 +44,12 @@ pub fn router(app: AppState, schema: MailwarmSchema) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/verify-email", get(pages::verify_email))
+        .route(
+            "/reset-password",
+            get(pages::reset_password_form).post(pages::reset_password),
+        )
         .route("/unsubscribe", get(pages::unsubscribe_form).post(pages::unsubscribe))
+        .route("/export/clients.csv", get(export::clients_csv))
         .route("/metrics", get(health::metrics));
     if http.graphiql {
         router = router.route("/graphiql", get(web::graphiql));

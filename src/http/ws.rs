@@ -1,31 +1,54 @@
 //! GraphQL subscriptions over WebSocket (`graphql-transport-ws`, and the legacy
 //! `graphql-ws` subprotocol).
+//!
+//! Browsers send cookies with a WebSocket upgrade from any site and CORS does not apply,
+//! so an upgrade whose `Origin` is neither PUBLIC_URL's nor one of CORS_ORIGINS is refused
+//! (clients that are not browsers send no Origin and sign in with a token instead).
 
 use async_graphql::Data;
 use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
 use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
 use axum::extract::{State, WebSocketUpgrade};
-use axum::response::Response;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 
 use super::HttpState;
-use crate::accounts::authenticate;
+use crate::accounts::{authenticate, cookie};
+use crate::config::HttpConfig;
 
 pub async fn graphql_ws(
     State(state): State<HttpState>,
+    headers: HeaderMap,
     protocol: GraphQLProtocol,
     upgrade: WebSocketUpgrade,
 ) -> Response {
+    let http = &state.app.config().http;
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        if !allowed_origin(http, origin.to_str().unwrap_or("")) {
+            return (StatusCode::FORBIDDEN, "this origin may not open a GraphQL WebSocket").into_response();
+        }
+    }
+    // Only with an allowed Origin (checked above; a browser always sends one).
+    let cookie_token = headers
+        .contains_key(header::ORIGIN)
+        .then(|| cookie::token_from(&headers))
+        .flatten();
     let schema = state.schema.clone();
     let app = state.app.clone();
     upgrade.protocols(ALL_WEBSOCKET_PROTOCOLS).on_upgrade(move |stream| {
         GraphQLWebSocket::new(stream, schema, protocol)
-            // A client signs in with {"token": "..."} in connection_init; a bad token ends
-            // the connection, no token leaves it anonymous.
+            // A client signs in with {"token": "..."} in connection_init, or a browser with
+            // its session cookie; a bad token ends the connection, none leaves it anonymous.
             .on_connection_init(move |payload| async move {
                 let mut data = Data::default();
                 crate::graphql::add_loaders(&mut data, &app);
-                if let Some(token) = payload.get("token").and_then(|t| t.as_str()) {
-                    let viewer = authenticate(&app, token)
+                let token = payload
+                    .get("token")
+                    .and_then(|t| t.as_str())
+                    .map(str::to_owned)
+                    .or(cookie_token);
+                if let Some(token) = token {
+                    let (viewer, _) = authenticate(&app, &token)
                         .await
                         .map_err(|_| async_graphql::Error::new("sign-in failed"))?
                         .ok_or_else(|| async_graphql::Error::new("invalid or expired token"))?;
@@ -35,4 +58,10 @@ pub async fn graphql_ws(
             })
             .serve()
     })
+}
+
+/// PUBLIC_URL's origin or one of CORS_ORIGINS.
+pub fn allowed_origin(http: &HttpConfig, origin: &str) -> bool {
+    let origin = origin.trim_end_matches('/');
+    http.public_url().origin().ascii_serialization() == origin || http.cors_origins.iter().any(|o| o == origin)
 }

@@ -331,6 +331,20 @@ pub async fn complete(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Opt
         .optional()
 }
 
+/// Completes every live mailing of `owner` (the account is being deleted).
+pub async fn complete_all_of(conn: &mut AsyncPgConnection, owner: Uuid) -> QueryResult<usize> {
+    diesel::update(mailings::table)
+        .filter(mailings::owner_id.eq(owner))
+        .filter(mailings::deleted_at.is_null().and(mailings::completed_at.is_null()))
+        .set((
+            mailings::completed_at.eq(now().nullable()),
+            mailings::next_run_at.eq(None::<DateTime<Utc>>),
+            mailings::updated_at.eq(now()),
+        ))
+        .execute(conn)
+        .await
+}
+
 /// How many live clients each mailing has.
 pub async fn recipient_counts(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> QueryResult<HashMap<Uuid, i64>> {
     let counts: Vec<MailingCount> = diesel::sql_query(

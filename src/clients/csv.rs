@@ -1,0 +1,192 @@
+//! Clients as CSV: the import parser (header `email,full_name,comment`, per-line errors,
+//! never failing a whole file for one bad line) and the export writer, which defuses cells
+//! a spreadsheet would run as formulas.
+
+use std::collections::HashMap;
+
+use super::model::ClientFields;
+use crate::error::{AppError, AppResult};
+use crate::validate;
+
+/// Most rows one import takes.
+pub const MAX_ROWS: usize = 10_000;
+
+/// A line that was not imported, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineError {
+    /// 1-based line of the file, the header being line 1.
+    pub line: usize,
+    pub message: String,
+}
+
+/// The good rows of a file, and the others by line.
+#[derive(Debug, Default)]
+pub struct Parsed {
+    pub rows: Vec<ClientFields>,
+    pub errors: Vec<LineError>,
+}
+
+/// Parses an import. Only a missing or unusable header, or too many rows, fail the whole
+/// file (BAD_USER_INPUT on `csv`); a bad row is reported by line and skipped. An address
+/// that appears twice is imported from its first line only.
+pub fn parse(text: &str) -> AppResult<Parsed> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut reader = ::csv::ReaderBuilder::new()
+        .flexible(true)
+        .trim(::csv::Trim::All)
+        .from_reader(text.as_bytes());
+    let header = reader
+        .headers()
+        .map_err(|e| AppError::bad_input("csv", format!("the header line cannot be read: {e}")))?
+        .clone();
+    let column = |name: &str| header.iter().position(|h| h.eq_ignore_ascii_case(name));
+    let unknown: Vec<&str> = header
+        .iter()
+        .filter(|h| !["email", "full_name", "comment"].iter().any(|k| h.eq_ignore_ascii_case(k)))
+        .collect();
+    let (Some(email_at), Some(name_at)) = (column("email"), column("full_name")) else {
+        return Err(AppError::bad_input(
+            "csv",
+            "the first line must be the header email,full_name,comment",
+        ));
+    };
+    if !unknown.is_empty() {
+        return Err(AppError::bad_input(
+            "csv",
+            format!("unknown columns {unknown:?}; the header is email,full_name,comment"),
+        ));
+    }
+    let comment_at = column("comment");
+
+    let mut parsed = Parsed::default();
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for (index, record) in reader.records().enumerate() {
+        if index >= MAX_ROWS {
+            return Err(AppError::bad_input(
+                "csv",
+                format!("at most {MAX_ROWS} rows can be imported at once"),
+            ));
+        }
+        let record = match record {
+            Ok(record) => record,
+            Err(err) => {
+                let line = err.position().map_or(index + 2, |p| p.line() as usize);
+                parsed.errors.push(LineError {
+                    line,
+                    message: format!("not valid CSV: {err}"),
+                });
+                continue;
+            }
+        };
+        let line = record.position().map_or(index + 2, |p| p.line() as usize);
+        if record.iter().all(str::is_empty) {
+            continue;
+        }
+        let cell = |at: Option<usize>| at.and_then(|at| record.get(at)).map(unescape).unwrap_or_default();
+        let row = (|| {
+            Ok::<_, AppError>(ClientFields {
+                email: validate::email("email", &cell(Some(email_at)))?,
+                full_name: validate::required_text("full_name", &cell(Some(name_at)), 200)?,
+                comment: validate::limited_text("comment", &cell(comment_at), 2_000)?,
+            })
+        })();
+        match row {
+            Ok(row) => {
+                if let Some(first) = seen.get(&row.email.to_lowercase()) {
+                    parsed.errors.push(LineError {
+                        line,
+                        message: format!("email: {} is already on line {first}", row.email),
+                    });
+                } else {
+                    seen.insert(row.email.to_lowercase(), line);
+                    parsed.rows.push(row);
+                }
+            }
+            Err(AppError::BadUserInput { field, message }) => parsed.errors.push(LineError {
+                line,
+                message: format!("{field}: {message}"),
+            }),
+            Err(other) => return Err(other),
+        }
+    }
+    Ok(parsed)
+}
+
+/// Characters that make a spreadsheet read a cell as a formula (OWASP's list).
+const FORMULA_STARTS: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
+
+/// A cell as exported: one that would start a formula gets a leading `'`, which
+/// spreadsheets show as text.
+pub fn escape(cell: &str) -> String {
+    if cell.starts_with(FORMULA_STARTS) {
+        format!("'{cell}")
+    } else {
+        cell.to_owned()
+    }
+}
+
+/// The inverse of [`escape`], so an exported file imports back unchanged.
+fn unescape(cell: &str) -> String {
+    match cell.strip_prefix('\'') {
+        Some(rest) if rest.starts_with(FORMULA_STARTS) => rest.to_owned(),
+        _ => cell.to_owned(),
+    }
+}
+
+/// The export's first line.
+pub fn header() -> Vec<u8> {
+    row(["email", "full_name", "comment"])
+}
+
+/// One exported line, escaped and CSV-quoted.
+pub fn row<'a>(cells: [&'a str; 3]) -> Vec<u8> {
+    let mut writer = ::csv::WriterBuilder::new().from_writer(Vec::new());
+    writer
+        .write_record(cells.map(escape))
+        .expect("writing to memory cannot fail");
+    writer.into_inner().expect("writing to memory cannot fail")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn good_duplicate_and_bad_lines() {
+        let parsed = parse(
+            "email,full_name,comment\n\
+             ann@example.com,Ann,first\n\
+             not-an-address,Bob,\n\
+             ANN@example.com,Ann again,\n\
+             \"cy@example.com\",\"Cy, Jr.\",\"says \"\"hi\"\"\"\n\
+             dee@example.com,,\n",
+        )
+        .unwrap();
+        let emails: Vec<&str> = parsed.rows.iter().map(|r| r.email.as_str()).collect();
+        assert_eq!(emails, ["ann@example.com", "cy@example.com"]);
+        assert_eq!(parsed.rows[1].full_name, "Cy, Jr.");
+        assert_eq!(parsed.rows[1].comment, "says \"hi\"");
+        let lines: Vec<usize> = parsed.errors.iter().map(|e| e.line).collect();
+        assert_eq!(lines, [3, 4, 6], "{:?}", parsed.errors);
+        assert!(parsed.errors[0].message.starts_with("email:"));
+        assert!(parsed.errors[1].message.contains("line 2"));
+        assert!(parsed.errors[2].message.starts_with("full_name:"));
+    }
+
+    #[test]
+    fn the_header_is_required() {
+        assert!(parse("ann@example.com,Ann,\n").is_err());
+        assert!(parse("email,full_name,phone\n").is_err());
+        assert!(parse("email,full_name\nann@example.com,Ann\n").unwrap().errors.is_empty());
+    }
+
+    #[test]
+    fn formulas_are_defused_and_come_back() {
+        assert_eq!(escape("=cmd|' /C calc'!A0"), "'=cmd|' /C calc'!A0");
+        assert_eq!(escape("-1"), "'-1");
+        assert_eq!(escape("Ann"), "Ann");
+        assert_eq!(unescape(&escape("=cmd")), "=cmd");
+        assert_eq!(unescape("'quoted"), "'quoted");
+        assert_eq!(String::from_utf8(row(["a@b.c", "=1+1", "x, y"])).unwrap(), "a@b.c,'=1+1,\"x, y\"\n");
+    }
+}

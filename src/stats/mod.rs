@@ -1,0 +1,4 @@
+//! Statistics: the public numbers of the home page and each user's numbers per day.
+
+pub mod graphql;
+pub mod model;
