@@ -380,7 +380,11 @@ mod tests {
         );
         assert!(parse_limit("0/1m").is_err());
         assert!(parse_limit("10").unwrap_err().contains("10/15m"));
-        assert!(parse_net("10.0.0.0/8").unwrap().contains(&"10.1.2.3".parse::<std::net::IpAddr>().unwrap()));
+        assert!(
+            parse_net("10.0.0.0/8")
+                .unwrap()
+                .contains(&"10.1.2.3".parse::<std::net::IpAddr>().unwrap())
+        );
         assert!(parse_net("::1").is_ok());
         assert!(parse_size("big").is_err());
     }

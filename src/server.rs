@@ -67,7 +67,10 @@ async fn run_on(config: Config, database_url: &str, mode: Mode) -> anyhow::Resul
     if mode != Mode::ServeOnly {
         tasks.push(tokio::spawn(Dispatcher::new(state.clone()).run(stop_rx.clone())));
         tasks.push(tokio::spawn(state.account_mail_worker().run(stop_rx.clone())));
-        tasks.push(tokio::spawn(crate::accounts::sweep_expired(state.clone(), stop_rx.clone())));
+        tasks.push(tokio::spawn(crate::accounts::sweep_expired(
+            state.clone(),
+            stop_rx.clone(),
+        )));
         tracing::info!(instance = %state.instance_id(), "dispatching");
     }
 

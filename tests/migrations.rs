@@ -98,6 +98,7 @@ async fn schema_rs_matches_the_migrated_database() {
             "boolean" => "Bool",
             "bytea" => "Bytea",
             "timestamp with time zone" => "Timestamptz",
+            "date" => "Date",
             other => panic!("no diesel type mapped for {other}"),
         };
         let ty = if column.is_nullable == "YES" {

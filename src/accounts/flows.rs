@@ -22,7 +22,12 @@ async fn limit_mailing_requests(state: &AppState, ip: Option<IpAddr>, email: &st
     if let Some(ip) = ip {
         throttle::hit(&mut conn, &throttle::ip_key("mail", ip), limits.mail_limit_ip).await?;
     }
-    throttle::hit(&mut conn, &throttle::email_key("mail", email), limits.mail_limit_address).await
+    throttle::hit(
+        &mut conn,
+        &throttle::email_key("mail", email),
+        limits.mail_limit_address,
+    )
+    .await
 }
 
 /// Runs account-mail work after the answer is decided, so the answer (and its timing) is
@@ -237,7 +242,7 @@ pub async fn request_password_reset(state: &AppState, ip: Option<IpAddr>, email:
         let Some((user, _)) = model::find_by_email(&mut conn, &email).await? else {
             return Ok(());
         };
-        if !user.is_active || model::outstanding_tokens(&mut conn, user.id, TokenPurpose::ResetPassword).await? >= 3 {
+        if !user.is_active {
             return Ok(());
         }
         let config = state.config();
@@ -256,6 +261,11 @@ pub async fn request_password_reset(state: &AppState, ip: Option<IpAddr>, email:
             user.full_name
         );
         conn.transaction::<_, AppError, _>(async |conn| {
+            // Counted under the account's row lock: concurrent requests take turns.
+            model::lock_user(conn, user.id).await?;
+            if model::outstanding_tokens(conn, user.id, TokenPurpose::ResetPassword).await? >= 3 {
+                return Ok(());
+            }
             model::create_email_token(conn, user.id, TokenPurpose::ResetPassword, &hash, ttl).await?;
             queue::enqueue(conn, Some(user.id), &user.email, "Reset your mailwarm password", &body).await?;
             Ok(())
@@ -361,7 +371,14 @@ async fn password_changed_notice(state: &AppState, conn: &mut AsyncPgConnection,
         user.full_name,
         state.config().http.public_url()
     );
-    queue::enqueue(conn, Some(user.id), &user.email, "Your mailwarm password was changed", &body).await?;
+    queue::enqueue(
+        conn,
+        Some(user.id),
+        &user.email,
+        "Your mailwarm password was changed",
+        &body,
+    )
+    .await?;
     Ok(())
 }
 

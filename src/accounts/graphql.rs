@@ -178,7 +178,12 @@ impl AccountsMutation {
 
     /// Sets a new password with the token from the reset mail. Every session of the account
     /// ends and nobody is signed in: log in with the new password.
-    async fn reset_password(&self, ctx: &Context<'_>, token: String, new_password: String) -> async_graphql::Result<bool> {
+    async fn reset_password(
+        &self,
+        ctx: &Context<'_>,
+        token: String,
+        new_password: String,
+    ) -> async_graphql::Result<bool> {
         flows::reset_password(AppState::from_ctx(ctx), &token, &new_password)
             .await
             .gql()?;

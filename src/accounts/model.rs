@@ -130,7 +130,9 @@ pub async fn authenticate(
         .first(conn)
         .await
         .optional()?;
-    let Some((session_id, user)) = found else { return Ok(None) };
+    let Some((session_id, user)) = found else {
+        return Ok(None);
+    };
     let slid = diesel::update(sessions::table.filter(sessions::id.eq(session_id)))
         .filter(sessions::last_used_at.lt(diesel::dsl::sql("now() - interval '1 minute'")))
         .set((sessions::last_used_at.eq(now()), sessions::expires_at.eq(now_plus(ttl))))
@@ -224,8 +226,23 @@ pub async fn email_token_user(
         .optional()
 }
 
+/// Locks the account's row until the transaction ends.
+pub async fn lock_user(conn: &mut AsyncPgConnection, user_id: Uuid) -> QueryResult<()> {
+    users::table
+        .filter(users::id.eq(user_id))
+        .select(users::id)
+        .for_update()
+        .first::<Uuid>(conn)
+        .await?;
+    Ok(())
+}
+
 /// Tokens of `purpose` the account could still redeem.
-pub async fn outstanding_tokens(conn: &mut AsyncPgConnection, user_id: Uuid, purpose: TokenPurpose) -> QueryResult<i64> {
+pub async fn outstanding_tokens(
+    conn: &mut AsyncPgConnection,
+    user_id: Uuid,
+    purpose: TokenPurpose,
+) -> QueryResult<i64> {
     email_tokens::table
         .filter(email_tokens::user_id.eq(user_id))
         .filter(email_tokens::purpose.eq(purpose.as_db()))

@@ -51,7 +51,10 @@ impl Post {
             Readers::Public => self.published_at.unwrap_or(self.created_at),
             Readers::Editors => self.created_at,
         };
-        Cursor { created_at: at, id: self.id }
+        Cursor {
+            created_at: at,
+            id: self.id,
+        }
     }
 }
 
@@ -66,10 +69,12 @@ fn visible(readers: Readers) -> blog_posts::BoxedQuery<'static, Pg> {
 pub async fn list(conn: &mut AsyncPgConnection, readers: Readers, args: PageArgs) -> QueryResult<Page<Post>> {
     let total = visible(readers).count().get_result(conn).await?;
     let rows = match readers {
-        Readers::Editors => crate::keyset_page!(visible(readers), blog_posts, args)
-            .select(Post::as_select())
-            .load(conn)
-            .await?,
+        Readers::Editors => {
+            crate::keyset_page!(visible(readers), blog_posts, args)
+                .select(Post::as_select())
+                .load(conn)
+                .await?
+        }
         // On blog_posts_published_idx: published_at DESC, id DESC.
         Readers::Public => {
             let mut query = visible(readers);
@@ -77,7 +82,9 @@ pub async fn list(conn: &mut AsyncPgConnection, readers: Readers, args: PageArgs
                 query = query.filter(
                     blog_posts::published_at
                         .lt(after.created_at)
-                        .or(blog_posts::published_at.eq(after.created_at).and(blog_posts::id.lt(after.id))),
+                        .or(blog_posts::published_at
+                            .eq(after.created_at)
+                            .and(blog_posts::id.lt(after.id))),
                 );
             }
             query

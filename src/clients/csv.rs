@@ -42,7 +42,11 @@ pub fn parse(text: &str) -> AppResult<Parsed> {
     let column = |name: &str| header.iter().position(|h| h.eq_ignore_ascii_case(name));
     let unknown: Vec<&str> = header
         .iter()
-        .filter(|h| !["email", "full_name", "comment"].iter().any(|k| h.eq_ignore_ascii_case(k)))
+        .filter(|h| {
+            !["email", "full_name", "comment"]
+                .iter()
+                .any(|k| h.eq_ignore_ascii_case(k))
+        })
         .collect();
     let (Some(email_at), Some(name_at)) = (column("email"), column("full_name")) else {
         return Err(AppError::bad_input(
@@ -139,7 +143,7 @@ pub fn header() -> Vec<u8> {
 }
 
 /// One exported line, escaped and CSV-quoted.
-pub fn row<'a>(cells: [&'a str; 3]) -> Vec<u8> {
+pub fn row(cells: [&str; 3]) -> Vec<u8> {
     let mut writer = ::csv::WriterBuilder::new().from_writer(Vec::new());
     writer
         .write_record(cells.map(escape))
@@ -177,7 +181,12 @@ mod tests {
     fn the_header_is_required() {
         assert!(parse("ann@example.com,Ann,\n").is_err());
         assert!(parse("email,full_name,phone\n").is_err());
-        assert!(parse("email,full_name\nann@example.com,Ann\n").unwrap().errors.is_empty());
+        assert!(
+            parse("email,full_name\nann@example.com,Ann\n")
+                .unwrap()
+                .errors
+                .is_empty()
+        );
     }
 
     #[test]
@@ -187,6 +196,9 @@ mod tests {
         assert_eq!(escape("Ann"), "Ann");
         assert_eq!(unescape(&escape("=cmd")), "=cmd");
         assert_eq!(unescape("'quoted"), "'quoted");
-        assert_eq!(String::from_utf8(row(["a@b.c", "=1+1", "x, y"])).unwrap(), "a@b.c,'=1+1,\"x, y\"\n");
+        assert_eq!(
+            String::from_utf8(row(["a@b.c", "=1+1", "x, y"])).unwrap(),
+            "a@b.c,'=1+1,\"x, y\"\n"
+        );
     }
 }

@@ -52,8 +52,15 @@ mod tests {
         let trusted: Vec<ipnet::IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
         let proxy: IpAddr = "10.0.0.1".parse().unwrap();
         let stranger: IpAddr = "198.51.100.7".parse().unwrap();
-        assert_eq!(resolve(proxy, &headers, &trusted), "203.0.113.9".parse::<IpAddr>().unwrap());
-        assert_eq!(resolve(stranger, &headers, &trusted), stranger, "a spoofed header is ignored");
+        assert_eq!(
+            resolve(proxy, &headers, &trusted),
+            "203.0.113.9".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            resolve(stranger, &headers, &trusted),
+            stranger,
+            "a spoofed header is ignored"
+        );
         assert_eq!(resolve(proxy, &HeaderMap::new(), &trusted), proxy);
     }
 }

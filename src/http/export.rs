@@ -71,7 +71,10 @@ pub async fn clients_csv(State(state): State<HttpState>, headers: HeaderMap) -> 
     });
     (
         [
-            (header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8")),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/csv; charset=utf-8"),
+            ),
             (
                 header::CONTENT_DISPOSITION,
                 HeaderValue::from_static("attachment; filename=\"clients.csv\""),

@@ -166,10 +166,10 @@ async fn execute(
     if started.get() {
         let mut http_headers = std::mem::take(&mut response.http_headers);
         let mut reply = json_response(StatusCode::OK, media, &response);
-        if let Some(cookie) = refresh_cookie.filter(|_| !http_headers.contains_key(header::SET_COOKIE)) {
-            if let Ok(value) = HeaderValue::from_str(&cookie) {
-                http_headers.insert(header::SET_COOKIE, value);
-            }
+        if let Some(cookie) = refresh_cookie.filter(|_| !http_headers.contains_key(header::SET_COOKIE))
+            && let Ok(value) = HeaderValue::from_str(&cookie)
+        {
+            http_headers.insert(header::SET_COOKIE, value);
         }
         for (name, value) in http_headers.iter() {
             reply.headers_mut().append(name, value.clone());

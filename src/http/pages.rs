@@ -172,7 +172,10 @@ pub async fn reset_password(
     match flows::reset_password(&state.app, &form.token, &form.new_password).await {
         Ok(()) => (
             StatusCode::OK,
-            page("Password changed", "Your password is changed. Sign in with the new one."),
+            page(
+                "Password changed",
+                "Your password is changed. Sign in with the new one.",
+            ),
         ),
         Err(crate::error::AppError::BadUserInput { field, message }) if field == "newPassword" => {
             (StatusCode::BAD_REQUEST, reset_form(&form.token, Some(&message)))

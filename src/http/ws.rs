@@ -23,10 +23,10 @@ pub async fn graphql_ws(
     upgrade: WebSocketUpgrade,
 ) -> Response {
     let http = &state.app.config().http;
-    if let Some(origin) = headers.get(header::ORIGIN) {
-        if !allowed_origin(http, origin.to_str().unwrap_or("")) {
-            return (StatusCode::FORBIDDEN, "this origin may not open a GraphQL WebSocket").into_response();
-        }
+    if let Some(origin) = headers.get(header::ORIGIN)
+        && !allowed_origin(http, origin.to_str().unwrap_or(""))
+    {
+        return (StatusCode::FORBIDDEN, "this origin may not open a GraphQL WebSocket").into_response();
     }
     // Only with an allowed Origin (checked above; a browser always sends one).
     let cookie_token = headers

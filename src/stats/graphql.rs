@@ -39,9 +39,9 @@ impl HomeStats {
     async fn random_posts(
         &self,
         ctx: &Context<'_>,
-        #[graphql(default = 3)] count: i32,
+        #[graphql(default = 3)] count: Option<i32>,
     ) -> async_graphql::Result<Vec<BlogPost>> {
-        let count = i64::from(count.clamp(0, 20));
+        let count = i64::from(count.unwrap_or(3).clamp(0, 20));
         let mut conn = AppState::from_ctx(ctx).conn().await.gql()?;
         let posts = crate::blog::model::random_published(&mut conn, count).await.gql()?;
         Ok(posts.into_iter().map(BlogPost).collect())

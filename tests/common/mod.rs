@@ -238,7 +238,8 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 /// The app over a database of its own, driven through its real router in-process, with
 /// an in-memory mail transport and the account-mail worker running.
 pub struct TestApp {
-    pub db: TestDb,
+    /// Shared by `another_instance`s; dropped with the last of them.
+    pub db: std::sync::Arc<TestDb>,
     pub state: AppState,
     pub router: Router,
     pub outbox: MemoryOutbox,
@@ -291,8 +292,17 @@ impl TestApp {
         Self::build(extra, true).await
     }
 
+    /// A second instance of the service (its own pool, caches and workers) over this
+    /// one's database, as a second `server` process would be.
+    pub async fn another_instance(&self, extra: &[&str]) -> TestApp {
+        Self::build_on(self.db.clone(), extra, false).await
+    }
+
     async fn build(extra: &[&str], dispatch: bool) -> TestApp {
-        let db = TestDb::migrated().await;
+        Self::build_on(std::sync::Arc::new(TestDb::migrated().await), extra, dispatch).await
+    }
+
+    async fn build_on(db: std::sync::Arc<TestDb>, extra: &[&str], dispatch: bool) -> TestApp {
         let mut args = vec!["server", "--database-url", &db.url, "--db-pool-size", "8"];
         args.extend_from_slice(extra);
         let config = Config::from_args(args).expect("test configuration");

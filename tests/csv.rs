@@ -1,0 +1,117 @@
+//! CSV import and export of clients.
+
+mod common;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use common::TestApp;
+use mailwarm::accounts::graphql::Role;
+use serde_json::json;
+
+const IMPORT: &str = "mutation($csv: String!) { importClients(csv: $csv) { created updated errors { line message } } }";
+
+async fn export(app: &TestApp, token: &str) -> (StatusCode, String) {
+    let reply = app
+        .send(
+            Request::get("/export/clients.csv")
+                .header("authorization", format!("Bearer {token}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    (reply.status, String::from_utf8(reply.body).unwrap())
+}
+
+#[tokio::test]
+async fn good_lines_are_imported_and_the_rest_reported_by_line() {
+    let app = TestApp::new().await;
+    let token = app.verified_user("ann@example.com", Role::User).await;
+    app.graphql_as(
+        &token,
+        "mutation { createClient(input: { email: \"old@example.com\", fullName: \"Old Name\" }) { id } }",
+        json!({}),
+    )
+    .await;
+    let csv = "email,full_name,comment\n\
+               new@example.com,New Client,likes tea\n\
+               OLD@example.com,New Name,\n\
+               broken,Nobody,\n\
+               new@example.com,Again,\n\
+               \"quoted@example.com\",\"Lee, Ann\",\"multi\nline\"\n\
+               missing@example.com\n";
+    let reply = app.graphql_as(&token, IMPORT, json!({ "csv": csv })).await;
+    let result = &reply.json()["data"]["importClients"];
+    assert_eq!(result["created"], 2, "{}", reply.json());
+    assert_eq!(result["updated"], 1);
+    let lines: Vec<i64> = result["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["line"].as_i64().unwrap())
+        .collect();
+    assert_eq!(lines, [4, 5, 8], "{result}");
+
+    let clients = app
+        .graphql_as(
+            &token,
+            "{ clients(search: \"old@\") { nodes { fullName } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(clients.json()["data"]["clients"]["nodes"][0]["fullName"], "New Name");
+
+    let no_header = app
+        .graphql_as(&token, IMPORT, json!({ "csv": "a@example.com,A,\n" }))
+        .await;
+    assert_eq!(no_header.json()["errors"][0]["extensions"]["field"], "csv");
+}
+
+#[tokio::test]
+async fn export_round_trips_and_defuses_formulas() {
+    let app = TestApp::new().await;
+    let ann = app.verified_user("ann@example.com", Role::User).await;
+    let bob = app.verified_user("bob@example.com", Role::User).await;
+    let csv = "email,full_name,comment\n\
+               a@example.com,=cmd|' /C calc'!A0,+1\n\
+               b@example.com,\"Lee, Ann\",@home\n\
+               c@example.com,Cy,-\n";
+    app.graphql_as(&ann, IMPORT, json!({ "csv": csv })).await;
+    app.graphql_as(
+        &bob,
+        IMPORT,
+        json!({ "csv": "email,full_name,comment\nbobs@example.com,Bobs client,\n" }),
+    )
+    .await;
+
+    let (status, exported) = export(&app, &ann).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(exported.starts_with("email,full_name,comment\n"), "{exported}");
+    assert!(
+        exported.contains("a@example.com,'=cmd|' /C calc'!A0,'+1\n"),
+        "{exported}"
+    );
+    assert!(exported.contains("b@example.com,\"Lee, Ann\",'@home\n"), "{exported}");
+    assert!(!exported.contains("bobs@example.com"), "another user's client leaked");
+
+    // Imported into another account, the export reads back the same clients.
+    let cy = app.verified_user("cy@example.com", Role::User).await;
+    let reply = app.graphql_as(&cy, IMPORT, json!({ "csv": exported })).await;
+    assert_eq!(reply.json()["data"]["importClients"]["created"], 3, "{}", reply.json());
+    let names = app
+        .graphql_as(&cy, "{ clients { nodes { email fullName comment } } }", json!({}))
+        .await
+        .json()["data"]["clients"]["nodes"]
+        .clone();
+    let mut names: Vec<String> = names.as_array().unwrap().iter().map(|n| n.to_string()).collect();
+    names.sort();
+    let mut expected = [
+        json!({ "email": "a@example.com", "fullName": "=cmd|' /C calc'!A0", "comment": "+1" }).to_string(),
+        json!({ "email": "b@example.com", "fullName": "Lee, Ann", "comment": "@home" }).to_string(),
+        json!({ "email": "c@example.com", "fullName": "Cy", "comment": "-" }).to_string(),
+    ];
+    expected.sort();
+    assert_eq!(names, expected);
+
+    let (anonymous, _) = export(&app, "not a token").await;
+    assert_eq!(anonymous, StatusCode::UNAUTHORIZED);
+}
