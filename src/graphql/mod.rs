@@ -22,7 +22,7 @@ use crate::messages::graphql::{MessagesMutation, MessagesQuery};
 use crate::stats::graphql::{HomeStatsCache, StatsQuery};
 
 /// Deepest selection nesting a query may have.
-pub const MAX_DEPTH: usize = 12;
+pub const MAX_DEPTH: usize = 15;
 /// async-graphql's complexity: every field counts 1 (but `__typename`, see `limits`).
 pub const MAX_COMPLEXITY: usize = 1_000;
 /// Most fields a request may select in all, `__typename` and aliases included.

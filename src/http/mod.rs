@@ -43,11 +43,6 @@ pub fn router(app: AppState, schema: MailwarmSchema) -> Router {
         .route("/graphql/ws", get(ws::graphql_ws))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .route("/verify-email", get(pages::verify_email))
-        .route(
-            "/reset-password",
-            get(pages::reset_password_form).post(pages::reset_password),
-        )
         .route("/unsubscribe", get(pages::unsubscribe_form).post(pages::unsubscribe))
         .route("/export/clients.csv", get(export::clients_csv))
         .route("/metrics", get(health::metrics));

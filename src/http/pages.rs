@@ -1,4 +1,6 @@
-//! Small server-rendered pages that links in mails open (the web front end may replace them).
+//! The unsubscribe page that links in mailing messages open: server-rendered, so it works
+//! in any mail client's browser without scripts. (Account links, /verify-email and
+//! /reset-password, land in the web front end.)
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -6,36 +8,6 @@ use axum::response::Html;
 use serde::Deserialize;
 
 use super::HttpState;
-use crate::accounts::flows;
-
-#[derive(Deserialize)]
-pub struct TokenParam {
-    token: Option<String>,
-}
-
-/// GET /verify-email?token=...: verifies the address and says so.
-pub async fn verify_email(
-    State(state): State<HttpState>,
-    Query(param): Query<TokenParam>,
-) -> (StatusCode, Html<String>) {
-    let token = param.token.unwrap_or_default();
-    match flows::verify_email(&state.app, &token).await {
-        Ok(()) => (
-            StatusCode::OK,
-            page(
-                "E-mail address confirmed",
-                "Your address is confirmed. You can sign in now.",
-            ),
-        ),
-        Err(crate::error::AppError::BadUserInput { message, .. }) => {
-            (StatusCode::BAD_REQUEST, page("Link not valid", &message))
-        }
-        Err(_) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            page("Something went wrong", "Please try the link again later."),
-        ),
-    }
-}
 
 #[derive(Deserialize)]
 pub struct UnsubscribeParams {
@@ -135,54 +107,4 @@ fn escape(text: &str) -> String {
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
-}
-
-/// GET /reset-password?token=...: a form for the new password (the link in the reset mail).
-pub async fn reset_password_form(Query(param): Query<TokenParam>) -> Html<String> {
-    reset_form(param.token.as_deref().unwrap_or(""), None)
-}
-
-fn reset_form(token: &str, error: Option<&str>) -> Html<String> {
-    let error = error
-        .map(|e| format!("<p role=\"alert\">{}</p>", escape(e)))
-        .unwrap_or_default();
-    Html(format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>New password · mailwarm</title></head>\
-         <body><main><h1>Choose a new password</h1>{error}\
-         <form method=\"post\" action=\"/reset-password\"><input type=\"hidden\" name=\"token\" value=\"{token}\">\
-         <label for=\"password\">New password (at least 10 characters)</label> \
-         <input id=\"password\" name=\"new_password\" type=\"password\" autocomplete=\"new-password\" minlength=\"10\" required> \
-         <button type=\"submit\">Set password</button></form></main></body></html>",
-        token = escape(token)
-    ))
-}
-
-#[derive(Deserialize)]
-pub struct ResetForm {
-    token: String,
-    new_password: String,
-}
-
-/// POST /reset-password: sets the password; every session ends; nobody is signed in.
-pub async fn reset_password(
-    State(state): State<HttpState>,
-    axum::Form(form): axum::Form<ResetForm>,
-) -> (StatusCode, Html<String>) {
-    match flows::reset_password(&state.app, &form.token, &form.new_password).await {
-        Ok(()) => (
-            StatusCode::OK,
-            page(
-                "Password changed",
-                "Your password is changed. Sign in with the new one.",
-            ),
-        ),
-        Err(crate::error::AppError::BadUserInput { field, message }) if field == "newPassword" => {
-            (StatusCode::BAD_REQUEST, reset_form(&form.token, Some(&message)))
-        }
-        Err(crate::error::AppError::BadUserInput { message, .. }) => {
-            (StatusCode::BAD_REQUEST, page("Link not valid", &message))
-        }
-        Err(_) => unavailable(),
-    }
 }

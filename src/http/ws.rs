@@ -24,7 +24,7 @@ pub async fn graphql_ws(
 ) -> Response {
     let http = &state.app.config().http;
     if let Some(origin) = headers.get(header::ORIGIN)
-        && !allowed_origin(http, origin.to_str().unwrap_or(""))
+        && !allowed_origin(http, &headers, origin.to_str().unwrap_or(""))
     {
         return (StatusCode::FORBIDDEN, "this origin may not open a GraphQL WebSocket").into_response();
     }
@@ -60,8 +60,16 @@ pub async fn graphql_ws(
     })
 }
 
-/// PUBLIC_URL's origin or one of CORS_ORIGINS.
-pub fn allowed_origin(http: &HttpConfig, origin: &str) -> bool {
+/// The page's own origin (its host is the one the upgrade is addressed to, as for
+/// `http://localhost:8080` when PUBLIC_URL says 127.0.0.1), PUBLIC_URL's, or one of
+/// CORS_ORIGINS. A page elsewhere cannot make its Origin name our host.
+pub fn allowed_origin(http: &HttpConfig, headers: &HeaderMap, origin: &str) -> bool {
     let origin = origin.trim_end_matches('/');
-    http.public_url().origin().ascii_serialization() == origin || http.cors_origins.iter().any(|o| o == origin)
+    let same_host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .is_some_and(|host| origin == format!("http://{host}") || origin == format!("https://{host}"));
+    same_host
+        || http.public_url().origin().ascii_serialization() == origin
+        || http.cors_origins.iter().any(|o| o == origin)
 }

@@ -519,7 +519,10 @@ pub fn js_packages() -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js");
     static INSTALLED: OnceLock<()> = OnceLock::new();
     INSTALLED.get_or_init(|| {
-        if dir.join("node_modules/graphql-http").exists() && dir.join("node_modules/graphql-ws").exists() {
+        if ["graphql-http", "graphql-ws", "playwright-core"]
+            .iter()
+            .all(|p| dir.join("node_modules").join(p).exists())
+        {
             return;
         }
         let status = Command::new("npm")

@@ -1,0 +1,369 @@
+// End to end through the web front end, in headless Chromium (Debian's, driven by
+// playwright-core), against the real `server` binary, a real PostgreSQL and an SMTP
+// server of our own on loopback.
+//
+//   SERVER_BIN=… DATABASE_URL=… ARTIFACTS=dir node web-e2e.mjs
+//
+// Exits 0 when every flow passed; screenshots of every page at desktop and phone widths
+// go to ARTIFACTS.
+
+import { spawn } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import net from 'node:net';
+import assert from 'node:assert/strict';
+import { chromium } from 'playwright-core';
+
+import en from '../../web/app/i18n/en.js';
+import ru from '../../web/app/i18n/ru.js';
+
+const { SERVER_BIN, DATABASE_URL, ARTIFACTS } = process.env;
+assert.ok(SERVER_BIN && DATABASE_URL && ARTIFACTS, 'SERVER_BIN, DATABASE_URL and ARTIFACTS are needed');
+mkdirSync(ARTIFACTS, { recursive: true });
+const PASSWORD = 'long enough secret';
+
+// ---- An SMTP server that keeps what it is given. Mail to slow-* addresses is answered
+// only after a pause, so the browser is watching before the attempts are logged.
+const mails = [];
+function smtpServer() {
+  return new Promise((resolve) => {
+    const server = net.createServer((socket) => {
+      let buffer = '';
+      let inData = false;
+      let envelope = { from: '', to: [] };
+      let data = [];
+      const reply = (line) => socket.write(`${line}\r\n`);
+      reply('220 e2e.test ESMTP');
+      socket.on('data', (chunk) => {
+        buffer += chunk.toString('utf8');
+        let at;
+        while ((at = buffer.indexOf('\r\n')) >= 0) {
+          const line = buffer.slice(0, at);
+          buffer = buffer.slice(at + 2);
+          if (inData) {
+            if (line === '.') {
+              inData = false;
+              const mail = { ...envelope, data: data.join('\n') };
+              const slow = mail.to.some((to) => to.startsWith('slow-'));
+              setTimeout(() => {
+                mails.push(mail);
+                reply('250 2.0.0 queued as e2e');
+              }, slow ? 2500 : 0);
+              envelope = { from: '', to: [] };
+              data = [];
+            } else {
+              data.push(line.startsWith('..') ? line.slice(1) : line);
+            }
+            continue;
+          }
+          const verb = line.slice(0, 4).toUpperCase();
+          if (verb === 'EHLO') reply('250-e2e.test\r\n250-8BITMIME\r\n250 SMTPUTF8');
+          else if (verb === 'HELO') reply('250 e2e.test');
+          else if (verb === 'MAIL') { envelope.from = line.slice(10).replace(/[<>]/g, '').split(' ')[0]; reply('250 OK'); }
+          else if (verb === 'RCPT') { envelope.to.push(line.slice(8).replace(/[<>]/g, '').split(' ')[0].toLowerCase()); reply('250 OK'); }
+          else if (verb === 'DATA') { inData = true; reply('354 go on'); }
+          else if (verb === 'QUIT') { reply('221 bye'); socket.end(); }
+          else reply('250 OK');
+        }
+      });
+      socket.on('error', () => {});
+    });
+    server.listen(0, '127.0.0.1', () => resolve(server));
+  });
+}
+
+function decoded(mail) {
+  // Quoted-printable soft breaks and escapes, enough to read links.
+  return mail.data.replace(/=\r?\n/g, '').replace(/=([0-9A-F]{2})/g, (_, hex) => String.fromCharCode(parseInt(hex, 16)));
+}
+
+async function waitFor(what, check, timeoutMs = 15000) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+async function linkMailedTo(address, path) {
+  const mail = await waitFor(`a mail to ${address}`, () =>
+    [...mails].reverse().find((m) => m.to.includes(address) && decoded(m).includes(path)));
+  return decoded(mail).match(new RegExp(`https?://\\S*${path}\\?token=[A-Za-z0-9_-]+`))[0];
+}
+
+// ---- The service.
+const smtp = await smtpServer();
+const smtpPort = smtp.address().port;
+const httpPort = await new Promise((resolve) => {
+  const probe = net.createServer().listen(0, '127.0.0.1', () => { const { port } = probe.address(); probe.close(() => resolve(port)); });
+});
+const base = `http://127.0.0.1:${httpPort}`;
+const env = {
+  ...process.env,
+  DATABASE_URL,
+  BIND_ADDR: `127.0.0.1:${httpPort}`,
+  PUBLIC_URL: base,
+  SMTP_URL: `smtp://127.0.0.1:${smtpPort}`,
+  DISPATCH_INTERVAL: '2s',
+  RUST_LOG: 'warn',
+};
+delete env.TEST_DATABASE_URL;
+
+function run(args, input) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(SERVER_BIN, args, { env, stdio: ['pipe', 'pipe', 'inherit'] });
+    child.stdin.end(input || '');
+    child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`server ${args.join(' ')} exited ${code}`))));
+  });
+}
+await run(['migrate']);
+await run(['create-user', '--email', 'boss@example.com', '--full-name', 'Mia Manager', '--role', 'manager'], `${PASSWORD}\n`);
+await run(['create-user', '--email', 'root@example.com', '--full-name', 'Ada Admin', '--role', 'admin'], `${PASSWORD}\n`);
+const server = spawn(SERVER_BIN, [], { env, stdio: ['ignore', 'inherit', 'inherit'] });
+const stopServer = () => server.kill('SIGTERM');
+process.on('exit', stopServer);
+await waitFor('the server', async () => {
+  try { return (await fetch(`${base}/readyz`)).ok; } catch { return false; }
+}, 60000);
+
+// ---- The browser.
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
+});
+const problems = [];
+async function newPage(width = 1280, height = 860) {
+  const context = await browser.newContext({ viewport: { width, height }, baseURL: base, timezoneId: 'Europe/Moscow', locale: 'en-GB' });
+  const page = await context.newPage();
+  page.on('console', (msg) => { if (msg.type() === 'error') problems.push(`console: ${msg.text()} (${msg.location().url})`); });
+  page.on('pageerror', (err) => problems.push(`page error: ${err.message}`));
+  page.on('dialog', (dialog) => dialog.accept());
+  return page;
+}
+const shots = [];
+async function screenshot(page, name) {
+  await page.waitForLoadState('networkidle');
+  if (name !== 'graphiql') {
+    const text = await page.evaluate(() => document.body.innerText);
+    assert.doesNotMatch(text, /\bnull\b|\bundefined\b|\[object Object\]|\bNaN\b/, `the ${name} page shows a stray value`);
+  }
+  for (const [label, width, height] of [['desktop', 1280, 860], ['phone', 390, 844]]) {
+    await page.setViewportSize({ width, height });
+    await page.screenshot({ path: `${ARTIFACTS}/${name}-${label}.png`, fullPage: true });
+  }
+  await page.setViewportSize({ width: 1280, height: 860 });
+  shots.push(name);
+}
+async function heading(page, text) {
+  await page.getByRole('heading', { level: 1, name: text }).waitFor();
+}
+async function login(page, email, password = PASSWORD) {
+  await page.goto('/login');
+  await page.getByLabel(en['field.email']).fill(email);
+  await page.getByLabel(en['field.password']).fill(password);
+  await page.getByRole('button', { name: en['login.submit'] }).click();
+  await heading(page, en['mailings.title']);
+}
+
+try {
+  // The two languages have the same texts.
+  assert.deepEqual(Object.keys(ru).sort(), Object.keys(en).sort(), 'en.js and ru.js keys differ');
+
+  // The front end's Content-Security-Policy forbids inline and foreign scripts.
+  const index = await fetch(`${base}/`);
+  const csp = index.headers.get('content-security-policy');
+  assert.match(csp, /script-src 'self'(;|$)/);
+  assert.doesNotMatch(csp, /unsafe-inline|unsafe-eval/);
+
+  const page = await newPage();
+  await page.goto('/');
+  await heading(page, en['home.title']);
+  await screenshot(page, 'home');
+
+  // 1. Register, open the link from the mail, log in.
+  await page.goto('/register');
+  await screenshot(page, 'register');
+  await page.getByRole('button', { name: en['register.submit'] }).click();
+  assert.ok(await page.locator('[aria-invalid="true"]').count() > 0, 'empty fields are marked');
+  await page.getByLabel(en['field.fullName']).fill('Ann Lee');
+  await page.getByLabel(en['field.email']).fill('ann@example.com');
+  await page.getByLabel(en['field.password']).fill('short');
+  await page.getByRole('button', { name: en['register.submit'] }).click();
+  // The API's error appears next to the field it names.
+  await page.locator('input[name="password"][aria-invalid="true"]').waitFor();
+  await page.getByLabel(en['field.password']).fill(PASSWORD);
+  await page.getByRole('button', { name: en['register.submit'] }).click();
+  await page.getByText('ann@example.com', { exact: false }).first().waitFor();
+  await page.goto(await linkMailedTo('ann@example.com', '/verify-email'));
+  await heading(page, en['verify.title']);
+  await screenshot(page, 'verify-email');
+  await page.goto('/login');
+  await screenshot(page, 'login');
+  await login(page, 'ann@example.com');
+  // The session is an HttpOnly cookie: the page cannot read it, and keeps no token.
+  assert.equal(await page.evaluate(() => document.cookie), '');
+  assert.equal(await page.evaluate(() => JSON.stringify(Object.keys(localStorage).filter((k) => k !== 'mailwarm.lang'))), '[]');
+
+  // Two clients (one named with markup), a message.
+  await page.goto('/clients');
+  await heading(page, en['clients.title']);
+  for (const [email, name] of [['slow-1@example.com', 'Bob Stone'], ['slow-2@example.com', '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">']]) {
+    await page.getByLabel(en['field.email']).fill(email);
+    await page.getByLabel(en['field.fullName']).fill(name);
+    await page.getByRole('button', { name: en['clients.create'] }).click();
+    await page.getByRole('cell', { name: email }).waitFor();
+  }
+  // Markup in a name is text: shown as written, never run.
+  await page.getByRole('cell', { name: '<script>window.__pwned = 1</script>', exact: false }).waitFor();
+  assert.equal(await page.evaluate(() => window.__pwned), undefined, 'a client name ran as script');
+  assert.equal(await page.locator('main script, main img').count(), 0);
+  await screenshot(page, 'clients');
+
+  await page.goto('/messages');
+  await page.getByLabel(en['field.subject']).fill('Spring news');
+  await page.getByLabel(en['field.body']).fill('Hello {{full_name}},\n\nspring is here.\n\nUnsubscribe: {{unsubscribe_url}}');
+  await page.locator('.preview').getByText('Hello Ann Example,', { exact: false }).waitFor();
+  await page.getByRole('button', { name: en['messages.create'] }).click();
+  await page.getByRole('cell', { name: 'Spring news' }).waitFor();
+  await screenshot(page, 'messages');
+
+  // A mailing that starts now, to both clients.
+  await page.goto('/mailings/new');
+  await heading(page, en['mailings.newTitle']);
+  await page.getByLabel(en['field.message']).selectOption({ label: 'Spring news' });
+  // Daily, with no end: it keeps running after its first run until completed by hand.
+  await page.getByLabel(en['field.periodicity']).selectOption('DAILY');
+  await page.getByRole('button', { name: en['mailings.selectAll'] }).click();
+  await page.getByText(en['mailings.selected'].replace('{n}', '2')).waitFor();
+  await screenshot(page, 'mailing-editor');
+  await page.getByRole('button', { name: en['mailings.create'] }).click();
+  await page.locator('#attempt-log').waitFor();
+  // The mail server holds its answers for a moment: the log starts empty, and fills
+  // through the subscription, without a reload.
+  assert.equal(await page.locator('#attempt-log tbody tr').count(), 0, 'attempts were logged before the page watched');
+  await page.evaluate(() => { window.__sameDocument = true; });
+  await waitFor('two attempts in the log', async () => (await page.locator('#attempt-log tbody tr').count()) === 2);
+  assert.equal(await page.evaluate(() => window.__sameDocument), true, 'the page reloaded');
+  await page.getByText(en['attempt.SUCCESS']).first().waitFor();
+  await waitFor('both mails at the SMTP server', () =>
+    ['slow-1@example.com', 'slow-2@example.com'].every((to) => mails.some((m) => m.to.includes(to) && m.data.includes('Spring news'))));
+  await waitFor('the live progress of the run', async () => {
+    const text = await page.locator('#progress').textContent();
+    if (!text.includes('2 of 2')) console.log('progress:', text);
+    return text.includes('2 of 2');
+  }, 10000);
+  // The counts follow without a reload too.
+  await page.locator('dd[data-stat="sent"]').getByText('2', { exact: true }).waitFor();
+  await screenshot(page, 'mailing-detail');
+
+  await page.goto('/mailings');
+  await page.getByRole('link', { name: 'Spring news' }).waitFor();
+  await screenshot(page, 'mailings');
+  // Complete it: it moves to the completed mailings.
+  await page.getByRole('link', { name: 'Spring news' }).click();
+  await page.locator('#attempt-log').waitFor();
+  await page.getByRole('button', { name: en['mailings.complete'] }).click();
+  await page.locator('main .meta').getByText(en['status.COMPLETED']).waitFor();
+  await page.goto('/mailings/completed');
+  await page.getByRole('link', { name: 'Spring news' }).waitFor();
+  await screenshot(page, 'mailings-completed');
+  await page.goto('/mailings');
+  await page.getByText(en['mailings.none']).waitFor();
+
+  await page.goto('/settings');
+  await heading(page, en['settings.title']);
+  await screenshot(page, 'settings');
+
+  // The Russian translation.
+  await page.selectOption('#lang', 'ru');
+  await page.getByRole('link', { name: ru['nav.mailings'], exact: true }).waitFor();
+  await heading(page, ru['settings.title']);
+  await screenshot(page, 'settings-ru');
+  await page.selectOption('#lang', 'en');
+
+  // 2. Forgot password → the mailed link → a new password → log in with it.
+  await page.getByRole('button', { name: en['nav.logout'] }).click();
+  await page.locator('#top').getByRole('link', { name: en['nav.login'] }).waitFor();
+  await page.goto('/forgot-password');
+  await page.getByLabel(en['field.email']).fill('ann@example.com');
+  await screenshot(page, 'forgot-password');
+  await page.getByRole('button', { name: en['forgot.submit'] }).click();
+  await page.getByRole('status').waitFor();
+  await page.goto(await linkMailedTo('ann@example.com', '/reset-password'));
+  await heading(page, en['reset.title']);
+  await screenshot(page, 'reset-password');
+  await page.getByLabel(en['field.newPassword']).fill('a brand new secret');
+  await page.getByRole('button', { name: en['reset.submit'] }).click();
+  await page.getByText(en['reset.ok']).waitFor();
+  await login(page, 'ann@example.com', 'a brand new secret');
+
+  // 3. A second user sees none of Ann's clients.
+  const other = await newPage();
+  await other.goto('/register');
+  await other.getByLabel(en['field.fullName']).fill('Cy Other');
+  await other.getByLabel(en['field.email']).fill('cy@example.com');
+  await other.getByLabel(en['field.password']).fill(PASSWORD);
+  await other.getByRole('button', { name: en['register.submit'] }).click();
+  await other.goto(await linkMailedTo('cy@example.com', '/verify-email'));
+  await heading(other, en['verify.title']);
+  await login(other, 'cy@example.com');
+  await other.goto('/clients');
+  await other.getByText(en['clients.none']).waitFor();
+  assert.equal(await other.getByText('slow-1@example.com').count(), 0, "another user's client is visible");
+  assert.equal(await other.getByRole('link', { name: en['nav.users'] }).count(), 0);
+
+  // A manager sees the users page and can block a user.
+  const manager = await newPage();
+  await login(manager, 'boss@example.com');
+  await manager.getByRole('link', { name: en['nav.users'] }).click();
+  await heading(manager, en['users.title']);
+  await manager.getByRole('cell', { name: 'cy@example.com' }).waitFor();
+  await screenshot(manager, 'users');
+
+  // The blog: an admin writes a post, anyone reads it.
+  const admin = await newPage();
+  await login(admin, 'root@example.com');
+  await admin.goto('/blog/new');
+  await admin.getByLabel(en['field.title']).fill('Warm-up tips');
+  await admin.getByLabel(en['field.postBody']).fill('# Send on time\n\nKeep it short. <b>not bold</b>');
+  await admin.getByLabel(en['field.published']).check();
+  await screenshot(admin, 'blog-editor');
+  await admin.getByRole('button', { name: en['action.save'] }).click();
+  await heading(admin, 'Warm-up tips');
+  await admin.goto('/blog');
+  await admin.getByRole('link', { name: 'Warm-up tips' }).click();
+  await admin.getByText('<b>not bold</b>', { exact: false }).waitFor();
+  await screenshot(admin, 'blog-post');
+  await page.goto('/blog');
+  await page.getByRole('link', { name: 'Warm-up tips' }).waitFor();
+  await screenshot(page, 'blog');
+  await page.goto('/');
+  await page.getByRole('link', { name: 'Warm-up tips' }).waitFor();
+
+  // GraphiQL runs under its own policy without complaints.
+  await page.goto('/graphiql');
+  await page.locator('.graphiql-container').waitFor();
+  await page.waitForLoadState('networkidle');
+  // Its introspection query (depth 15) passes the depth limit: the schema loads.
+  assert.equal(await page.getByText('nested too deep').count(), 0, 'GraphiQL could not load the schema');
+  await page.getByRole('button', { name: /documentation/i }).click();
+  await page.getByText('Mutation', { exact: true }).first().waitFor();
+  await screenshot(page, 'graphiql');
+
+  // Keyboard: the first Tab reaches the skip link, Enter moves to the content.
+  await page.goto('/');
+  await heading(page, en['home.title']);
+  await page.keyboard.press('Tab');
+  assert.equal(await page.evaluate(() => document.activeElement.className), 'skip');
+
+  assert.deepEqual(problems, [], 'the browser reported errors');
+  console.log(`web e2e passed; screenshots of ${shots.length} pages in ${ARTIFACTS}`);
+} catch (err) {
+  console.error('browser problems so far:', problems);
+  throw err;
+} finally {
+  await browser.close();
+  stopServer();
+  smtp.close();
+}
