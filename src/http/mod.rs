@@ -46,9 +46,12 @@ pub fn router(app: AppState, schema: MailwarmSchema) -> Router {
         .route("/unsubscribe", get(pages::unsubscribe_form).post(pages::unsubscribe))
         .route("/export/clients.csv", get(export::clients_csv))
         .route("/metrics", get(health::metrics));
-    if http.graphiql {
-        router = router.route("/graphiql", get(web::graphiql));
-    }
+    router = if http.graphiql {
+        router.route("/graphiql", get(web::graphiql))
+    } else {
+        // Not the single page either: the playground is off.
+        router.route("/graphiql", get(|| async { StatusCode::NOT_FOUND }))
+    };
     router = router.fallback(web::static_file);
 
     let mut router = router
