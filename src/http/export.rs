@@ -5,7 +5,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use futures_util::stream;
+use futures_util::{StreamExt, stream};
 
 use super::HttpState;
 use crate::accounts::{authenticate, cookie};
@@ -81,7 +81,8 @@ pub async fn clients_csv(State(state): State<HttpState>, headers: HeaderMap) -> 
             ),
             (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
         ],
-        Body::from_stream(body),
+        // Fused: the compression layer may poll once more after the end.
+        Body::from_stream(body.fuse()),
     )
         .into_response()
 }

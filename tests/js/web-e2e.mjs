@@ -89,7 +89,9 @@ async function waitFor(what, check, timeoutMs = 15000) {
 async function linkMailedTo(address, path) {
   const mail = await waitFor(`a mail to ${address}`, () =>
     [...mails].reverse().find((m) => m.to.includes(address) && decoded(m).includes(path)));
-  return decoded(mail).match(new RegExp(`https?://\\S*${path}\\?token=[A-Za-z0-9_-]+`))[0];
+  const found = decoded(mail).match(new RegExp(`https?://\\S*${path}\\?token=[A-Za-z0-9_-]+`));
+  assert.ok(found, `no ${path} link in ${mail.data}`);
+  return found[0];
 }
 
 // ---- The service.
@@ -179,7 +181,7 @@ try {
   const page = await newPage();
   await page.goto('/');
   await heading(page, en['home.title']);
-  await screenshot(page, 'home');
+  await screenshot(page, 'home-empty');
 
   // 1. Register, open the link from the mail, log in.
   await page.goto('/register');
@@ -219,6 +221,10 @@ try {
   assert.equal(await page.evaluate(() => window.__pwned), undefined, 'a client name ran as script');
   assert.equal(await page.locator('main script, main img').count(), 0);
   await screenshot(page, 'clients');
+  // The export link works with the session cookie alone.
+  const exported = await (await page.request.get('/export/clients.csv')).text();
+  assert.match(exported, /^email,full_name,comment\n/);
+  assert.match(exported, /slow-1@example.com,Bob Stone,/);
 
   await page.goto('/messages');
   await page.getByLabel(en['field.subject']).fill('Spring news');
@@ -340,6 +346,7 @@ try {
   await screenshot(page, 'blog');
   await page.goto('/');
   await page.getByRole('link', { name: 'Warm-up tips' }).waitFor();
+  await screenshot(page, 'home');
 
   // GraphiQL runs under its own policy without complaints.
   await page.goto('/graphiql');
