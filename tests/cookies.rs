@@ -185,4 +185,26 @@ async fn websockets_accept_the_cookie_from_our_origin_and_refuse_foreign_origins
     .unwrap();
     let outcome = tokio::time::timeout(std::time::Duration::from_millis(500), next(&mut ws)).await;
     assert!(outcome.is_err(), "the subscription failed: {outcome:?}");
+
+    // Without the cookie the same subscription is refused: the cookie is what signed in.
+    let mut anonymous = request("http://127.0.0.1:8080");
+    anonymous.headers_mut().remove("cookie");
+    let (mut ws, _) = tokio_tungstenite::connect_async(anonymous).await.unwrap();
+    ws.send(Message::text(
+        json!({ "type": "connection_init", "payload": {} }).to_string(),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(next(&mut ws).await["type"], "connection_ack");
+    ws.send(Message::text(
+        json!({ "id": "1", "type": "subscribe", "payload": { "query": "subscription { attempts { id } }" } })
+            .to_string(),
+    ))
+    .await
+    .unwrap();
+    let refused = next(&mut ws).await;
+    assert_eq!(
+        refused["payload"]["errors"][0]["extensions"]["code"], "UNAUTHENTICATED",
+        "{refused}"
+    );
 }
