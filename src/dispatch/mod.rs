@@ -261,11 +261,7 @@ impl Dispatcher {
             let next_ids: Vec<Uuid> = next.map(|g| g.iter().map(|c| c.id).collect()).unwrap_or_default();
             // One round trip: record the last group, NOTIFY, mark the next one SENDING. So at
             // most one group (≤ SMTP_CONCURRENCY deliveries) is ever SENDING.
-            let mut conn = self.state.pool().get().await?;
-            let go: HashSet<Uuid> = queue::advance(&mut conn, me, &outcomes, &next_ids)
-                .await?
-                .into_iter()
-                .collect();
+            let (mut conn, go) = self.advance(&outcomes, &next_ids).await?;
             self.let_go(&outcomes.iter().map(|o| o.id).collect::<Vec<_>>());
             let held_back: Vec<Uuid> = next_ids.iter().copied().filter(|id| !go.contains(id)).collect();
             if !held_back.is_empty() {
@@ -289,6 +285,35 @@ impl Dispatcher {
             outcomes = futures_util::future::join_all(sends).await;
         }
         Ok(())
+    }
+
+    /// `queue::advance`, tried again on a transient failure (a dropped connection, a
+    /// deadlock): it is one statement, so a failed try changed nothing, and the outcomes in
+    /// hand would otherwise be lost and their deliveries end UNKNOWN when the lease runs out.
+    async fn advance(
+        &self,
+        outcomes: &[Outcome],
+        next: &[Uuid],
+    ) -> anyhow::Result<(crate::db::PooledConn, HashSet<Uuid>)> {
+        const TRIES: u32 = 5;
+        let mut tried = 0;
+        loop {
+            tried += 1;
+            let result = async {
+                let mut conn = self.state.pool().get().await?;
+                let go = queue::advance(&mut conn, self.state.instance_id(), outcomes, next).await?;
+                anyhow::Ok((conn, go.into_iter().collect()))
+            }
+            .await;
+            match result {
+                Ok(done) => return Ok(done),
+                Err(err) if tried < TRIES => {
+                    tracing::warn!(error = %err, tried, "recording sends failed; trying again");
+                    tokio::time::sleep(Duration::from_millis(100 * u64::from(tried))).await;
+                }
+                Err(err) => return Err(err),
+            }
+        }
     }
 
     fn let_go(&self, ids: &[Uuid]) {

@@ -205,19 +205,23 @@ pub struct Touched {
 }
 
 /// Leases that ran out (their instance died or hung): claims that never began go back to
-/// the queue; sends that were under way become UNKNOWN with an UNKNOWN attempt, since the
+/// the queue (rows another rescuer holds are skipped, so rescuers never deadlock); sends that were under way become UNKNOWN with an UNKNOWN attempt, since the
 /// server may have accepted them and SMTP cannot tell us; they are never resent by themselves.
 pub async fn rescue_expired(conn: &mut AsyncPgConnection) -> diesel::QueryResult<Vec<Touched>> {
     diesel::sql_query(
         "UPDATE deliveries SET lease_owner = NULL, lease_expires_at = NULL, updated_at = now() \
-         WHERE lease_owner IS NOT NULL AND lease_expires_at < now() AND status = 'pending'",
+         WHERE id IN (SELECT id FROM deliveries \
+                      WHERE lease_owner IS NOT NULL AND lease_expires_at < now() AND status = 'pending' \
+                      FOR UPDATE SKIP LOCKED)",
     )
     .execute(conn)
     .await?;
     diesel::sql_query(
         "WITH lost AS ( \
              UPDATE deliveries SET status = 'unknown', lease_owner = NULL, lease_expires_at = NULL, updated_at = now() \
-             WHERE lease_owner IS NOT NULL AND lease_expires_at < now() AND status = 'sending' \
+             WHERE id IN (SELECT id FROM deliveries \
+                          WHERE lease_owner IS NOT NULL AND lease_expires_at < now() AND status = 'sending' \
+                          FOR UPDATE SKIP LOCKED) \
              RETURNING id, mailing_id, owner_id, email, attempt_count, run_id), \
          logged AS ( \
              INSERT INTO attempts (delivery_id, mailing_id, owner_id, email, attempt_number, status, server_response) \
