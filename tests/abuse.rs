@@ -161,25 +161,10 @@ async fn closed_registration_leaves_account_creation_to_admins() {
 async fn the_daily_send_quota_makes_a_run_wait_for_the_next_day() {
     let app = TestApp::dispatching(&["--daily-send-quota", "3", "--dispatch-interval", "1s"]).await;
     let token = app.verified_user("ann@example.com", Role::User).await;
-    let message = app
-        .graphql_as(
-            &token,
-            "mutation { createMessage(input: { subject: \"Hi\", body: \"Hello\" }) { id } }",
-            json!({}),
-        )
-        .await
-        .json()["data"]["createMessage"]["id"]
-        .clone();
+    let message = app.new_message(&token).await;
     let mut clients = Vec::new();
     for n in 0..4 {
-        let reply = app
-            .graphql_as(
-                &token,
-                "mutation($e: String!) { createClient(input: { email: $e, fullName: \"C\" }) { id } }",
-                json!({ "e": format!("c{n}@example.com") }),
-            )
-            .await;
-        clients.push(reply.json()["data"]["createClient"]["id"].clone());
+        clients.push(app.new_client(&token, &format!("c{n}@example.com")).await);
     }
     const CREATE: &str = "mutation($m: ID!, $c: [ID!]!, $s: DateTime!) { createMailing(input: { startsAt: $s, periodicity: ONCE, messageId: $m, clientIds: $c }) { id } }";
     let now = chrono::Utc::now().to_rfc3339();

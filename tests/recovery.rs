@@ -246,15 +246,7 @@ async fn delete_account_stops_mailings_removes_personal_data_and_keeps_counts() 
         .await
         .json()["data"]["createClient"]["id"]
         .clone();
-    let message = app
-        .graphql_as(
-            &ann,
-            "mutation { createMessage(input: { subject: \"Hi\", body: \"Hello\" }) { id } }",
-            json!({}),
-        )
-        .await
-        .json()["data"]["createMessage"]["id"]
-        .clone();
+    let message = app.new_message(&ann).await;
     let mailing = app
         .graphql_as(
             &ann,

@@ -16,24 +16,8 @@ async fn user_id(app: &TestApp, token: &str) -> Value {
 
 /// A mailing of `token`'s owner to one client, starting at `starts_at`.
 async fn mailing(app: &TestApp, token: &str, client_email: &str, starts_at: &str) -> Value {
-    let client = app
-        .graphql_as(
-            token,
-            "mutation($e: String!) { createClient(input: { email: $e, fullName: \"C\" }) { id } }",
-            json!({ "e": client_email }),
-        )
-        .await
-        .json()["data"]["createClient"]["id"]
-        .clone();
-    let message = app
-        .graphql_as(
-            token,
-            "mutation { createMessage(input: { subject: \"Hi\", body: \"Hello\" }) { id } }",
-            json!({}),
-        )
-        .await
-        .json()["data"]["createMessage"]["id"]
-        .clone();
+    let client = app.new_client(token, client_email).await;
+    let message = app.new_message(token).await;
     let reply = app
         .graphql_as(
             token,

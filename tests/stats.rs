@@ -11,24 +11,9 @@ use serde_json::{Value, json};
 async fn setup(app: &TestApp, token: &str, clients: &[&str]) -> (Value, Vec<Value>) {
     let mut ids = Vec::new();
     for email in clients {
-        let reply = app
-            .graphql_as(
-                token,
-                "mutation($e: String!) { createClient(input: { email: $e, fullName: \"C\" }) { id } }",
-                json!({ "e": email }),
-            )
-            .await;
-        ids.push(reply.json()["data"]["createClient"]["id"].clone());
+        ids.push(app.new_client(token, email).await);
     }
-    let message = app
-        .graphql_as(
-            token,
-            "mutation { createMessage(input: { subject: \"Hi\", body: \"Hello\" }) { id } }",
-            json!({}),
-        )
-        .await
-        .json()["data"]["createMessage"]["id"]
-        .clone();
+    let message = app.new_message(token).await;
     let mailing = app
         .graphql_as(
             token,

@@ -391,6 +391,30 @@ impl TestApp {
         self.login(email, "long enough secret").await
     }
 
+    /// A client of `token`'s account named "C"; returns its id.
+    pub async fn new_client(&self, token: &str, email: &str) -> Value {
+        let reply = self
+            .graphql_as(
+                token,
+                "mutation($e: String!) { createClient(input: { email: $e, fullName: \"C\" }) { id } }",
+                json!({ "e": email }),
+            )
+            .await;
+        reply.json()["data"]["createClient"]["id"].clone()
+    }
+
+    /// A message "Hi" / "Hello" of `token`'s account; returns its id.
+    pub async fn new_message(&self, token: &str) -> Value {
+        let reply = self
+            .graphql_as(
+                token,
+                "mutation { createMessage(input: { subject: \"Hi\", body: \"Hello\" }) { id } }",
+                json!({}),
+            )
+            .await;
+        reply.json()["data"]["createMessage"]["id"].clone()
+    }
+
     pub async fn login(&self, email: &str, password: &str) -> String {
         let query = "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { token } }";
         let reply = self.graphql(query, json!({ "e": email, "p": password })).await;
