@@ -14,14 +14,6 @@ use serde_json::{Value, json};
 
 const PASSWORD: &str = "long enough secret";
 
-async fn login_attempt(app: &TestApp, email: &str, password: &str) -> Reply {
-    app.graphql(
-        "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { token } }",
-        json!({ "e": email, "p": password }),
-    )
-    .await
-}
-
 /// A request as if from `ip` (what the listener's peer address gives in production).
 async fn graphql_from(app: &TestApp, ip: &str, query: &str, variables: Value) -> Reply {
     let mut request = Request::post("/graphql")
@@ -56,22 +48,22 @@ async fn failed_logins_throttle_the_account_on_every_instance_until_the_window_e
 
     start_of_window(6).await;
     for _ in 0..3 {
-        let wrong = login_attempt(&first, "ann@example.com", "not the password").await;
+        let wrong = first.try_login("ann@example.com", "not the password").await;
         assert_eq!(wrong.error_code(), "UNAUTHENTICATED");
     }
     // The other instance refuses even the right password now, and says how long to wait.
-    let limited = login_attempt(&second, "ann@example.com", PASSWORD).await;
+    let limited = second.try_login("ann@example.com", PASSWORD).await;
     assert_eq!(limited.error_code(), "RATE_LIMITED", "{}", limited.json());
     let retry_after = limited.json()["errors"][0]["extensions"]["retryAfter"]
         .as_u64()
         .unwrap();
     assert!((1..=6).contains(&retry_after), "retryAfter {retry_after}");
     // Another account is not affected.
-    assert!(login_attempt(&second, "bob@example.com", PASSWORD).await.json()["data"]["login"]["token"].is_string());
+    assert!(second.try_login("bob@example.com", PASSWORD).await.json()["data"]["login"]["token"].is_string());
 
     // After the window the owner signs in again.
     tokio::time::sleep(Duration::from_secs(retry_after) + Duration::from_millis(200)).await;
-    let back = login_attempt(&second, "ann@example.com", PASSWORD).await;
+    let back = second.try_login("ann@example.com", PASSWORD).await;
     assert!(back.json()["data"]["login"]["token"].is_string(), "{}", back.json());
 }
 
@@ -80,10 +72,10 @@ async fn unknown_addresses_are_throttled_alike_and_per_ip_limits_hold_across_add
     let app = TestApp::with_args(&["--login-limit-account", "2/1h", "--login-limit-ip", "4/1h"]).await;
     // An unknown address is counted like a known one: the limit tells nothing.
     for _ in 0..2 {
-        login_attempt(&app, "nobody@example.com", "guess").await;
+        app.try_login("nobody@example.com", "guess").await;
     }
     assert_eq!(
-        login_attempt(&app, "nobody@example.com", "guess").await.error_code(),
+        app.try_login("nobody@example.com", "guess").await.error_code(),
         "RATE_LIMITED"
     );
 

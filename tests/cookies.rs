@@ -16,12 +16,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 /// Logs in and returns the `name=value` part of the session cookie and the whole header.
 async fn cookie_login(app: &TestApp) -> (String, String) {
     app.verified_user("ann@example.com", Role::User).await;
-    let reply = app
-        .graphql(
-            "mutation { login(email: \"ann@example.com\", password: \"long enough secret\") { token } }",
-            json!({}),
-        )
-        .await;
+    let reply = app.try_login("ann@example.com", "long enough secret").await;
     let header = reply.headers["set-cookie"].to_str().unwrap().to_owned();
     let pair = header.split(';').next().unwrap().to_owned();
     (pair, header)

@@ -81,6 +81,17 @@ fn dispatcher_env<'a>(db: &'a str, smtp: &'a str) -> Vec<(&'a str, &'a str)> {
     ]
 }
 
+/// `n` `server --dispatch-only` processes, each up and dispatching.
+async fn dispatchers(n: usize, env: &[(&str, &str)], logs: &std::path::Path) -> Vec<ServerProcess> {
+    let instances: Vec<ServerProcess> = (0..n)
+        .map(|_| ServerProcess::spawn(&["--dispatch-only"], env, logs))
+        .collect();
+    for instance in &instances {
+        wait_log(instance, "dispatching", Duration::from_secs(30)).await;
+    }
+    instances
+}
+
 async fn wait_log(server: &ServerProcess, needle: &str, within: Duration) {
     let deadline = Instant::now() + within;
     while !server.log().contains(needle) {
@@ -138,12 +149,7 @@ async fn three_instances_send_each_of_2000_messages_exactly_once() {
     let logs = tempfile::tempdir().unwrap();
     let smtp_url = smtp.url();
     let env = dispatcher_env(&app.db.url, &smtp_url);
-    let mut instances: Vec<ServerProcess> = (0..3)
-        .map(|_| ServerProcess::spawn(&["--dispatch-only"], &env, logs.path()))
-        .collect();
-    for instance in &instances {
-        wait_log(instance, "dispatching", Duration::from_secs(30)).await;
-    }
+    let mut instances = dispatchers(3, &env, logs.path()).await;
 
     start_mailing(&app, &token, &message, &clients).await;
     let statuses = wait_settled(&app, Duration::from_secs(60), &instances).await;
@@ -173,12 +179,7 @@ async fn an_instance_killed_mid_run_loses_nothing_and_duplicates_only_unknowns()
     let logs = tempfile::tempdir().unwrap();
     let smtp_url = smtp.url();
     let env = dispatcher_env(&app.db.url, &smtp_url);
-    let mut instances: Vec<ServerProcess> = (0..3)
-        .map(|_| ServerProcess::spawn(&["--dispatch-only"], &env, logs.path()))
-        .collect();
-    for instance in &instances {
-        wait_log(instance, "dispatching", Duration::from_secs(30)).await;
-    }
+    let mut instances = dispatchers(3, &env, logs.path()).await;
 
     start_mailing(&app, &token, &message, &clients).await;
     let deadline = Instant::now() + Duration::from_secs(30);

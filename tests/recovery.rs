@@ -59,12 +59,7 @@ async fn reset_answers_alike_works_once_and_ends_every_session() {
             json!(null)
         );
     }
-    let old = app
-        .graphql(
-            "mutation { login(email: \"ann@example.com\", password: \"long enough secret\") { token } }",
-            json!({}),
-        )
-        .await;
+    let old = app.try_login("ann@example.com", "long enough secret").await;
     assert_eq!(old.error_code(), "UNAUTHENTICATED");
     app.login("ann@example.com", "a brand new secret").await;
 
@@ -268,12 +263,7 @@ async fn delete_account_stops_mailings_removes_personal_data_and_keeps_counts() 
         app.graphql_as(&ann, ME, json!({})).await.json()["data"]["me"],
         json!(null)
     );
-    let login = app
-        .graphql(
-            "mutation { login(email: \"ann@example.com\", password: \"long enough secret\") { token } }",
-            json!({}),
-        )
-        .await;
+    let login = app.try_login("ann@example.com", "long enough secret").await;
     assert_eq!(login.error_code(), "UNAUTHENTICATED");
 
     #[derive(diesel::QueryableByName)]

@@ -130,12 +130,7 @@ async fn a_manager_pauses_but_cannot_edit_and_blocks_users_but_not_admins() {
         app.graphql_as(&user, ME, json!({})).await.json()["data"]["me"],
         json!(null)
     );
-    let login = app
-        .graphql(
-            "mutation { login(email: \"ann@example.com\", password: \"long enough secret\") { token } }",
-            json!({}),
-        )
-        .await;
+    let login = app.try_login("ann@example.com", "long enough secret").await;
     assert_eq!(login.error_code(), "FORBIDDEN");
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert!(

@@ -8,19 +8,14 @@ use axum::response::{IntoResponse, Response};
 use futures_util::{StreamExt, stream};
 
 use super::HttpState;
-use crate::accounts::{authenticate, cookie};
+use crate::accounts::authenticate;
 use crate::clients::{csv, model};
 use crate::pagination::Cursor;
 
 const PAGE: i64 = 1_000;
 
 pub async fn clients_csv(State(state): State<HttpState>, headers: HeaderMap) -> Response {
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .map(|t| t.trim().to_owned())
-        .or_else(|| cookie::token_from(&headers));
+    let token = super::session_token(&headers).map(|t| t.value);
     let viewer = match token {
         Some(token) => match authenticate(&state.app, &token).await {
             Ok(Some((viewer, _))) => viewer,

@@ -15,6 +15,7 @@ use serde_json::{Map, Value, json};
 
 use super::HttpState;
 use super::client_ip::RequestIp;
+use super::session_token;
 use crate::accounts::{ClientIp, authenticate, cookie};
 use crate::error::AppError;
 use crate::graphql::ExecutionStarted;
@@ -138,14 +139,13 @@ async fn execute(
         request = request.data(ClientIp(ip));
     }
     // The signed-in account, if the request carries a valid session token.
-    let cookie_token = cookie::token_from(headers);
     let mut refresh_cookie = None;
-    if let Some(token) = bearer_token(headers).or(cookie_token.as_deref()) {
-        match authenticate(&state.app, token).await {
+    if let Some(token) = session_token(headers) {
+        match authenticate(&state.app, &token.value).await {
             Ok(Some((viewer, slid))) => {
-                if slid && bearer_token(headers).is_none() {
+                if slid && token.from_cookie {
                     // The session's expiry moved: the browser's cookie follows.
-                    refresh_cookie = Some(cookie::session_cookie(state.app.config(), token));
+                    refresh_cookie = Some(cookie::session_cookie(state.app.config(), &token.value));
                 }
                 request = request.data(viewer)
             }
@@ -189,16 +189,6 @@ async fn execute(
         MediaType::Json => StatusCode::OK,
     };
     json_response(status, media, &json!({ "errors": errors }))
-}
-
-/// `Authorization: Bearer <token>`.
-fn bearer_token(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim())
-        .filter(|t| !t.is_empty())
 }
 
 fn internal_error(media: MediaType, err: AppError) -> Response {
