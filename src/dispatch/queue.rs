@@ -69,15 +69,33 @@ pub async fn claim(
 }
 
 /// Gives back claimed deliveries whose exchange never began (all of ours with `None`).
+///
+/// Statements that name deliveries by id keep their other conditions in a sub-select no
+/// index can answer, so the plan reads the ids by primary key however stale the statistics
+/// are (a run expanded a moment ago otherwise gets a scan of a partial index holding every
+/// pending delivery); see also the `dispatch_advance` migration.
 pub async fn release(conn: &mut AsyncPgConnection, me: Uuid, ids: Option<&[Uuid]>) -> diesel::QueryResult<usize> {
-    diesel::sql_query(
-        "UPDATE deliveries SET lease_owner = NULL, lease_expires_at = NULL, updated_at = now() \
-         WHERE lease_owner = $1 AND status = 'pending' AND ($2::uuid[] IS NULL OR id = ANY($2))",
-    )
-    .bind::<SqlUuid, _>(me)
-    .bind::<Nullable<Array<SqlUuid>>, _>(ids)
-    .execute(conn)
-    .await
+    match ids {
+        Some(ids) => {
+            diesel::sql_query(
+                "UPDATE deliveries d SET lease_owner = NULL, lease_expires_at = NULL, updated_at = now() \
+                 WHERE d.id = ANY($2) AND (SELECT d.lease_owner = $1 AND d.status = 'pending')",
+            )
+            .bind::<SqlUuid, _>(me)
+            .bind::<Array<SqlUuid>, _>(ids)
+            .execute(conn)
+            .await
+        }
+        None => {
+            diesel::sql_query(
+                "UPDATE deliveries SET lease_owner = NULL, lease_expires_at = NULL, updated_at = now() \
+                 WHERE lease_owner = $1 AND status = 'pending'",
+            )
+            .bind::<SqlUuid, _>(me)
+            .execute(conn)
+            .await
+        }
+    }
 }
 
 /// Keeps the leases of the deliveries this instance has in hand alive. Only those: a
@@ -90,7 +108,7 @@ pub async fn extend_leases(
 ) -> diesel::QueryResult<usize> {
     diesel::sql_query(
         "UPDATE deliveries SET lease_expires_at = now() + $2 * interval '1 microsecond' \
-         WHERE id = ANY($3) AND lease_owner = $1 AND status IN ('pending', 'sending')",
+         WHERE id = ANY($3) AND (SELECT lease_owner = $1 AND status IN ('pending', 'sending'))",
     )
     .bind::<SqlUuid, _>(me)
     .bind::<BigInt, _>(micros(lease))
@@ -113,9 +131,10 @@ pub struct Outcome {
 }
 
 /// Records one group's outcomes (logging an attempt each and NOTIFYing every instance of
-/// the runs it touched) and marks the next group SENDING, in one statement: one round trip
-/// per group, and never more than one group SENDING at a time. Returns the ids of the next
-/// group that may be sent (still ours, still pending, mailing not paused).
+/// the runs it touched) and marks the next group SENDING, in one statement (the
+/// `dispatch_advance` function of the migrations): one round trip per group, and never
+/// more than one group SENDING at a time. Returns the ids of the next group that may be
+/// sent (still ours, still pending, mailing not paused).
 pub async fn advance(
     conn: &mut AsyncPgConnection,
     me: Uuid,
@@ -140,8 +159,6 @@ pub async fn advance(
 struct Started {
     #[diesel(sql_type = Nullable<Array<SqlUuid>>)]
     ids: Option<Vec<Uuid>>,
-    #[diesel(sql_type = BigInt)]
-    _notified: i64,
 }
 
 /// `advance` as a query type of its own: diesel keeps a type with a static query id as a
@@ -159,7 +176,7 @@ struct Advance {
     next: Vec<Uuid>,
 }
 
-const ADVANCE_SQL: &str = "WITH outcome AS ( SELECT * FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::int[], $5::text[], $6::text[]) AS o(id, delivery_status, delay_us, attempt, attempt_status, response)), updated AS ( UPDATE deliveries d SET status = o.delivery_status, next_attempt_at = now() + o.delay_us * interval '1 microsecond', sent_at = CASE WHEN o.delivery_status = 'sent' THEN now() ELSE d.sent_at END, lease_owner = NULL, lease_expires_at = NULL, updated_at = now() FROM outcome o WHERE d.id = o.id AND d.lease_owner = $7 AND d.attempt_count = o.attempt AND d.status = 'sending' RETURNING d.id, d.mailing_id, d.owner_id, d.email, d.run_id, o.attempt, o.attempt_status, o.response), logged AS ( INSERT INTO attempts (delivery_id, mailing_id, owner_id, email, attempt_number, status, server_response) SELECT id, mailing_id, owner_id, email, attempt, attempt_status, response FROM updated), notices AS ( SELECT pg_notify($8, json_build_object('kind', 'run', 'mailing', mailing_id, 'run', run_id, 'logged_at', now())::text) FROM (SELECT DISTINCT mailing_id, run_id FROM updated) touched), started AS ( UPDATE deliveries d SET status = 'sending', updated_at = now() FROM mailings m WHERE d.id = ANY($9) AND d.lease_owner = $7 AND d.status = 'pending' AND m.id = d.mailing_id AND NOT m.paused AND m.deleted_at IS NULL RETURNING d.id) SELECT (SELECT array_agg(id) FROM started) AS ids, (SELECT count(*) FROM notices) AS _notified";
+const ADVANCE_SQL: &str = "SELECT dispatch_advance($1, $2, $3, $4, $5, $6, $7, $8, $9) AS ids";
 
 impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for Advance {
     fn walk_ast<'b>(
