@@ -187,7 +187,8 @@ try {
   await page.goto('/register');
   await screenshot(page, 'register');
   await page.getByRole('button', { name: en['register.submit'] }).click();
-  assert.ok(await page.locator('[aria-invalid="true"]').count() > 0, 'empty fields are marked');
+  // The marks come with the API's answer: wait for it rather than look at once.
+  await waitFor('empty fields marked', async () => (await page.locator('[aria-invalid="true"]').count()) > 0, 5000);
   await page.getByLabel(en['field.fullName']).fill('Ann Lee');
   await page.getByLabel(en['field.email']).fill('ann@example.com');
   await page.getByLabel(en['field.password']).fill('short');
