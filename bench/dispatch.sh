@@ -20,10 +20,12 @@ trap 'kill $sink 2>/dev/null' EXIT
 sleep 0.5
 
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+# The same concurrency as the dispatcher's SMTP_CONCURRENCY (BENCH_CONCURRENCY, default 8).
+sessions="${BENCH_CONCURRENCY:-8}"
 start=$(date +%s.%N)
-"$postfix/usr/sbin/smtp-source" -d -s 8 -m 40000 "127.0.0.1:$port"
+"$postfix/usr/sbin/smtp-source" -d -s "$sessions" -m 40000 "127.0.0.1:$port"
 end=$(date +%s.%N)
-echo "smtp-source -> smtp-sink, 8 sessions, connection reuse: $(echo "40000 / ($end - $start)" | bc) messages/s"
+echo "smtp-source -> smtp-sink, $sessions sessions, connection reuse: $(echo "40000 / ($end - $start)" | bc) messages/s"
 
 cargo build --release --bin server --example bench_dispatch --example bench_smtp
 export BENCH_SMTP_URL="smtp://127.0.0.1:$port"
