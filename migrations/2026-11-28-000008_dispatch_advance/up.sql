@@ -11,7 +11,7 @@
 -- $1..$6: the finished sends (delivery id, new delivery status, retry delay in
 -- microseconds, attempt number, attempt status, server response); $7: the lease owner;
 -- $8: the NOTIFY channel; $9: the deliveries to mark SENDING next. Returns those of $9
--- that may be sent: still ours, still pending, their mailing neither paused nor deleted.
+-- that may be sent: still ours, not begun, their mailing neither paused nor deleted.
 CREATE FUNCTION dispatch_advance(uuid[], text[], bigint[], int[], text[], text[], uuid, text, uuid[])
 RETURNS uuid[]
 LANGUAGE plpgsql
@@ -46,10 +46,14 @@ BEGIN
                                                'logged_at', now())::text)
         FROM (SELECT DISTINCT mailing_id, run_id FROM updated) touched
     ),
+    -- 'sending' too: when a call committed but its answer was lost (the connection
+    -- dropped), the dispatcher calls again with the same arguments; the outcomes are
+    -- then fenced out above, and the group it marked is still its own to send.
     started AS (
         UPDATE deliveries d SET status = 'sending', updated_at = now()
         WHERE d.id = ANY($9)
-          AND (SELECT d.lease_owner = $7 AND d.status = 'pending' AND NOT m.paused AND m.deleted_at IS NULL
+          AND (SELECT d.lease_owner = $7 AND d.status IN ('pending', 'sending')
+                  AND NOT m.paused AND m.deleted_at IS NULL
                FROM mailings m WHERE m.id = d.mailing_id)
         RETURNING d.id
     )

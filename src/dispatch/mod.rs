@@ -288,8 +288,10 @@ impl Dispatcher {
     }
 
     /// `queue::advance`, tried again on a transient failure (a dropped connection, a
-    /// deadlock): it is one statement, so a failed try changed nothing, and the outcomes in
-    /// hand would otherwise be lost and their deliveries end UNKNOWN when the lease runs out.
+    /// deadlock): it is one statement, so a failed try changed nothing, or it committed and
+    /// only its answer was lost, and then the next try finds the outcomes recorded (fenced
+    /// out) and the next group marked (and returned again). The outcomes in hand would
+    /// otherwise be lost and their deliveries end UNKNOWN when the lease runs out.
     async fn advance(
         &self,
         outcomes: &[Outcome],
