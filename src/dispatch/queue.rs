@@ -275,7 +275,9 @@ pub async fn run_snapshots(
     Ok(rows.into_iter().map(|r| (r.id, r)).collect())
 }
 
-/// How long until something falls due: a run to start or a retry; None when nothing waits.
+/// How long until something falls due: a run to start, a retry, or a lease to run out (a
+/// dead instance's deliveries are rescued then, not at the next DISPATCH_INTERVAL poll);
+/// None when nothing waits.
 pub async fn next_due_in(conn: &mut AsyncPgConnection) -> diesel::QueryResult<Option<Duration>> {
     #[derive(diesel::QueryableByName)]
     struct Next {
@@ -286,7 +288,8 @@ pub async fn next_due_in(conn: &mut AsyncPgConnection) -> diesel::QueryResult<Op
         "SELECT (extract(epoch FROM LEAST( \
              (SELECT min(next_run_at) FROM mailings \
               WHERE next_run_at IS NOT NULL AND deleted_at IS NULL AND completed_at IS NULL AND NOT paused), \
-             (SELECT min(next_attempt_at) FROM deliveries WHERE status = 'pending' AND lease_owner IS NULL) \
+             (SELECT min(next_attempt_at) FROM deliveries WHERE status = 'pending' AND lease_owner IS NULL), \
+             (SELECT min(lease_expires_at) FROM deliveries WHERE lease_owner IS NOT NULL AND status IN ('pending', 'sending')) \
          ) - now()) * 1000000)::bigint AS micros",
     )
     .get_result(conn)
