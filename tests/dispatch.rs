@@ -711,3 +711,57 @@ async fn the_breaker_holds_sending_back_while_the_mail_server_is_unreachable() {
             .contains("mailwarm_breaker_open 1")
     );
 }
+
+/// The database drops the dispatcher's connections again and again mid-run (every backend
+/// of the test database is terminated, as a restart or a network cut would): recording a
+/// group is tried again on a fresh connection, so nothing is lost, nothing is sent twice,
+/// and no delivery ends UNKNOWN.
+#[tokio::test]
+async fn dropped_database_connections_lose_and_repeat_nothing() {
+    use diesel_async::RunQueryDsl;
+
+    // 150 messages, 4 at a time, each answered after 40 ms: at least 1.5 s of sending.
+    let smtp = TestSmtpServer::start_with_delay(Duration::from_millis(40)).await;
+    let app = app_with(&smtp, &["--smtp-concurrency", "4"]).await;
+    let owner = owner(&app).await;
+    let emails: Vec<String> = (0..150).map(|i| format!("c{i}@example.com")).collect();
+    let emails: Vec<&str> = emails.iter().map(String::as_str).collect();
+    let ids = clients(&app, &owner, &emails).await;
+    let id = create_mailing(&app, &owner, &now_rfc3339(-1000), "ONCE", &ids).await;
+
+    smtp.wait_accepted(1, Duration::from_secs(10)).await;
+    let mut killer = app.db.conn().await;
+    // Every 30 ms while the run sends.
+    let mut kills_mid_run = 0;
+    while smtp.accepted().len() < emails.len() && kills_mid_run < 500 {
+        diesel::sql_query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        .execute(&mut killer)
+        .await
+        .unwrap();
+        kills_mid_run += 1;
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    assert!(kills_mid_run >= 10, "the run ended before the faults: {kills_mid_run}");
+
+    let done = wait_mailing(
+        &app,
+        &owner,
+        &id,
+        "status stats { sent unknown failed pending }",
+        Duration::from_secs(30),
+        |m| m["status"] == "COMPLETED",
+    )
+    .await;
+    assert_eq!(done["stats"]["sent"], 150, "{done}");
+    assert_eq!(done["stats"]["unknown"], 0, "{done}");
+    let received = smtp.accepted();
+    let mut recipients: Vec<String> = received.iter().flat_map(|r| r.rcpt_to.clone()).collect();
+    recipients.sort();
+    let before = recipients.len();
+    recipients.dedup();
+    assert_eq!(before, recipients.len(), "someone got two messages");
+    assert_eq!(recipients.len(), 150, "someone got none");
+}
