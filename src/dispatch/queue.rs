@@ -134,7 +134,7 @@ pub struct Outcome {
 /// the runs it touched) and marks the next group SENDING, in one statement (the
 /// `dispatch_advance` function of the migrations): one round trip per group, and never
 /// more than one group SENDING at a time. Returns the ids of the next group that may be
-/// sent (still ours, still pending, mailing not paused).
+/// sent (still ours, not begun, mailing not paused).
 pub async fn advance(
     conn: &mut AsyncPgConnection,
     me: Uuid,
