@@ -51,6 +51,10 @@ impl Bench {
             .await?;
         let url = self.url(name);
         mailwarm::db::migrations::run_pending(&url).await?;
+        if let Ok(sql) = std::env::var("BENCH_EXPERIMENT_SQL") {
+            let mut conn = AsyncPgConnection::establish(&url).await?;
+            diesel_async::SimpleAsyncConnection::batch_execute(&mut conn, &sql).await?;
+        }
         Ok(url)
     }
 
@@ -128,6 +132,41 @@ async fn schedule_mailing(conn: &mut AsyncPgConnection) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// CPU seconds (user + system) of one process, and of its reaped children when `children`.
+fn cpu_seconds(pid: u32, children: bool) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<u64> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().map(|f| f.parse().unwrap_or(0)).collect())
+        .unwrap_or_default();
+    let at = |i: usize| fields.get(i).copied().unwrap_or(0);
+    // utime, stime, cutime, cstime are fields 14-17 of stat(5); `fields` starts at field 3.
+    let ticks = at(11) + at(12) + if children { at(13) + at(14) } else { 0 };
+    ticks as f64 / 100.0
+}
+
+/// CPU seconds used so far by PostgreSQL: every live postgres process, plus the backends
+/// that have exited (counted in the postmaster's children).
+fn postgres_cpu_seconds() -> f64 {
+    let mut total = 0.0;
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        if comm.trim() != "postgres" {
+            continue;
+        }
+        let parent_is_init = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| s.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse::<u32>().ok())
+            == Some(1);
+        total += cpu_seconds(pid, parent_is_init);
+    }
+    total
+}
+
 fn peak_memory_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
@@ -161,7 +200,16 @@ fn free_port() -> u16 {
 }
 
 /// Deliveries per second for `instances` dispatchers and `recipients` recipients.
-async fn throughput(bench: &Bench, instances: usize, recipients: i64) -> anyhow::Result<(f64, u64)> {
+/// What one throughput run measured.
+struct Throughput {
+    rate: f64,
+    memory_kib: u64,
+    /// CPU microseconds per delivery, PostgreSQL's and the dispatchers'.
+    postgres_us: f64,
+    dispatcher_us: f64,
+}
+
+async fn throughput(bench: &Bench, instances: usize, recipients: i64) -> anyhow::Result<Throughput> {
     let name = format!("bench_throughput_{instances}_{recipients}");
     let url = bench.fresh_database(&name).await?;
     let mut conn = AsyncPgConnection::establish(&url).await?;
@@ -176,6 +224,8 @@ async fn throughput(bench: &Bench, instances: usize, recipients: i64) -> anyhow:
         wait_for_log(log, "dispatching").await;
     }
 
+    let cpu = |children: &Servers| children.0.iter().map(|c| cpu_seconds(c.id(), false)).sum::<f64>();
+    let (postgres_before, dispatcher_before) = (postgres_cpu_seconds(), cpu(&children));
     let started = Instant::now();
     schedule_mailing(&mut conn).await?;
     // Poll the one run's row (cheap), not the deliveries: the benchmark must not load the database.
@@ -193,6 +243,8 @@ async fn throughput(bench: &Bench, instances: usize, recipients: i64) -> anyhow:
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let elapsed = started.elapsed().as_secs_f64();
+    let postgres_us = (postgres_cpu_seconds() - postgres_before) * 1e6 / recipients as f64;
+    let dispatcher_us = (cpu(&children) - dispatcher_before) * 1e6 / recipients as f64;
     let sent: Count = diesel::sql_query("SELECT count(*) AS n FROM deliveries WHERE status = 'sent'")
         .get_result(&mut conn)
         .await?;
@@ -201,7 +253,12 @@ async fn throughput(bench: &Bench, instances: usize, recipients: i64) -> anyhow:
     drop(children);
     drop(conn);
     bench.drop_database(&name).await;
-    Ok((recipients as f64 / elapsed, memory))
+    Ok(Throughput {
+        rate: recipients as f64 / elapsed,
+        memory_kib: memory,
+        postgres_us,
+        dispatcher_us,
+    })
 }
 
 /// createMailing over HTTP → the first message accepted by the sink, `samples` times.
@@ -366,11 +423,18 @@ async fn main() -> anyhow::Result<()> {
         &[(1, 1_000), (1, 10_000), (3, 10_000)]
     };
     for &(instances, recipients) in runs {
-        let (rate, memory) = throughput(&bench, instances, recipients).await?;
+        let t = throughput(&bench, instances, recipients).await?;
         println!(
-            "throughput: {instances} instance(s), {recipients} recipients: {rate:.0} deliveries/s, peak memory {} MiB per process",
-            memory / 1024
+            "throughput: {instances} instance(s), {recipients} recipients: {:.0} deliveries/s, peak memory {} MiB per process, \
+             CPU per delivery: PostgreSQL {:.0} µs, dispatchers {:.0} µs",
+            t.rate,
+            t.memory_kib / 1024,
+            t.postgres_us,
+            t.dispatcher_us
         );
+    }
+    if std::env::var("BENCH_ONLY_THROUGHPUT").is_ok() {
+        return Ok(());
     }
     let latencies = latency(&bench, 50).await?;
     let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize];
