@@ -89,8 +89,9 @@ pub struct DbConfig {
     #[arg(long, env = "DATABASE_URL", global = true)]
     pub database_url: Option<String>,
 
-    /// Connections in the pool of each instance.
-    #[arg(long, env = "DB_POOL_SIZE", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1000), global = true)]
+    /// Connections in the pool of each instance (the dispatcher uses up to three at once:
+    /// recording a batch, preparing the next, keeping leases alive).
+    #[arg(long, env = "DB_POOL_SIZE", default_value_t = 16, value_parser = clap::value_parser!(u32).range(3..=1000), global = true)]
     pub db_pool_size: u32,
 
     /// How long a request waits for a pooled connection before failing.

@@ -1,11 +1,14 @@
 //! The dispatcher: any number of instances share the sending through PostgreSQL alone.
 //!
-//! Each tick: rescue what dead instances held (`queue::rescue_expired`), start the runs
-//! that fell due (`runs::start_due`), claim a batch of due deliveries with a lease
-//! (`queue::claim`), send them in groups of SMTP_CONCURRENCY (marking each group SENDING
-//! just before), record each group's outcomes and attempts in one fenced statement
-//! (`queue::record`), NOTIFY the runs it touched, and close finished runs. Between ticks it
-//! sleeps until the next run or retry falls due, a wake-up arrives, or DISPATCH_INTERVAL.
+//! Each step sends one claimed batch and meanwhile prepares the next: rescue what dead
+//! instances held (`queue::rescue_expired`), start the runs that fell due
+//! (`runs::start_due`), claim a batch of due deliveries with a lease (`queue::claim`). A
+//! batch goes out in groups of SMTP_CONCURRENCY: one statement (`queue::advance`) records
+//! the last group's outcomes and attempts (fenced by lease owner and attempt number),
+//! NOTIFYs the runs it touched and marks the next group SENDING just before its exchanges.
+//! Then finished runs are closed. When a step finds nothing to do, the dispatcher sleeps
+//! until the next run, retry or lease expiry falls due, a wake-up arrives, or
+//! DISPATCH_INTERVAL.
 
 pub mod compose;
 mod guard;
@@ -68,10 +71,17 @@ pub struct Dispatcher {
     in_hand: Arc<Mutex<HashSet<Uuid>>>,
 }
 
-/// What one tick found to do.
-struct Tick {
+/// What the work before sending found: runs started, and a claimed batch to send.
+#[derive(Default)]
+struct Prepared {
     started: usize,
-    claimed: usize,
+    claimed: Vec<Claimed>,
+}
+
+impl Prepared {
+    fn found_work(&self) -> bool {
+        self.started > 0 || !self.claimed.is_empty()
+    }
 }
 
 impl Dispatcher {
@@ -92,15 +102,19 @@ impl Dispatcher {
     /// Sends under way finish (the caller bounds that with SHUTDOWN_GRACE).
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
         let heartbeat = tokio::spawn(heartbeat(self.state.clone(), self.in_hand.clone(), stop.clone()));
+        let mut batch = Vec::new();
         loop {
             if *stop.borrow() {
                 break;
             }
-            let pause = match self.tick(Some(&stop)).await {
-                Ok(tick) if tick.claimed > 0 || tick.started > 0 => continue,
+            let pause = match self.step(std::mem::take(&mut batch), Some(&stop)).await {
+                Ok(next) if next.found_work() => {
+                    batch = next.claimed;
+                    continue;
+                }
                 Ok(_) => self.idle_time().await,
                 Err(err) => {
-                    tracing::warn!(error = format!("{err:#}"), "dispatch tick failed; retrying");
+                    tracing::warn!(error = format!("{err:#}"), "dispatch step failed; retrying");
                     // Claims not yet started go back; sends whose outcome was not recorded
                     // lose their leases and are rescued as UNKNOWN.
                     self.give_back().await;
@@ -120,11 +134,14 @@ impl Dispatcher {
     /// `--dispatch-once`: starts what is due, sends every due delivery, waits for them,
     /// and returns what it did.
     pub async fn run_once(self) -> anyhow::Result<Totals> {
+        let mut batch = Vec::new();
         loop {
-            let tick = self.tick(None).await?;
-            if tick.claimed == 0 && tick.started == 0 {
+            let sent_some = !batch.is_empty();
+            let next = self.step(std::mem::take(&mut batch), None).await?;
+            if !next.found_work() && !sent_some {
                 break;
             }
+            batch = next.claimed;
         }
         Ok(self.totals)
     }
@@ -160,7 +177,30 @@ impl Dispatcher {
         }
     }
 
-    async fn tick(&self, stop: Option<&watch::Receiver<bool>>) -> anyhow::Result<Tick> {
+    /// Sends `batch` and meanwhile prepares the next one, so that rescuing, starting runs
+    /// and claiming overlap with the mail server's replies instead of waiting between
+    /// batches; then closes the runs that finished.
+    async fn step(&self, batch: Vec<Claimed>, stop: Option<&watch::Receiver<bool>>) -> anyhow::Result<Prepared> {
+        let sending = async {
+            match batch.is_empty() {
+                true => Ok(()),
+                false => self.send_batch(batch, stop).await,
+            }
+        };
+        let (sent, next) = tokio::join!(sending, self.prepare(stop));
+        sent?;
+        let next = next?;
+        let mut conn = self.state.pool().get().await?;
+        runs::close_finished(&mut conn).await?;
+        Ok(next)
+    }
+
+    /// The work before sending: rescue what dead instances held, start the runs that fell
+    /// due, claim a batch (less while the breaker probes, none while it is open or we stop).
+    async fn prepare(&self, stop: Option<&watch::Receiver<bool>>) -> anyhow::Result<Prepared> {
+        if stop.is_some_and(|s| *s.borrow()) {
+            return Ok(Prepared::default());
+        }
         let config = self.state.config();
         let me = self.state.instance_id();
         let mut conn = self.state.pool().get().await?;
@@ -215,17 +255,9 @@ impl Dispatcher {
             .lock()
             .expect("in-hand lock")
             .extend(claimed.iter().map(|c| c.id));
-        drop(conn); // no connection held while the mail server talks
-
-        let count = claimed.len();
-        if count > 0 {
-            self.send_batch(claimed, stop).await?;
-        }
-        let mut conn = self.state.pool().get().await?;
-        runs::close_finished(&mut conn).await?;
-        Ok(Tick {
+        Ok(Prepared {
             started: started.len(),
-            claimed: count,
+            claimed,
         })
     }
 
@@ -251,6 +283,9 @@ impl Dispatcher {
         let me = self.state.instance_id();
         let mut groups = claimed.chunks(group_size);
         let mut outcomes: Vec<Outcome> = Vec::new();
+        // One connection records the whole batch (no pool checkout per group); it holds no
+        // transaction or lock while the mail server talks.
+        let mut conn = None;
         loop {
             // The next group to start, unless we are stopping or the breaker opened.
             let halt = stop.is_some_and(|s| *s.borrow()) || matches!(self.breaker.allowance(), Allowance::Wait(_));
@@ -261,22 +296,22 @@ impl Dispatcher {
             let next_ids: Vec<Uuid> = next.map(|g| g.iter().map(|c| c.id).collect()).unwrap_or_default();
             // One round trip: record the last group, NOTIFY, mark the next one SENDING. So at
             // most one group (≤ SMTP_CONCURRENCY deliveries) is ever SENDING.
-            let (mut conn, go) = self.advance(&outcomes, &next_ids).await?;
+            let go = self.advance(&mut conn, &outcomes, &next_ids).await?;
+            let db = conn.as_mut().expect("advance leaves a connection");
             self.let_go(&outcomes.iter().map(|o| o.id).collect::<Vec<_>>());
             let held_back: Vec<Uuid> = next_ids.iter().copied().filter(|id| !go.contains(id)).collect();
             if !held_back.is_empty() {
                 // Paused or cancelled since the claim: not ours to send.
-                queue::release(&mut conn, me, Some(&held_back)).await?;
+                queue::release(db, me, Some(&held_back)).await?;
                 self.let_go(&held_back);
             }
             if halt {
                 let rest: Vec<Uuid> = groups.by_ref().flatten().map(|c| c.id).collect();
                 if !rest.is_empty() {
-                    queue::release(&mut conn, me, Some(&rest)).await?;
+                    queue::release(db, me, Some(&rest)).await?;
                     self.let_go(&rest);
                 }
             }
-            drop(conn);
             let Some(group) = next else { break };
             let sends = group
                 .iter()
@@ -294,22 +329,28 @@ impl Dispatcher {
     /// otherwise be lost and their deliveries end UNKNOWN when the lease runs out.
     async fn advance(
         &self,
+        conn: &mut Option<crate::db::PooledConn>,
         outcomes: &[Outcome],
         next: &[Uuid],
-    ) -> anyhow::Result<(crate::db::PooledConn, HashSet<Uuid>)> {
+    ) -> anyhow::Result<HashSet<Uuid>> {
         const TRIES: u32 = 5;
         let mut tried = 0;
         loop {
             tried += 1;
             let result = async {
-                let mut conn = self.state.pool().get().await?;
-                let go = queue::advance(&mut conn, self.state.instance_id(), outcomes, next).await?;
-                anyhow::Ok((conn, go.into_iter().collect()))
+                if conn.is_none() {
+                    *conn = Some(self.state.pool().get().await?);
+                }
+                let db = conn.as_mut().expect("just checked out");
+                let go = queue::advance(db, self.state.instance_id(), outcomes, next).await?;
+                anyhow::Ok(go.into_iter().collect())
             }
             .await;
             match result {
-                Ok(done) => return Ok(done),
+                Ok(go) => return Ok(go),
                 Err(err) if tried < TRIES => {
+                    // A fresh connection for the next try: this one may be broken.
+                    *conn = None;
                     tracing::warn!(error = %err, tried, "recording sends failed; trying again");
                     tokio::time::sleep(Duration::from_millis(100 * u64::from(tried))).await;
                 }

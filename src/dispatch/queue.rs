@@ -99,7 +99,7 @@ pub async fn release(conn: &mut AsyncPgConnection, me: Uuid, ids: Option<&[Uuid]
 }
 
 /// Keeps the leases of the deliveries this instance has in hand alive. Only those: a
-/// claim it lost track of (a failed tick) must expire and be rescued.
+/// claim it lost track of (a failed step) must expire and be rescued.
 pub async fn extend_leases(
     conn: &mut AsyncPgConnection,
     me: Uuid,
