@@ -201,15 +201,11 @@ diesel::table! {
 
 diesel::joinable!(account_emails -> users (user_id));
 diesel::joinable!(attempts -> deliveries (delivery_id));
-diesel::joinable!(attempts -> mailings (mailing_id));
-diesel::joinable!(attempts -> users (owner_id));
 diesel::joinable!(blog_posts -> users (author_id));
 diesel::joinable!(clients -> users (owner_id));
 diesel::joinable!(daily_sends -> users (user_id));
 diesel::joinable!(deliveries -> clients (client_id));
-diesel::joinable!(deliveries -> mailings (mailing_id));
 diesel::joinable!(deliveries -> runs (run_id));
-diesel::joinable!(deliveries -> users (owner_id));
 diesel::joinable!(email_tokens -> users (user_id));
 diesel::joinable!(mailing_clients -> clients (client_id));
 diesel::joinable!(mailing_clients -> mailings (mailing_id));
