@@ -58,6 +58,33 @@ async fn delivers_over_smtp_and_reuses_the_connection() {
 }
 
 #[tokio::test]
+async fn commands_are_pipelined_where_the_server_offers_it() {
+    let server = TestSmtpServer::start().await;
+    let mailer = smtp_mailer(&server.url());
+    for name in ["ann", "bob", "cy"] {
+        mailer
+            .send(&mail_to(&format!("{name}@example.com"), "Hi"))
+            .await
+            .unwrap();
+    }
+    assert_eq!(server.accepted().len(), 3);
+    assert_eq!(server.pipelined(), 3, "MAIL, RCPT and DATA should go in one write");
+
+    // A server without PIPELINING gets one command at a time (it refuses anything else).
+    let plain = TestSmtpServer::start_without_pipelining().await;
+    let mailer = smtp_mailer(&plain.url());
+    for name in ["ann", "bob", "cy"] {
+        mailer
+            .send(&mail_to(&format!("{name}@example.com"), "Hi"))
+            .await
+            .unwrap();
+    }
+    assert_eq!(plain.accepted().len(), 3);
+    assert_eq!(plain.pipelined(), 0);
+    assert_eq!(plain.connections(), 1);
+}
+
+#[tokio::test]
 async fn reply_codes_are_classified() {
     let server = TestSmtpServer::start().await;
     let mailer = smtp_mailer(&server.url());

@@ -11,6 +11,10 @@
 //! | `silent` | takes the whole message, then never answers the final dot |
 //! | `dropafterdot` | takes the whole message, then closes without answering |
 //! | anything else | accepts |
+//!
+//! It offers PIPELINING (RFC 2920) and counts the transactions whose commands came in one
+//! write; `start_without_pipelining` offers a server that does not, and refuses commands
+//! sent before their turn.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -33,6 +37,9 @@ pub struct TestSmtpServer {
     pub addr: SocketAddr,
     accepted: Arc<Mutex<Vec<Received>>>,
     connections: Arc<AtomicUsize>,
+    /// Transactions whose RCPT arrived together with their MAIL.
+    pipelined: Arc<AtomicUsize>,
+    offers_pipelining: bool,
     /// How long it thinks before accepting each message.
     delay: Duration,
 }
@@ -43,11 +50,21 @@ impl TestSmtpServer {
     }
 
     pub async fn start_with_delay(delay: Duration) -> TestSmtpServer {
+        Self::start_with(delay, true).await
+    }
+
+    pub async fn start_without_pipelining() -> TestSmtpServer {
+        Self::start_with(Duration::ZERO, false).await
+    }
+
+    async fn start_with(delay: Duration, offers_pipelining: bool) -> TestSmtpServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let server = TestSmtpServer {
             addr: listener.local_addr().unwrap(),
             accepted: Arc::default(),
             connections: Arc::default(),
+            pipelined: Arc::default(),
+            offers_pipelining,
             delay,
         };
         let handle = server.clone();
@@ -71,6 +88,11 @@ impl TestSmtpServer {
 
     pub fn connections(&self) -> usize {
         self.connections.load(Ordering::SeqCst)
+    }
+
+    /// Transactions whose MAIL, RCPT and DATA came in one write.
+    pub fn pipelined(&self) -> usize {
+        self.pipelined.load(Ordering::SeqCst)
     }
 
     /// Waits until `n` messages have been accepted.
@@ -102,8 +124,20 @@ impl TestSmtpServer {
             }
             let command = line.trim_end().to_owned();
             let upper = command.to_ascii_uppercase();
-            let reply: Vec<u8> = if upper.starts_with("EHLO") {
+            let reply: Vec<u8> = if upper.starts_with("EHLO") && self.offers_pipelining {
                 b"250-test.local\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 PIPELINING\r\n".to_vec()
+            } else if upper.starts_with("EHLO") {
+                b"250-test.local\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n".to_vec()
+            } else if upper.starts_with("MAIL FROM:") && !lines.buffer().is_empty() {
+                // The next command came before this one's reply.
+                if !self.offers_pipelining {
+                    let _ = write.write_all(b"554 5.5.0 commands sent before their turn\r\n").await;
+                    return;
+                }
+                self.pipelined.fetch_add(1, Ordering::SeqCst);
+                mail_from = address_in(&command);
+                rcpt_to.clear();
+                b"250 2.1.0 ok\r\n".to_vec()
             } else if upper.starts_with("HELO") || upper.starts_with("NOOP") {
                 b"250 ok\r\n".to_vec()
             } else if upper.starts_with("RSET") {
