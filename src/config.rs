@@ -90,7 +90,8 @@ pub struct DbConfig {
     pub database_url: Option<String>,
 
     /// Connections in the pool of each instance (the dispatcher uses up to three at once:
-    /// recording a batch, preparing the next, keeping leases alive).
+    /// recording a batch, preparing the next, and briefly sending notices or keeping
+    /// leases alive).
     #[arg(long, env = "DB_POOL_SIZE", default_value_t = 16, value_parser = clap::value_parser!(u32).range(3..=1000), global = true)]
     pub db_pool_size: u32,
 

@@ -298,15 +298,20 @@ pub async fn attempts_of(
     Ok(grouped)
 }
 
-/// The attempts one committed batch logged for a mailing (they share its transaction time).
+/// The attempts some committed groups logged for a mailing (each group's share its
+/// transaction time), in the order they were logged.
 pub async fn attempts_logged_at(
     conn: &mut AsyncPgConnection,
     mailing_id: Uuid,
-    at: DateTime<Utc>,
+    at: &[DateTime<Utc>],
 ) -> QueryResult<Vec<Attempt>> {
     attempts::table
-        .filter(attempts::mailing_id.eq(mailing_id).and(attempts::attempted_at.eq(at)))
-        .order(attempts::id.asc())
+        .filter(
+            attempts::mailing_id
+                .eq(mailing_id)
+                .and(attempts::attempted_at.eq_any(at)),
+        )
+        .order((attempts::attempted_at.asc(), attempts::id.asc()))
         .select(Attempt::as_select())
         .load(conn)
         .await

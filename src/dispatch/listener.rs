@@ -97,19 +97,14 @@ async fn handle(state: &AppState, notice: Notice) {
 }
 
 /// Publishes the attempts a batch logged and the run's new counts.
-async fn publish_run(
-    state: &AppState,
-    mailing: Uuid,
-    run: Uuid,
-    logged_at: Option<DateTime<Utc>>,
-) -> anyhow::Result<()> {
+async fn publish_run(state: &AppState, mailing: Uuid, run: Uuid, logged_at: Vec<DateTime<Utc>>) -> anyhow::Result<()> {
     // Nobody listening on this instance: nothing to read.
     if state.events().receivers() == 0 {
         return Ok(());
     }
     let mut conn = state.pool().get().await?;
-    if let Some(at) = logged_at {
-        for attempt in deliveries::attempts_logged_at(&mut conn, mailing, at).await? {
+    if !logged_at.is_empty() {
+        for attempt in deliveries::attempts_logged_at(&mut conn, mailing, &logged_at).await? {
             state.events().publish(Event::Attempt(attempt));
         }
     }

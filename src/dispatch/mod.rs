@@ -27,7 +27,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::app::AppState;
-use crate::events::{self, Notice};
+use crate::events::{self, Notice, Notifier};
 use crate::mail::queue::retry_delay;
 use crate::mail::{FailureKind, Phase};
 use crate::metrics::{Outcome as OutcomeLabel, Status as StatusLabel};
@@ -69,6 +69,9 @@ pub struct Dispatcher {
     totals: Totals,
     /// Deliveries claimed and not yet recorded or given back: the heartbeat keeps their leases.
     in_hand: Arc<Mutex<HashSet<Uuid>>>,
+    /// Tells every instance's subscribers about recorded sends, after the commit.
+    notifier: Notifier,
+    notifier_task: tokio::task::JoinHandle<()>,
 }
 
 /// What the work before sending found: runs started, and a claimed batch to send.
@@ -89,13 +92,29 @@ impl Dispatcher {
         let dispatch = &state.config().dispatch;
         let breaker = Breaker::new(dispatch.breaker_failures, dispatch.breaker_cooldown);
         let pacer = dispatch.send_rate.map(Pacer::new);
+        let (notifier, notifier_task) = Notifier::start(state.pool().clone());
         Dispatcher {
             state,
             breaker,
             pacer,
             totals: Totals::default(),
             in_hand: Arc::default(),
+            notifier,
+            notifier_task,
         }
+    }
+
+    /// Sends the notices still queued, then returns what this dispatcher did.
+    async fn finish(self) -> Totals {
+        let Dispatcher {
+            notifier,
+            notifier_task,
+            totals,
+            ..
+        } = self;
+        drop(notifier);
+        let _ = tokio::time::timeout(Duration::from_secs(5), notifier_task).await;
+        totals
     }
 
     /// Dispatches until `stop` turns true; then gives back what it claimed but did not start.
@@ -129,6 +148,7 @@ impl Dispatcher {
         }
         heartbeat.abort();
         self.give_back().await;
+        self.finish().await;
     }
 
     /// `--dispatch-once`: starts what is due, sends every due delivery, waits for them,
@@ -143,7 +163,7 @@ impl Dispatcher {
             }
             batch = next.claimed;
         }
-        Ok(self.totals)
+        Ok(self.finish().await)
     }
 
     async fn give_back(&self) {
@@ -209,7 +229,7 @@ impl Dispatcher {
             let notice = Notice::Run {
                 mailing: touched.mailing_id,
                 run: touched.run_id,
-                logged_at: Some(touched.logged_at),
+                logged_at: vec![touched.logged_at],
             };
             events::notify(&mut conn, &notice).await?;
         }
@@ -228,7 +248,7 @@ impl Dispatcher {
                 &Notice::Run {
                     mailing: run.mailing_id,
                     run: run.run_id,
-                    logged_at: None,
+                    logged_at: Vec::new(),
                 },
             )
             .await?;
@@ -296,7 +316,9 @@ impl Dispatcher {
             let next_ids: Vec<Uuid> = next.map(|g| g.iter().map(|c| c.id).collect()).unwrap_or_default();
             // One round trip: record the last group, NOTIFY, mark the next one SENDING. So at
             // most one group (≤ SMTP_CONCURRENCY deliveries) is ever SENDING.
-            let go = self.advance(&mut conn, &outcomes, &next_ids).await?;
+            let advanced = self.advance(&mut conn, &outcomes, &next_ids).await?;
+            self.announce(&outcomes, advanced.logged_at);
+            let go: HashSet<Uuid> = advanced.started.into_iter().collect();
             let db = conn.as_mut().expect("advance leaves a connection");
             self.let_go(&outcomes.iter().map(|o| o.id).collect::<Vec<_>>());
             let held_back: Vec<Uuid> = next_ids.iter().copied().filter(|id| !go.contains(id)).collect();
@@ -332,7 +354,7 @@ impl Dispatcher {
         conn: &mut Option<crate::db::PooledConn>,
         outcomes: &[Outcome],
         next: &[Uuid],
-    ) -> anyhow::Result<HashSet<Uuid>> {
+    ) -> anyhow::Result<queue::Advanced> {
         const TRIES: u32 = 5;
         let mut tried = 0;
         loop {
@@ -342,12 +364,11 @@ impl Dispatcher {
                     *conn = Some(self.state.pool().get().await?);
                 }
                 let db = conn.as_mut().expect("just checked out");
-                let go = queue::advance(db, self.state.instance_id(), outcomes, next).await?;
-                anyhow::Ok(go.into_iter().collect())
+                anyhow::Ok(queue::advance(db, self.state.instance_id(), outcomes, next).await?)
             }
             .await;
             match result {
-                Ok(go) => return Ok(go),
+                Ok(advanced) => return Ok(advanced),
                 Err(err) if tried < TRIES => {
                     // A fresh connection for the next try: this one may be broken.
                     *conn = None;
@@ -356,6 +377,18 @@ impl Dispatcher {
                 }
                 Err(err) => return Err(err),
             }
+        }
+    }
+
+    /// One notice per run the recorded group touched (they share its transaction time).
+    fn announce(&self, outcomes: &[Outcome], logged_at: chrono::DateTime<chrono::Utc>) {
+        let runs: HashSet<(Uuid, Uuid)> = outcomes.iter().map(|o| (o.mailing_id, o.run_id)).collect();
+        for (mailing, run) in runs {
+            self.notifier.send(Notice::Run {
+                mailing,
+                run,
+                logged_at: vec![logged_at],
+            });
         }
     }
 
@@ -372,6 +405,8 @@ impl Dispatcher {
         let metrics = self.state.metrics();
         let outcome = |delivery_status, attempt_status, retry_in, response: String| Outcome {
             id: delivery.id,
+            run_id: delivery.run_id,
+            mailing_id: delivery.mailing_id,
             attempt: delivery.attempt_count,
             delivery_status,
             retry_in,

@@ -121,6 +121,9 @@ pub async fn extend_leases(
 #[derive(Debug, Clone)]
 pub struct Outcome {
     pub id: Uuid,
+    /// The delivery's run and mailing, for the notice to subscribers.
+    pub run_id: Uuid,
+    pub mailing_id: Uuid,
     pub attempt: i32,
     /// pending (retry later), sent, failed, unknown.
     pub delivery_status: &'static str,
@@ -130,17 +133,24 @@ pub struct Outcome {
     pub response: Option<String>,
 }
 
-/// Records one group's outcomes (logging an attempt each and NOTIFYing every instance of
-/// the runs it touched) and marks the next group SENDING, in one statement (the
-/// `dispatch_advance` function of the migrations): one round trip per group, and never
-/// more than one group SENDING at a time. Returns the ids of the next group that may be
-/// sent (still ours, not begun, mailing not paused).
+/// What `advance` did: the next group's deliveries that may be sent, and the transaction
+/// time the group's attempts were logged at (what the notices to subscribers carry).
+pub struct Advanced {
+    pub started: Vec<Uuid>,
+    pub logged_at: DateTime<Utc>,
+}
+
+/// Records one group's outcomes (logging an attempt each) and marks the next group
+/// SENDING, in one statement (the `dispatch_advance` function of the migrations): one
+/// round trip per group, and never more than one group SENDING at a time. The next group's
+/// deliveries that may be sent are those still ours, not begun, mailing not paused. The
+/// caller NOTIFYs after the commit (see `events::Notifier`).
 pub async fn advance(
     conn: &mut AsyncPgConnection,
     me: Uuid,
     outcomes: &[Outcome],
     next: &[Uuid],
-) -> diesel::QueryResult<Vec<Uuid>> {
+) -> diesel::QueryResult<Advanced> {
     let query = Advance {
         ids: outcomes.iter().map(|o| o.id).collect(),
         statuses: outcomes.iter().map(|o| o.delivery_status).collect(),
@@ -151,14 +161,19 @@ pub async fn advance(
         owner: me,
         next: next.to_vec(),
     };
-    let started: Started = query.get_result(conn).await?;
-    Ok(started.ids.unwrap_or_default())
+    let row: AdvanceRow = query.get_result(conn).await?;
+    Ok(Advanced {
+        started: row.started.unwrap_or_default(),
+        logged_at: row.logged_at,
+    })
 }
 
 #[derive(diesel::QueryableByName)]
-struct Started {
+struct AdvanceRow {
     #[diesel(sql_type = Nullable<Array<SqlUuid>>)]
-    ids: Option<Vec<Uuid>>,
+    started: Option<Vec<Uuid>>,
+    #[diesel(sql_type = Timestamptz)]
+    logged_at: DateTime<Utc>,
 }
 
 /// `advance` as a query type of its own: diesel keeps a type with a static query id as a
@@ -176,7 +191,7 @@ struct Advance {
     next: Vec<Uuid>,
 }
 
-const ADVANCE_SQL: &str = "SELECT dispatch_advance($1, $2, $3, $4, $5, $6, $7, $8, $9) AS ids";
+const ADVANCE_SQL: &str = "SELECT started, logged_at FROM dispatch_advance($1, $2, $3, $4, $5, $6, $7, $8)";
 
 impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for Advance {
     fn walk_ast<'b>(
@@ -195,8 +210,7 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for Advance {
                 "5" => out.push_bind_param::<Array<Text>, _>(&self.attempt_statuses)?,
                 "6" => out.push_bind_param::<Array<Nullable<Text>>, _>(&self.responses)?,
                 "7" => out.push_bind_param::<SqlUuid, _>(&self.owner)?,
-                "8" => out.push_bind_param::<Text, _>(&crate::events::CHANNEL)?,
-                "9" => out.push_bind_param::<Array<SqlUuid>, _>(&self.next)?,
+                "8" => out.push_bind_param::<Array<SqlUuid>, _>(&self.next)?,
                 other => unreachable!("ADVANCE_SQL has no parameter ${other}"),
             }
             rest = &rest[at + 1 + digits..];

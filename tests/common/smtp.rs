@@ -108,6 +108,9 @@ impl TestSmtpServer {
     }
 
     async fn session(self, stream: TcpStream) {
+        // Replies go out at once: with Nagle, a pipelined client would wait for a delayed ACK
+        // between two replies written one after the other.
+        let _ = stream.set_nodelay(true);
         let (read, mut write) = stream.into_split();
         let mut lines = BufReader::new(read);
         if write.write_all(b"220 test.local ESMTP\r\n").await.is_err() {
