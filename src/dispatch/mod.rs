@@ -4,9 +4,9 @@
 //! instances held (`queue::rescue_expired`), start the runs that fell due
 //! (`runs::start_due`), claim a batch of due deliveries with a lease (`queue::claim`). A
 //! batch goes out in groups of SMTP_CONCURRENCY: one statement (`queue::advance`) records
-//! the last group's outcomes and attempts (fenced by lease owner and attempt number),
-//! NOTIFYs the runs it touched and marks the next group SENDING just before its exchanges.
-//! Then finished runs are closed. When a step finds nothing to do, the dispatcher sleeps
+//! the last group's outcomes and attempts (fenced by lease owner and attempt number) and
+//! marks the next group SENDING just before its exchanges; the notices of the runs it
+//! touched follow after the commit (`events::Notifier`). Then finished runs are closed. When a step finds nothing to do, the dispatcher sleeps
 //! until the next run, retry or lease expiry falls due, a wake-up arrives, or
 //! DISPATCH_INTERVAL.
 
@@ -314,8 +314,8 @@ impl Dispatcher {
                 break;
             }
             let next_ids: Vec<Uuid> = next.map(|g| g.iter().map(|c| c.id).collect()).unwrap_or_default();
-            // One round trip: record the last group, NOTIFY, mark the next one SENDING. So at
-            // most one group (≤ SMTP_CONCURRENCY deliveries) is ever SENDING.
+            // One round trip: record the last group and mark the next one SENDING. So at most
+            // one group (≤ SMTP_CONCURRENCY deliveries) is ever SENDING.
             let advanced = self.advance(&mut conn, &outcomes, &next_ids).await?;
             self.announce(&outcomes, advanced.logged_at);
             let go: HashSet<Uuid> = advanced.started.into_iter().collect();
