@@ -59,27 +59,22 @@ async fn delivers_over_smtp_and_reuses_the_connection() {
 
 #[tokio::test]
 async fn commands_are_pipelined_where_the_server_offers_it() {
-    let server = TestSmtpServer::start().await;
-    let mailer = smtp_mailer(&server.url());
-    for name in ["ann", "bob", "cy"] {
-        mailer
-            .send(&mail_to(&format!("{name}@example.com"), "Hi"))
-            .await
-            .unwrap();
+    // Three messages over one connection to `server`.
+    async fn send_three(server: &TestSmtpServer) {
+        let mailer = smtp_mailer(&server.url());
+        for name in ["ann", "bob", "cy"] {
+            let to = format!("{name}@example.com");
+            mailer.send(&mail_to(&to, "Hi")).await.unwrap();
+        }
+        assert_eq!(server.accepted().len(), 3);
     }
-    assert_eq!(server.accepted().len(), 3);
+    let server = TestSmtpServer::start().await;
+    send_three(&server).await;
     assert_eq!(server.pipelined(), 3, "MAIL, RCPT and DATA should go in one write");
 
     // A server without PIPELINING gets one command at a time (it refuses anything else).
     let plain = TestSmtpServer::start_without_pipelining().await;
-    let mailer = smtp_mailer(&plain.url());
-    for name in ["ann", "bob", "cy"] {
-        mailer
-            .send(&mail_to(&format!("{name}@example.com"), "Hi"))
-            .await
-            .unwrap();
-    }
-    assert_eq!(plain.accepted().len(), 3);
+    send_three(&plain).await;
     assert_eq!(plain.pipelined(), 0);
     assert_eq!(plain.connections(), 1);
 }
