@@ -132,22 +132,30 @@ async fn schedule_mailing(conn: &mut AsyncPgConnection) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// CPU seconds (user + system) of one process, and of its reaped children when `children`.
-fn cpu_seconds(pid: u32, children: bool) -> f64 {
+/// The numeric fields of /proc/PID/stat from the third on (after the command name, which
+/// is in parentheses and may hold spaces); the state letter reads as 0.
+fn stat_fields(pid: u32) -> Vec<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name, which is in parentheses and may hold spaces.
-    let fields: Vec<u64> = stat
-        .rsplit_once(')')
+    stat.rsplit_once(')')
         .map(|(_, rest)| rest.split_whitespace().map(|f| f.parse().unwrap_or(0)).collect())
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+/// CPU seconds (user + system) in stat fields, and of the reaped children when `children`.
+fn cpu_seconds_of(fields: &[u64], children: bool) -> f64 {
     let at = |i: usize| fields.get(i).copied().unwrap_or(0);
     // utime, stime, cutime, cstime are fields 14-17 of stat(5); `fields` starts at field 3.
     let ticks = at(11) + at(12) + if children { at(13) + at(14) } else { 0 };
     ticks as f64 / 100.0
 }
 
+fn cpu_seconds(pid: u32) -> f64 {
+    cpu_seconds_of(&stat_fields(pid), false)
+}
+
 /// CPU seconds used so far by PostgreSQL: every live postgres process, plus the backends
-/// that have exited (counted in the postmaster's children).
+/// that have exited (counted in the postmaster's children: the postgres process whose
+/// parent is init).
 fn postgres_cpu_seconds() -> f64 {
     let mut total = 0.0;
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
@@ -158,11 +166,9 @@ fn postgres_cpu_seconds() -> f64 {
         if comm.trim() != "postgres" {
             continue;
         }
-        let parent_is_init = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .ok()
-            .and_then(|s| s.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse::<u32>().ok())
-            == Some(1);
-        total += cpu_seconds(pid, parent_is_init);
+        let fields = stat_fields(pid);
+        let is_postmaster = fields.get(1) == Some(&1);
+        total += cpu_seconds_of(&fields, is_postmaster);
     }
     total
 }
@@ -224,7 +230,7 @@ async fn throughput(bench: &Bench, instances: usize, recipients: i64) -> anyhow:
         wait_for_log(log, "dispatching").await;
     }
 
-    let cpu = |children: &Servers| children.0.iter().map(|c| cpu_seconds(c.id(), false)).sum::<f64>();
+    let cpu = |children: &Servers| children.0.iter().map(|c| cpu_seconds(c.id())).sum::<f64>();
     let (postgres_before, dispatcher_before) = (postgres_cpu_seconds(), cpu(&children));
     let started = Instant::now();
     schedule_mailing(&mut conn).await?;

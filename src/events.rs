@@ -1,10 +1,11 @@
 //! Live events: what any instance did, for this instance's subscribers.
 //!
-//! An instance that commits a batch of attempts sends one PostgreSQL NOTIFY per run it
-//! touched, with a small payload (`Notice`: never lists of ids, NOTIFY payloads are limited
-//! to 8,000 bytes), after the commit and many at a time (`Notifier`). Every instance LISTENs (src/dispatch/listener.rs), re-reads what the
-//! notice points at, and publishes it here, on a `tokio::sync::broadcast` channel: a slow
-//! subscriber lags and loses old events; it never slows sending.
+//! An instance that commits attempts sends a PostgreSQL NOTIFY per run it touched, with a
+//! small payload (`Notice`: never lists of ids, NOTIFY payloads are limited to 8,000
+//! bytes), after the commit and many at a time (`Notifier`). Every instance LISTENs
+//! (src/dispatch/listener.rs), re-reads what the notice points at, and publishes it here,
+//! on a `tokio::sync::broadcast` channel: a slow subscriber lags and loses old events; it
+//! never slows sending.
 
 use std::sync::Arc;
 
@@ -21,7 +22,7 @@ use crate::deliveries::model::{Attempt, Counts};
 pub const CHANNEL: &str = "mailwarm_events";
 
 /// Commit times one notice carries (about 1 KiB of payload).
-pub const MAX_TIMES_PER_NOTICE: usize = 32;
+const MAX_TIMES_PER_NOTICE: usize = 32;
 
 /// How long the notifier gathers notices before sending them together.
 const GATHER: std::time::Duration = std::time::Duration::from_millis(20);

@@ -27,7 +27,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::app::AppState;
-use crate::events::{self, Notice, Notifier};
+use crate::events::{Notice, Notifier};
 use crate::mail::queue::retry_delay;
 use crate::mail::{FailureKind, Phase};
 use crate::metrics::{Outcome as OutcomeLabel, Status as StatusLabel};
@@ -226,12 +226,11 @@ impl Dispatcher {
         let mut conn = self.state.pool().get().await?;
 
         for touched in queue::rescue_expired(&mut conn).await? {
-            let notice = Notice::Run {
+            self.notifier.send(Notice::Run {
                 mailing: touched.mailing_id,
                 run: touched.run_id,
                 logged_at: vec![touched.logged_at],
-            };
-            events::notify(&mut conn, &notice).await?;
+            });
         }
 
         let started = runs::start_due(
@@ -243,19 +242,15 @@ impl Dispatcher {
         .await?;
         for run in &started {
             tracing::info!(mailing_id = %run.mailing_id, run_id = %run.run_id, deliveries = run.deliveries, "run started");
-            events::notify(
-                &mut conn,
-                &Notice::Run {
-                    mailing: run.mailing_id,
-                    run: run.run_id,
-                    logged_at: Vec::new(),
-                },
-            )
-            .await?;
+            self.notifier.send(Notice::Run {
+                mailing: run.mailing_id,
+                run: run.run_id,
+                logged_at: Vec::new(),
+            });
         }
         if !started.is_empty() {
             // Let the other instances help.
-            events::notify(&mut conn, &Notice::Wake).await?;
+            self.notifier.send(Notice::Wake);
             self.totals
                 .runs_started
                 .fetch_add(started.len() as u64, Ordering::Relaxed);
