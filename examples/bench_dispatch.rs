@@ -423,12 +423,14 @@ async fn main() -> anyhow::Result<()> {
         smtp: std::env::var("BENCH_SMTP_URL").unwrap_or_else(|_| "smtp://127.0.0.1:25250".to_owned()),
         server: std::env::var("SERVER_BIN").unwrap_or_else(|_| "target/release/server".to_owned()),
     };
-    let runs: &[(usize, i64)] = if std::env::var("BENCH_QUICK").is_ok() {
-        &[(1, 10_000)]
+    // BENCH_QUICK: one run of 10,000 recipients on BENCH_INSTANCES instances (default 1).
+    let runs: Vec<(usize, i64)> = if std::env::var("BENCH_QUICK").is_ok() {
+        let instances = std::env::var("BENCH_INSTANCES").map_or(Ok(1), |n| n.parse())?;
+        vec![(instances, 10_000)]
     } else {
-        &[(1, 1_000), (1, 10_000), (3, 10_000)]
+        vec![(1, 1_000), (1, 10_000), (3, 10_000)]
     };
-    for &(instances, recipients) in runs {
+    for (instances, recipients) in runs {
         let t = throughput(&bench, instances, recipients).await?;
         println!(
             "throughput: {instances} instance(s), {recipients} recipients: {:.0} deliveries/s, peak memory {} MiB per process, \

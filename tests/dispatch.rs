@@ -407,6 +407,25 @@ async fn a_silent_mail_server_times_out_while_the_api_answers_quickly() {
         "the API waited on the mail server: {:?}",
         started.elapsed()
     );
+    // Meanwhile the delivery shows SENDING, and only the SENDING filter finds it.
+    let reply = app
+        .graphql_as(
+            &owner.token,
+            "query($id: ID!) { mailing(id: $id) { \
+                all: deliveries { nodes { status } } \
+                sending: deliveries(status: SENDING) { totalCount } \
+                pending: deliveries(status: PENDING) { totalCount } } }",
+            json!({ "id": id }),
+        )
+        .await;
+    let hanging = &reply.json()["data"]["mailing"];
+    assert!(reply.json()["errors"].is_null(), "{}", reply.json());
+    assert_eq!(hanging["all"]["nodes"][0]["status"], "SENDING", "{hanging}");
+    assert_eq!(
+        (&hanging["sending"]["totalCount"], &hanging["pending"]["totalCount"]),
+        (&json!(1), &json!(0)),
+        "{hanging}"
+    );
     let done = wait_mailing(&app, &owner, &id, LOG, Duration::from_secs(5), |m| {
         m["status"] == "COMPLETED"
     })

@@ -120,7 +120,7 @@ async fn wait_settled(app: &TestApp, within: Duration, instances: &[ServerProces
     let deadline = Instant::now() + within;
     loop {
         let statuses = delivery_statuses(app).await;
-        if !statuses.is_empty() && !statuses.contains_key("pending") && !statuses.contains_key("sending") {
+        if !statuses.is_empty() && !statuses.contains_key("pending") {
             return statuses;
         }
         if Instant::now() > deadline {
@@ -366,7 +366,7 @@ async fn sigterm_finishes_sends_in_flight_and_gives_the_rest_back() {
     }
     let mut conn = app.db.conn().await;
     let left: Left = diesel::sql_query(
-        "SELECT count(*) FILTER (WHERE status = 'sending') AS sending, \
+        "SELECT count(*) FILTER (WHERE sending_since IS NOT NULL) AS sending, \
                 count(*) FILTER (WHERE lease_owner IS NOT NULL) AS leased, \
                 count(*) FILTER (WHERE status = 'pending') AS pending FROM deliveries",
     )

@@ -98,6 +98,7 @@ diesel::table! {
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
         attempts_before_retry -> Int4,
+        sending_since -> Nullable<Timestamptz>,
     }
 }
 

@@ -244,7 +244,7 @@ impl Delivery {
     }
 
     async fn status(&self) -> DeliveryStatus {
-        DeliveryStatus::from_db(&self.0.status)
+        DeliveryStatus::from_db(self.0.shown_status())
     }
 
     /// The Message-ID header, stable across retries.
@@ -433,9 +433,8 @@ pub mod of_mailing {
         status: Option<DeliveryStatus>,
     ) -> async_graphql::Result<Connection<Delivery>> {
         let args = PageArgs::new(first, after.as_deref()).gql()?;
-        let statuses = status.map(|s| vec![s.as_db()]);
         let mut conn = AppState::from_ctx(ctx).conn().await.gql()?;
-        let page = model::deliveries_page(&mut conn, mailing, statuses.as_deref(), args)
+        let page = model::deliveries_page(&mut conn, mailing, status.map(DeliveryStatus::as_db), args)
             .await
             .gql()?;
         Ok(Connection::from_page(page, args, model::Delivery::cursor, Delivery))

@@ -51,7 +51,7 @@ impl Counts {
             "sent" => self.sent += n,
             "failed" => self.failed += n,
             "unknown" => self.unknown += n,
-            "pending" | "sending" => self.pending += n,
+            "pending" => self.pending += n,
             "cancelled" => self.cancelled += n,
             _ => {}
         }
@@ -67,11 +67,24 @@ pub struct Delivery {
     pub owner_id: Uuid,
     pub client_id: Uuid,
     pub email: String,
+    /// As stored: a delivery whose exchange is under way is stored 'pending' with
+    /// `sending_since` set (see `shown_status`).
     pub status: String,
+    pub sending_since: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
 }
 
 impl Delivery {
+    /// The status users see: 'sending' while the SMTP exchange is under way. (The
+    /// dispatcher marks that in a column no index reads, so the mark rewrites the row in
+    /// place; see migration 000011.)
+    pub fn shown_status(&self) -> &str {
+        match self.sending_since {
+            Some(_) if self.status == "pending" => "sending",
+            _ => &self.status,
+        }
+    }
+
     pub fn cursor(&self) -> Cursor {
         Cursor {
             created_at: self.created_at,
@@ -196,17 +209,23 @@ pub async fn mailing_stats(conn: &mut AsyncPgConnection, mailing_ids: &[Uuid]) -
 pub async fn deliveries_page(
     conn: &mut AsyncPgConnection,
     mailing_id: Uuid,
-    status: Option<&[&str]>,
+    status: Option<&str>,
     args: PageArgs,
 ) -> QueryResult<Page<Delivery>> {
     let filtered = || {
-        let mut query = deliveries::table
+        let query = deliveries::table
             .filter(deliveries::mailing_id.eq(mailing_id))
             .into_boxed();
-        if let Some(statuses) = status {
-            query = query.filter(deliveries::status.eq_any(statuses.iter().map(|s| s.to_string()).collect::<Vec<_>>()));
+        match status {
+            None => query,
+            Some("sending") => query
+                .filter(deliveries::status.eq("pending"))
+                .filter(deliveries::sending_since.is_not_null()),
+            Some("pending") => query
+                .filter(deliveries::status.eq("pending"))
+                .filter(deliveries::sending_since.is_null()),
+            Some(stored) => query.filter(deliveries::status.eq(stored.to_owned())),
         }
-        query
     };
     let total = filtered().count().get_result(conn).await?;
     let rows = crate::keyset_page!(filtered(), deliveries, args)
@@ -333,7 +352,7 @@ pub enum Cancel<'a> {
 /// finish: their mail is on the wire. Returns how many were cancelled.
 pub async fn cancel_pending(conn: &mut AsyncPgConnection, which: Cancel<'_>) -> QueryResult<usize> {
     let base = "UPDATE deliveries SET status = 'cancelled', lease_owner = NULL, lease_expires_at = NULL, updated_at = now() \
-                WHERE status = 'pending' AND ";
+                WHERE status = 'pending' AND sending_since IS NULL AND ";
     let cancelled = match which {
         Cancel::Mailing(mailing) => {
             let n = diesel::sql_query(format!("{base} mailing_id = $1"))

@@ -79,7 +79,7 @@ pub async fn release(conn: &mut AsyncPgConnection, me: Uuid, ids: Option<&[Uuid]
         Some(ids) => {
             diesel::sql_query(
                 "UPDATE deliveries d SET lease_owner = NULL, lease_expires_at = NULL, updated_at = now() \
-                 WHERE d.id = ANY($2) AND (SELECT d.lease_owner = $1 AND d.status = 'pending')",
+                 WHERE d.id = ANY($2) AND (SELECT d.lease_owner = $1 AND d.status = 'pending' AND d.sending_since IS NULL)",
             )
             .bind::<SqlUuid, _>(me)
             .bind::<Array<SqlUuid>, _>(ids)
@@ -89,7 +89,7 @@ pub async fn release(conn: &mut AsyncPgConnection, me: Uuid, ids: Option<&[Uuid]
         None => {
             diesel::sql_query(
                 "UPDATE deliveries SET lease_owner = NULL, lease_expires_at = NULL, updated_at = now() \
-                 WHERE lease_owner = $1 AND status = 'pending'",
+                 WHERE lease_owner = $1 AND status = 'pending' AND sending_since IS NULL",
             )
             .bind::<SqlUuid, _>(me)
             .execute(conn)
@@ -108,7 +108,7 @@ pub async fn extend_leases(
 ) -> diesel::QueryResult<usize> {
     diesel::sql_query(
         "UPDATE deliveries SET lease_expires_at = now() + $2 * interval '1 microsecond' \
-         WHERE id = ANY($3) AND (SELECT lease_owner = $1 AND status IN ('pending', 'sending'))",
+         WHERE id = ANY($3) AND (SELECT lease_owner = $1 AND status = 'pending')",
     )
     .bind::<SqlUuid, _>(me)
     .bind::<BigInt, _>(micros(lease))
@@ -243,15 +243,17 @@ pub async fn rescue_expired(conn: &mut AsyncPgConnection) -> diesel::QueryResult
         "UPDATE deliveries SET lease_owner = NULL, lease_expires_at = NULL, updated_at = now() \
          WHERE id IN (SELECT id FROM deliveries \
                       WHERE lease_owner IS NOT NULL AND lease_expires_at < now() AND status = 'pending' \
+                        AND sending_since IS NULL \
                       FOR UPDATE SKIP LOCKED)",
     )
     .execute(conn)
     .await?;
     diesel::sql_query(
         "WITH lost AS ( \
-             UPDATE deliveries SET status = 'unknown', lease_owner = NULL, lease_expires_at = NULL, updated_at = now() \
+             UPDATE deliveries SET status = 'unknown', sending_since = NULL, lease_owner = NULL, lease_expires_at = NULL, \
+                 updated_at = now() \
              WHERE id IN (SELECT id FROM deliveries \
-                          WHERE lease_owner IS NOT NULL AND lease_expires_at < now() AND status = 'sending' \
+                          WHERE lease_owner IS NOT NULL AND lease_expires_at < now() AND sending_since IS NOT NULL \
                           FOR UPDATE SKIP LOCKED) \
              RETURNING id, mailing_id, owner_id, email, attempt_count, run_id), \
          logged AS ( \
@@ -303,7 +305,7 @@ pub async fn next_due_in(conn: &mut AsyncPgConnection) -> diesel::QueryResult<Op
              (SELECT min(next_run_at) FROM mailings \
               WHERE next_run_at IS NOT NULL AND deleted_at IS NULL AND completed_at IS NULL AND NOT paused), \
              (SELECT min(next_attempt_at) FROM deliveries WHERE status = 'pending' AND lease_owner IS NULL), \
-             (SELECT min(lease_expires_at) FROM deliveries WHERE lease_owner IS NOT NULL AND status IN ('pending', 'sending')) \
+             (SELECT min(lease_expires_at) FROM deliveries WHERE lease_owner IS NOT NULL AND status = 'pending') \
          ) - now()) * 1000000)::bigint AS micros",
     )
     .get_result(conn)
@@ -318,7 +320,7 @@ pub async fn depth(conn: &mut AsyncPgConnection) -> diesel::QueryResult<i64> {
         #[diesel(sql_type = BigInt)]
         n: i64,
     }
-    let count: Count = diesel::sql_query("SELECT count(*) AS n FROM deliveries WHERE status IN ('pending', 'sending')")
+    let count: Count = diesel::sql_query("SELECT count(*) AS n FROM deliveries WHERE status = 'pending'")
         .get_result(conn)
         .await?;
     Ok(count.n)

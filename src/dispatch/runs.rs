@@ -232,7 +232,7 @@ pub async fn close_finished(conn: &mut AsyncPgConnection) -> diesel::QueryResult
     }
     let closed: Vec<MailingId> = diesel::sql_query(
         "UPDATE runs r SET status = 'done', finished_at = now() WHERE r.status = 'running' \
-         AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.run_id = r.id AND d.status IN ('pending', 'sending')) \
+         AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.run_id = r.id AND d.status = 'pending') \
          RETURNING r.mailing_id",
     )
     .load(conn)
