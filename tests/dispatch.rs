@@ -477,6 +477,37 @@ async fn completing_cancels_what_is_pending() {
 }
 
 #[tokio::test]
+async fn deleting_a_client_cancels_its_pending_deliveries_only() {
+    let smtp = TestSmtpServer::start().await;
+    let app = app_with(&smtp, &["--retry-base", "1h", "--retry-max", "1h"]).await;
+    let owner = owner(&app).await;
+    let ids = clients(
+        &app,
+        &owner,
+        &["tempfail-gone@example.com", "tempfail-kept@example.com"],
+    )
+    .await;
+    let id = create_mailing(&app, &owner, &now_rfc3339(-1000), "ONCE", &ids).await;
+    // Both wait an hour for their retry: PENDING.
+    wait_mailing(&app, &owner, &id, LOG, Duration::from_secs(5), |m| {
+        m["stats"]["attempts"] == 2
+    })
+    .await;
+    let deleted = app
+        .graphql_as(
+            &owner.token,
+            "mutation($id: ID!) { deleteClient(id: $id) }",
+            json!({ "id": ids[0] }),
+        )
+        .await;
+    assert_eq!(deleted.json()["data"]["deleteClient"], true, "{}", deleted.json());
+    let after = mailing(&app, &owner, &id, LOG).await;
+    assert_eq!(delivery(&after, "tempfail-gone@example.com")["status"], "CANCELLED");
+    assert_eq!(delivery(&after, "tempfail-kept@example.com")["status"], "PENDING");
+    assert_eq!(after["runs"]["nodes"][0]["status"], "RUNNING", "{after}");
+}
+
+#[tokio::test]
 async fn the_unsubscribe_link_stops_further_mail() {
     let smtp = TestSmtpServer::start().await;
     let app = app_with(&smtp, &[]).await;

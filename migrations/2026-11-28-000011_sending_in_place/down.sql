@@ -3,7 +3,6 @@ ALTER TABLE deliveries DROP CONSTRAINT deliveries_status_check,
     ADD CONSTRAINT deliveries_status_check
         CHECK (status IN ('pending', 'sending', 'sent', 'failed', 'unknown', 'cancelled'));
 UPDATE deliveries SET status = 'sending' WHERE status = 'pending' AND sending_since IS NOT NULL;
-DROP INDEX deliveries_client_pending_idx;
 CREATE INDEX deliveries_client_pending_idx ON deliveries (client_id) WHERE status IN ('pending', 'sending');
 ALTER TABLE deliveries RESET (fillfactor);
 ALTER TABLE deliveries DROP COLUMN sending_since;

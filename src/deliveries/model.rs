@@ -351,8 +351,9 @@ pub enum Cancel<'a> {
 /// Cancels deliveries that have not begun (PENDING, claimed or not). Those already SENDING
 /// finish: their mail is on the wire. Returns how many were cancelled.
 pub async fn cancel_pending(conn: &mut AsyncPgConnection, which: Cancel<'_>) -> QueryResult<usize> {
-    let base = "UPDATE deliveries SET status = 'cancelled', lease_owner = NULL, lease_expires_at = NULL, updated_at = now() \
-                WHERE status = 'pending' AND sending_since IS NULL AND ";
+    let set =
+        "UPDATE deliveries d SET status = 'cancelled', lease_owner = NULL, lease_expires_at = NULL, updated_at = now()";
+    let base = format!("{set} WHERE status = 'pending' AND sending_since IS NULL AND ");
     let cancelled = match which {
         Cancel::Mailing(mailing) => {
             let n = diesel::sql_query(format!("{base} mailing_id = $1"))
@@ -373,10 +374,17 @@ pub async fn cancel_pending(conn: &mut AsyncPgConnection, which: Cancel<'_>) -> 
                 .await?
         }
         Cancel::Client(client) => {
-            diesel::sql_query(format!("{base} client_id = $1"))
-                .bind::<SqlUuid, _>(client)
-                .execute(conn)
-                .await?
+            // Pending deliveries belong to running runs only: each is found by the
+            // (run_id, client_id) key, so no index on client_id needs writing per delivery.
+            // The status test sits in a sub-select so that stale statistics cannot lead the
+            // plan to scan a run's pending deliveries instead (see queue::release).
+            diesel::sql_query(format!(
+                "{set} WHERE d.client_id = $1 AND d.run_id IN (SELECT id FROM runs WHERE status = 'running') \
+                 AND (SELECT d.status = 'pending' AND d.sending_since IS NULL)"
+            ))
+            .bind::<SqlUuid, _>(client)
+            .execute(conn)
+            .await?
         }
         Cancel::Owner(owner) => {
             // Through the owner's mailings: deliveries have no index on owner_id alone.
