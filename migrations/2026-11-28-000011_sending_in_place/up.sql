@@ -6,8 +6,9 @@
 -- row in place (HOT: same page, no index entries) when no indexed column changes and the
 -- page has room. So the exchange's start is now `sending_since`, a column no index reads,
 -- and `status` stays 'pending' while the exchange runs; a delivery is SENDING when
--- `sending_since` is set (src/deliveries/model.rs shows it so). Measured: three instances
--- +13-16% deliveries/s, PostgreSQL CPU per delivery -15% (README, dispatch benchmark).
+-- `sending_since` is set (src/deliveries/model.rs shows it so). With the index dropped
+-- below, measured against the build before: 1 instance +10-16% deliveries/s, PostgreSQL
+-- CPU per delivery -8 to -18%, 8 WAL records fewer per delivery (README, Benchmark).
 --
 -- Dispatchers of earlier releases read 'sending' from `status`: stop them before starting
 -- this release's (API-only instances, --no-dispatch, may keep running).
