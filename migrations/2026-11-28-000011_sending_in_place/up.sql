@@ -10,8 +10,8 @@
 -- below, measured against the build before: 1 instance +10-16% deliveries/s, PostgreSQL
 -- CPU per delivery -8 to -18%, 8 WAL records fewer per delivery (README, Benchmark).
 --
--- Dispatchers of earlier releases read 'sending' from `status`: stop them before starting
--- this release's (API-only instances, --no-dispatch, may keep running).
+-- Earlier releases read 'sending' from `status` (their rescuer and cancellations would take
+-- a send under way for one not begun): stop all their instances before starting this one.
 ALTER TABLE deliveries ADD COLUMN sending_since timestamptz;
 
 -- Room on each page for the in-place version (new pages only; the table is not rewritten).
