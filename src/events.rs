@@ -47,13 +47,7 @@ pub enum Notice {
 
 /// Sends a notice to every instance (delivered when the surrounding transaction commits).
 pub async fn notify(conn: &mut AsyncPgConnection, notice: &Notice) -> diesel::QueryResult<()> {
-    let payload = serde_json::to_string(notice).expect("a notice serialises");
-    diesel::sql_query("SELECT pg_notify($1, $2)")
-        .bind::<Text, _>(CHANNEL)
-        .bind::<Text, _>(payload)
-        .execute(conn)
-        .await?;
-    Ok(())
+    notify_all(conn, std::slice::from_ref(notice)).await
 }
 
 /// Sends several notices in one statement (one short transaction that writes nothing).
