@@ -29,5 +29,7 @@ echo "smtp-source -> smtp-sink, $sessions sessions, connection reuse: $(echo "40
 
 cargo build --release --bin server --example bench_dispatch --example bench_smtp
 export BENCH_SMTP_URL="smtp://127.0.0.1:$port"
+# smtp-source runs again just before each throughput run, for a ratio against the same minute.
+export BENCH_SMTP_SOURCE="$PWD/$postfix/usr/sbin/smtp-source"
 target/release/examples/bench_smtp
 SERVER_BIN=target/release/server target/release/examples/bench_dispatch

@@ -8,7 +8,8 @@
 //!
 //! Settings (environment): BENCH_DATABASE_URL (a server where databases may be created;
 //! default postgres://postgres@127.0.0.1:5432/postgres), BENCH_SMTP_URL (the sink),
-//! SERVER_BIN (target/release/server).
+//! SERVER_BIN (target/release/server), BENCH_SMTP_SOURCE (Postfix's smtp-source: then its rate
+//! is measured just before each throughput run and the ratio printed).
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -287,6 +288,29 @@ async fn throughput(bench: &Bench, instances: usize, recipients: i64) -> anyhow:
     })
 }
 
+/// The sink's own rate, measured with Postfix's `smtp-source` (BENCH_SMTP_SOURCE, its path)
+/// at the dispatchers' concurrency just before a throughput run: the machine's speed swings
+/// within minutes, so a ratio is only fair against a rate measured beside it.
+fn raw_rate(bench: &Bench) -> anyhow::Result<Option<f64>> {
+    let Ok(source) = std::env::var("BENCH_SMTP_SOURCE") else {
+        return Ok(None);
+    };
+    let sink = url::Url::parse(&bench.smtp)?;
+    let target = format!(
+        "{}:{}",
+        sink.host_str().unwrap_or("127.0.0.1"),
+        sink.port().unwrap_or(25)
+    );
+    let sessions = std::env::var("BENCH_CONCURRENCY").unwrap_or_else(|_| "8".into());
+    let messages = 40_000.0;
+    let started = Instant::now();
+    let status = Command::new(source)
+        .args(["-d", "-s", &sessions, "-m", "40000", &target])
+        .status()?;
+    anyhow::ensure!(status.success(), "smtp-source failed: {status}");
+    Ok(Some(messages / started.elapsed().as_secs_f64()))
+}
+
 /// createMailing over HTTP → the first message accepted by the sink, `samples` times.
 async fn latency(bench: &Bench, samples: usize) -> anyhow::Result<Vec<f64>> {
     let name = "bench_latency";
@@ -451,10 +475,17 @@ async fn main() -> anyhow::Result<()> {
         vec![(1, 1_000), (1, 10_000), (3, 10_000)]
     };
     for (instances, recipients) in runs {
+        let raw = raw_rate(&bench)?;
         let t = throughput(&bench, instances, recipients).await?;
+        let beside_raw = raw.map_or(String::new(), |raw| {
+            format!(
+                "; smtp-source just before {raw:.0} messages/s: {:.0}% of it",
+                100.0 * t.rate / raw
+            )
+        });
         println!(
             "throughput: {instances} instance(s), {recipients} recipients: {:.0} deliveries/s, peak memory {} MiB per process, \
-             CPU per delivery: PostgreSQL {:.0} µs, dispatchers {:.0} µs",
+             CPU per delivery: PostgreSQL {:.0} µs, dispatchers {:.0} µs{beside_raw}",
             t.rate,
             t.memory_kib / 1024,
             t.postgres_us,
