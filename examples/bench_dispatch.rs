@@ -302,13 +302,13 @@ fn raw_rate(bench: &Bench) -> anyhow::Result<Option<f64>> {
         sink.port().unwrap_or(25)
     );
     let sessions = std::env::var("BENCH_CONCURRENCY").unwrap_or_else(|_| "8".into());
-    let messages = 40_000.0;
+    let messages = 40_000;
     let started = Instant::now();
     let status = Command::new(source)
-        .args(["-d", "-s", &sessions, "-m", "40000", &target])
+        .args(["-d", "-s", &sessions, "-m", &messages.to_string(), &target])
         .status()?;
     anyhow::ensure!(status.success(), "smtp-source failed: {status}");
-    Ok(Some(messages / started.elapsed().as_secs_f64()))
+    Ok(Some(f64::from(messages) / started.elapsed().as_secs_f64()))
 }
 
 /// createMailing over HTTP → the first message accepted by the sink, `samples` times.
