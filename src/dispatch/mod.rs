@@ -343,15 +343,20 @@ impl Dispatcher {
     /// deadlock): it is one statement, so a failed try changed nothing, or it committed and
     /// only its answer was lost, and then the next try finds the outcomes recorded (fenced
     /// out) and the next group marked (and returned again). The outcomes in hand would
-    /// otherwise be lost and their deliveries end UNKNOWN when the lease runs out.
+    /// otherwise be lost and their deliveries end UNKNOWN when the lease runs out, so it
+    /// keeps trying for as long as a lease lasts (LEASE_TTL), not a fixed number of times:
+    /// a database that drops connections faster than a few tries can land must not turn
+    /// sent mail into UNKNOWN. Past that, a rescuer may have taken the group, and a late
+    /// record would be fenced out anyway.
     async fn advance(
         &self,
         conn: &mut Option<crate::db::PooledConn>,
         outcomes: &[Outcome],
         next: &[Uuid],
     ) -> anyhow::Result<queue::Advanced> {
-        const TRIES: u32 = 5;
-        let mut tried = 0;
+        let give_up_after = self.state.config().dispatch.lease_ttl;
+        let first_try = Instant::now();
+        let mut tried: u32 = 0;
         loop {
             tried += 1;
             let result = async {
@@ -364,11 +369,11 @@ impl Dispatcher {
             .await;
             match result {
                 Ok(advanced) => return Ok(advanced),
-                Err(err) if tried < TRIES => {
+                Err(err) if first_try.elapsed() < give_up_after => {
                     // A fresh connection for the next try: this one may be broken.
                     *conn = None;
                     tracing::warn!(error = %err, tried, "recording sends failed; trying again");
-                    tokio::time::sleep(Duration::from_millis(100 * u64::from(tried))).await;
+                    tokio::time::sleep(Duration::from_millis(100 * u64::from(tried.min(10)))).await;
                 }
                 Err(err) => return Err(err),
             }
