@@ -75,18 +75,36 @@ export function completed({ app }) {
   return listPage(app, ['COMPLETED'], t('mailings.completedTitle'));
 }
 
+/** The ids of all of a mailing's clients (the API pages them 100 at a time). */
+async function mailingClientIds(id) {
+  const ids = [];
+  let after = null;
+  for (;;) {
+    const { mailing } = await gql(
+      'query($id: ID!, $after: String) { mailing(id: $id) { clients(first: 100, after: $after) { nodes { id } pageInfo { hasNextPage endCursor } } } }',
+      { id, after },
+    );
+    if (!mailing) throw new Error(t('error.notFound'));
+    ids.push(...mailing.clients.nodes.map((c) => c.id));
+    if (!mailing.clients.pageInfo.hasNextPage) return ids;
+    after = mailing.clients.pageInfo.endCursor;
+  }
+}
+
 /** Create (no id) or edit a mailing: message picker, client picker, schedule in local time. */
 export async function editor({ app, params }) {
   const id = params[0];
   const [{ messages }, existing] = await Promise.all([
     gql('{ messages(first: 100) { nodes { id subject } } }'),
     id
-      ? gql(`query($id: ID!) { mailing(id: $id) { id startsAt endsAt periodicity timeZone message { id } clients(first: 100) { nodes { id } } } }`, { id })
+      ? gql(`query($id: ID!) { mailing(id: $id) { id startsAt endsAt periodicity timeZone message { id } } }`, { id })
         .then((d) => d.mailing)
       : null,
   ]);
   if (id && !existing) throw new Error(t('error.notFound'));
-  const selected = new Set(existing ? existing.clients.nodes.map((c) => c.id) : []);
+  // Every client of the mailing, page by page: saving sends the whole set, so a set cut
+  // to one page would drop the clients the user never saw.
+  const selected = new Set(existing ? await mailingClientIds(id) : []);
   const zone = localZone();
 
   // The client picker: search, tick, select all shown.
