@@ -93,6 +93,25 @@ impl From<deadpool::managed::PoolError<diesel_async::pooled_connection::PoolErro
     }
 }
 
+/// A DataLoader shares one error among the fields that asked; each field gets its own
+/// copy, with the same code.
+impl From<std::sync::Arc<AppError>> for AppError {
+    fn from(err: std::sync::Arc<AppError>) -> Self {
+        match &*err {
+            AppError::Unauthenticated => AppError::Unauthenticated,
+            AppError::Forbidden => AppError::Forbidden,
+            AppError::NotFound => AppError::NotFound,
+            AppError::BadUserInput { field, message } => AppError::bad_input(field, message),
+            AppError::Conflict { field, message } => AppError::conflict(field.as_deref(), message),
+            AppError::EmailNotVerified => AppError::EmailNotVerified,
+            AppError::RateLimited { retry_after_secs } => AppError::RateLimited {
+                retry_after_secs: *retry_after_secs,
+            },
+            AppError::Internal(source) => AppError::Internal(anyhow::anyhow!("{source:#}")),
+        }
+    }
+}
+
 impl From<anyhow::Error> for AppError {
     fn from(err: anyhow::Error) -> Self {
         AppError::Internal(err)

@@ -140,10 +140,7 @@ where
     L: async_graphql::dataloader::Loader<Uuid, Value = V, Error = std::sync::Arc<AppError>>,
     V: Clone + Send + Sync + 'static,
 {
-    ctx.data_unchecked::<DataLoader<L>>()
-        .load_one(key)
-        .await
-        .map_err(|e| async_graphql::Error::new(e.to_string()))
+    ctx.data_unchecked::<DataLoader<L>>().load_one(key).await.gql()
 }
 
 /// The mailing a delivery or attempt belongs to.

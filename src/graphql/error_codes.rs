@@ -67,15 +67,26 @@ impl Extension for ErrorCodes {
             started.0.store(true, Ordering::Relaxed);
         }
         let mut response = next.run(ctx, operation_name).await;
-        // During execution, async-graphql's own errors are about argument values
-        // (a malformed ID or DateTime, a bad pagination argument).
-        response.errors = response
-            .errors
-            .into_iter()
-            .map(|err| with_code(err, "BAD_USER_INPUT"))
-            .collect();
+        response.errors = response.errors.into_iter().map(execution_error).collect();
         response
     }
+}
+
+/// An error raised during execution without a code of ours: async-graphql's own about an
+/// argument's value (a malformed ID or DateTime) is BAD_USER_INPUT; anything else came
+/// from a resolver that did not say what it was, and is logged and answered as an
+/// internal error, its text hidden.
+fn execution_error(err: ServerError) -> ServerError {
+    if err.extensions.as_ref().is_some_and(|ext| ext.get("code").is_some()) {
+        return err;
+    }
+    if err.message.starts_with("Failed to parse \"") || err.message.starts_with("Invalid value") {
+        return with_code(err, "BAD_USER_INPUT");
+    }
+    tracing::error!(error = err.message, path = ?err.path, "internal error");
+    let mut hidden = ServerError::new("internal error", err.locations.first().copied());
+    hidden.path = err.path;
+    with_code(hidden, "INTERNAL_SERVER_ERROR")
 }
 
 /// Sets `extensions.code` unless the error has one already.

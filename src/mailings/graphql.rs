@@ -107,7 +107,8 @@ impl Mailing {
         let started = ctx
             .data_unchecked::<DataLoader<StartedLoader>>()
             .load_one(self.0.id)
-            .await?
+            .await
+            .gql()?
             .unwrap_or(false);
         Ok(if started {
             MailingStatus::Running
@@ -129,7 +130,8 @@ impl Mailing {
         let message = ctx
             .data_unchecked::<DataLoader<MessageLoader>>()
             .load_one(self.0.message_id)
-            .await?;
+            .await
+            .gql()?;
         message.map(Message).ok_or(AppError::NotFound).gql()
     }
 
@@ -137,7 +139,8 @@ impl Mailing {
         let owner = ctx
             .data_unchecked::<DataLoader<UserLoader>>()
             .load_one(self.0.owner_id)
-            .await?;
+            .await
+            .gql()?;
         owner.map(User).ok_or(AppError::NotFound).gql()
     }
 
@@ -152,7 +155,8 @@ impl Mailing {
         let loader = ctx.data_unchecked::<DataLoader<MailingClientsLoader>>();
         let page = loader
             .load_one((self.0.id, args))
-            .await?
+            .await
+            .gql()?
             .unwrap_or(crate::pagination::Page {
                 rows: Vec::new(),
                 total: 0,
@@ -196,7 +200,8 @@ impl Mailing {
         let recipients = ctx
             .data_unchecked::<DataLoader<RecipientsLoader>>()
             .load_one(self.0.id)
-            .await?
+            .await
+            .gql()?
             .unwrap_or(0);
         mailing_stats(ctx, self.0.id, recipients).await
     }
