@@ -6,7 +6,7 @@ use std::time::Instant;
 use futures_util::StreamExt;
 use lettre::message::Mailbox;
 use mailwarm::config::Config;
-use mailwarm::mail::{Mailer, text_message};
+use mailwarm::mail::{Mailer, plain_mail};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -22,8 +22,9 @@ async fn main() -> anyhow::Result<()> {
             let mailer = mailer.clone();
             let from = from.clone();
             async move {
-                let to = format!("client{i}@example.com").parse().unwrap();
-                let message = text_message(&from, to, "Benchmark", format!("Hello client {i}"), None).unwrap();
+                let to = format!("client{i}@example.com");
+                let body = format!("Hello client {i}");
+                let message = plain_mail(&from, &to, "Benchmark", &body, None, 1 << 20).unwrap();
                 mailer.send(&message).await.is_ok()
             }
         })

@@ -33,6 +33,8 @@ struct Inner {
     /// Live events for this instance's subscribers.
     events: EventHub,
     metrics: Metrics,
+    /// Supervised tasks and dispatcher ticks, for /readyz.
+    health: crate::tasks::Health,
     /// The key that signs unsubscribe links, shared by all instances through the database.
     unsubscribe_key: tokio::sync::OnceCell<Vec<u8>>,
 }
@@ -50,6 +52,7 @@ impl AppState {
                 dispatch_wakeup: Arc::new(Notify::new()),
                 events: EventHub::default(),
                 metrics: Metrics::default(),
+                health: crate::tasks::Health::default(),
                 unsubscribe_key: tokio::sync::OnceCell::new(),
             }),
         }
@@ -94,6 +97,10 @@ impl AppState {
 
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
+    }
+
+    pub fn health(&self) -> &crate::tasks::Health {
+        &self.inner.health
     }
 
     /// The unsubscribe-link key: made by the first instance, read by the others.

@@ -49,6 +49,19 @@ impl Config {
                 self.dispatch.lease_ttl, self.mail.send_timeout
             ));
         }
+        // Retry delays are added to the database clock: keep them within a sane range.
+        if self.dispatch.retry_max > Duration::from_secs(30 * 86_400) {
+            return Err(format!(
+                "RETRY_MAX ({:?}) must be at most 30 days",
+                self.dispatch.retry_max
+            ));
+        }
+        if self.dispatch.retry_base > self.dispatch.retry_max {
+            return Err(format!(
+                "RETRY_BASE ({:?}) must not be longer than RETRY_MAX ({:?})",
+                self.dispatch.retry_base, self.dispatch.retry_max
+            ));
+        }
         if self
             .dispatch
             .send_rate
@@ -174,6 +187,11 @@ pub struct MailConfig {
     /// SMTP connections in use at once per instance.
     #[arg(long, env = "SMTP_CONCURRENCY", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=1000), global = true)]
     pub smtp_concurrency: u16,
+
+    /// The largest composed message; a delivery whose message would be larger fails
+    /// (PERMANENT_FAILURE) instead of being built.
+    #[arg(long, env = "MAX_MESSAGE_SIZE", default_value = "10MiB", value_parser = parse_message_size, global = true)]
+    pub max_message_size: usize,
 }
 
 /// Sign-in: sessions and e-mailed tokens.
@@ -326,9 +344,24 @@ fn parse_smtp_url(s: &str) -> Result<Url, String> {
     Ok(url)
 }
 
+/// An address with an optional name; checked by the same rules as every other address,
+/// its domain kept as an A-label.
 fn parse_mailbox(s: &str) -> Result<lettre::message::Mailbox, String> {
-    s.parse()
-        .map_err(|e| format!("{e} (write an address like news@example.com or `Acme <news@example.com>`)"))
+    let hint = "(write an address like news@example.com or `Acme <news@example.com>`)";
+    let mailbox: lettre::message::Mailbox = s.parse().map_err(|e| format!("{e} {hint}"))?;
+    let address = crate::mail::address::parse(mailbox.email.as_ref()).map_err(|e| format!("{e} {hint}"))?;
+    Ok(lettre::message::Mailbox::new(
+        crate::mail::message::display_name(mailbox.name.as_deref()),
+        address.lettre()?,
+    ))
+}
+
+fn parse_message_size(s: &str) -> Result<usize, String> {
+    let size = parse_size(s)?;
+    if size < 64 * 1024 {
+        return Err("must be at least 64KiB".to_owned());
+    }
+    Ok(size)
 }
 
 /// `10/15m`: ten per fifteen minutes.

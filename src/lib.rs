@@ -35,6 +35,8 @@ pub mod dispatch;
 pub mod events;
 /// Prometheus metrics.
 pub mod metrics;
+/// Background tasks under a supervisor; the health `/readyz` reports.
+pub mod tasks;
 
 /// Mail: composing messages; SMTP, outbox folder and in-memory transports; the account-mail queue.
 pub mod mail;

@@ -1,6 +1,7 @@
 //! Prometheus metrics, served at GET /metrics in the text format.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -19,6 +20,11 @@ pub struct Status {
     pub status: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Task {
+    pub task: String,
+}
+
 /// The service's metrics; cheap to clone.
 #[derive(Clone)]
 pub struct Metrics {
@@ -35,6 +41,10 @@ pub struct Metrics {
     pub breaker_open: Gauge,
     /// HTTP responses by status code.
     pub http_requests: Family<Status, Counter>,
+    /// Background tasks restarted after they ended unexpectedly, by task.
+    pub task_restarts: Family<Task, Counter>,
+    /// Unix time of the dispatcher's last tick (a step or a recorded group).
+    pub dispatch_last_tick: Gauge<f64, AtomicU64>,
 }
 
 impl Default for Metrics {
@@ -46,6 +56,8 @@ impl Default for Metrics {
         let queue_depth = Gauge::default();
         let breaker_open = Gauge::default();
         let http_requests = Family::<Status, Counter>::default();
+        let task_restarts = Family::<Task, Counter>::default();
+        let dispatch_last_tick = Gauge::<f64, AtomicU64>::default();
         registry.register(
             "deliveries",
             "Delivery outcomes recorded by this instance",
@@ -64,6 +76,16 @@ impl Default for Metrics {
             breaker_open.clone(),
         );
         registry.register("http_requests", "HTTP responses by status code", http_requests.clone());
+        registry.register(
+            "task_restarts",
+            "Background tasks restarted after they ended unexpectedly",
+            task_restarts.clone(),
+        );
+        registry.register(
+            "dispatch_last_tick_seconds",
+            "Unix time of the dispatcher's last tick",
+            dispatch_last_tick.clone(),
+        );
         Metrics {
             registry: Arc::new(registry),
             deliveries,
@@ -72,6 +94,8 @@ impl Default for Metrics {
             queue_depth,
             breaker_open,
             http_requests,
+            task_restarts,
+            dispatch_last_tick,
         }
     }
 }

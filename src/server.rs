@@ -59,18 +59,8 @@ async fn run_on(config: Config, database_url: &str, mode: Mode) -> anyhow::Resul
         shutdown_signal().await;
         let _ = stop_tx.send(true);
     });
-    let mut tasks = vec![tokio::spawn(listener::run(
-        state.clone(),
-        database_url.to_owned(),
-        stop_rx.clone(),
-    ))];
+    let tasks = spawn_background(&state, database_url, mode, &stop_rx);
     if mode != Mode::ServeOnly {
-        tasks.push(tokio::spawn(Dispatcher::new(state.clone()).run(stop_rx.clone())));
-        tasks.push(tokio::spawn(state.account_mail_worker().run(stop_rx.clone())));
-        tasks.push(tokio::spawn(crate::accounts::sweep_expired(
-            state.clone(),
-            stop_rx.clone(),
-        )));
         tracing::info!(instance = %state.instance_id(), "dispatching");
     }
 
@@ -114,6 +104,49 @@ async fn serve_http(
         } => tracing::warn!(?grace, "connections still open after SHUTDOWN_GRACE; closing them"),
     }
     Ok(())
+}
+
+/// The background tasks of `mode`, each under the supervisor (`crate::tasks`): the event
+/// listener always; the dispatcher, the account-mail worker and the sweeper unless the
+/// instance only serves.
+pub fn spawn_background(
+    state: &AppState,
+    database_url: &str,
+    mode: Mode,
+    stop: &tokio::sync::watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let supervised = |name, make: Box<dyn Fn() -> futures_util::future::BoxFuture<'static, ()> + Send + Sync>| {
+        crate::tasks::supervise(
+            name,
+            state.health().clone(),
+            state.metrics().clone(),
+            stop.clone(),
+            make,
+        )
+    };
+    let (s, url, rx) = (state.clone(), database_url.to_owned(), stop.clone());
+    let mut tasks = vec![supervised(
+        "listener",
+        Box::new(move || Box::pin(listener::run(s.clone(), url.clone(), rx.clone()))),
+    )];
+    if mode != Mode::ServeOnly {
+        let (s, rx) = (state.clone(), stop.clone());
+        tasks.push(supervised(
+            "dispatcher",
+            Box::new(move || Box::pin(Dispatcher::new(s.clone()).run(rx.clone()))),
+        ));
+        let (s, rx) = (state.clone(), stop.clone());
+        tasks.push(supervised(
+            "account-mail",
+            Box::new(move || Box::pin(s.account_mail_worker().run(rx.clone()))),
+        ));
+        let (s, rx) = (state.clone(), stop.clone());
+        tasks.push(supervised(
+            "sweeper",
+            Box::new(move || Box::pin(crate::accounts::sweep_expired(s.clone(), rx.clone()))),
+        ));
+    }
+    tasks
 }
 
 /// `server migrate`: apply pending migrations and exit.

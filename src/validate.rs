@@ -1,34 +1,104 @@
-//! Input checks shared by the domains. Each names the offending field, so the API can put
-//! the error next to it (`extensions.field`).
+//! Input rules shared by the API, the CSV import and every update: one function per kind
+//! of value, each naming the offending field so the API can put the error next to it
+//! (`extensions.field`). What passes here can be stored (PostgreSQL refuses NUL) and put
+//! into a mail (no line breaks where a header goes).
+//!
+//! - single-line text (names, subjects, titles): no control characters at all (CR, LF,
+//!   NUL, TAB, ESC, DEL, ...) and no Unicode line or paragraph separators;
+//! - multi-line text (bodies, comments): line ends are stored as `\n` (CRLF and CR are
+//!   turned into it); of the control characters only `\n` and `\t` are allowed;
+//! - e-mail addresses: `mail::address::parse`.
 
 use crate::error::{AppError, AppResult};
 
-/// A syntactically valid address (RFC 5321 as lettre parses it), trimmed, ≤ 254 bytes.
+/// A deliverable address (see `mail::address`), trimmed, at most 254 bytes.
 pub fn email(field: &str, value: &str) -> AppResult<String> {
-    let value = value.trim();
-    if value.is_empty() {
-        return Err(AppError::bad_input(field, "enter an e-mail address"));
-    }
-    if value.len() > 254 || value.parse::<lettre::Address>().is_err() {
-        return Err(AppError::bad_input(
-            field,
-            format!("`{value}` is not a valid e-mail address"),
-        ));
-    }
-    Ok(value.to_owned())
+    crate::mail::address::parse(value)
+        .map(|address| address.text)
+        .map_err(|message| AppError::bad_input(field, message))
 }
 
-/// Trimmed text of 1 to `max` characters.
-pub fn required_text(field: &str, value: &str, max: usize) -> AppResult<String> {
-    let value = value.trim();
+/// Trimmed single-line text of 1 to `max` characters.
+pub fn required_line(field: &str, value: &str, max: usize) -> AppResult<String> {
+    let value = line(field, value, max)?;
     if value.is_empty() {
         return Err(AppError::bad_input(field, "must not be empty"));
     }
-    limited_text(field, value, max)
+    Ok(value)
 }
 
-/// Text of at most `max` characters (kept as written).
-pub fn limited_text(field: &str, value: &str, max: usize) -> AppResult<String> {
+/// Trimmed single-line text of at most `max` characters (may be empty).
+pub fn line(field: &str, value: &str, max: usize) -> AppResult<String> {
+    let value = value.trim();
+    if let Some(c) = value.chars().find(|c| is_line_break(*c)) {
+        return Err(AppError::bad_input(
+            field,
+            format!("must be a single line (it holds {})", describe(c)),
+        ));
+    }
+    if let Some(c) = value.chars().find(|c| c.is_control()) {
+        return Err(AppError::bad_input(
+            field,
+            format!("must not contain control characters ({})", describe(c)),
+        ));
+    }
+    limited(field, value, max)
+}
+
+/// Multi-line text of 1 to `max` characters (not only blanks), line ends made `\n`.
+pub fn required_text(field: &str, value: &str, max: usize) -> AppResult<String> {
+    let value = text(field, value, max)?;
+    if value.trim().is_empty() {
+        return Err(AppError::bad_input(field, "must not be empty"));
+    }
+    Ok(value)
+}
+
+/// Multi-line text of at most `max` characters, line ends made `\n`; only `\n` and `\t`
+/// among the control characters.
+pub fn text(field: &str, value: &str, max: usize) -> AppResult<String> {
+    let value = normalise_line_ends(value);
+    if let Some(c) = value.chars().find(|&c| c.is_control() && c != '\n' && c != '\t') {
+        return Err(AppError::bad_input(
+            field,
+            format!(
+                "must not contain control characters other than line breaks and tabs ({})",
+                describe(c)
+            ),
+        ));
+    }
+    limited(field, &value, max)
+}
+
+/// A search string: any text, but no control characters (it goes into a query).
+pub fn search(field: &str, value: &str) -> AppResult<String> {
+    line(field, value, 200)
+}
+
+/// CRLF and lone CR become LF (browsers send CRLF from a textarea in forms).
+pub fn normalise_line_ends(value: &str) -> String {
+    value.replace("\r\n", "\n").replace('\r', "\n")
+}
+
+/// CR, LF, and the Unicode breaks a mail reader may also show as a new line.
+fn is_line_break(c: char) -> bool {
+    matches!(
+        c,
+        '\r' | '\n' | '\u{0b}' | '\u{0c}' | '\u{85}' | '\u{2028}' | '\u{2029}'
+    )
+}
+
+fn describe(c: char) -> String {
+    match c {
+        '\r' => "a carriage return".into(),
+        '\n' => "a line feed".into(),
+        '\0' => "a NUL character".into(),
+        '\t' => "a tab".into(),
+        other => format!("U+{:04X}", u32::from(other)),
+    }
+}
+
+fn limited(field: &str, value: &str, max: usize) -> AppResult<String> {
     let count = value.chars().count();
     if count > max {
         return Err(AppError::bad_input(
@@ -77,10 +147,39 @@ mod tests {
     }
 
     #[test]
-    fn texts_and_passwords() {
-        assert!(required_text("name", "   ", 10).is_err());
-        assert!(required_text("name", "Анна", 4).is_ok());
-        assert!(required_text("name", "Анна!", 4).is_err());
+    fn single_lines_refuse_every_control_character() {
+        assert_eq!(required_line("name", "  Анна Lee ", 10).unwrap(), "Анна Lee");
+        assert!(required_line("name", "   ", 10).is_err());
+        assert!(required_line("name", "Анна!", 4).is_err());
+        for bad in [
+            "a\rb",
+            "a\nb",
+            "a\0b",
+            "a\tb",
+            "a\u{1b}[31mb",
+            "a\u{7}b",
+            "a\u{7f}b",
+            "a\u{2028}b",
+            "a\u{85}b",
+        ] {
+            let err = required_line("input.fullName", bad, 100).unwrap_err();
+            assert_eq!(field_of(err), "input.fullName", "{bad:?}");
+        }
+        assert_eq!(line("c", "", 5).unwrap(), "");
+    }
+
+    #[test]
+    fn multi_line_text_keeps_lf_and_tab_only() {
+        assert_eq!(text("body", "a\r\nb\rc\n\td", 100).unwrap(), "a\nb\nc\n\td");
+        assert!(text("body", "a\0b", 100).is_err());
+        assert!(text("body", "a\u{1b}b", 100).is_err());
+        assert!(text("body", "a\u{7f}b", 100).is_err());
+        assert!(required_text("body", " \n\t", 100).is_err());
+        assert!(text("body", &"x".repeat(101), 100).is_err());
+    }
+
+    #[test]
+    fn passwords() {
         assert!(password("password", "short", "a@b.c").is_err());
         assert!(password("password", "ann@example.com", "Ann@Example.com").is_err());
         assert!(password("password", &"x".repeat(129), "a@b.c").is_err());

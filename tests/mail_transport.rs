@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use common::smtp::{TestSmtpServer, mute_listener};
 use lettre::message::Mailbox;
 use mailwarm::config::Config;
-use mailwarm::mail::{FailureKind, Mailer, Phase, text_message};
+use mailwarm::mail::message::Outgoing;
+use mailwarm::mail::{FailureKind, Mailer, Phase, plain_mail};
 
 /// SMTP with short timeouts: connect 1 s, and the given command and whole-send timeouts.
 fn smtp_mailer_with(url: &str, command_timeout: &str, send_timeout: &str) -> Mailer {
@@ -32,9 +33,9 @@ fn smtp_mailer(url: &str) -> Mailer {
     smtp_mailer_with(url, "1s", "2s")
 }
 
-fn mail_to(to: &str, body: &str) -> lettre::Message {
+fn mail_to(to: &str, body: &str) -> Outgoing {
     let from: Mailbox = "mailwarm@localhost".parse().unwrap();
-    text_message(&from, to.parse().unwrap(), "Hello", body.to_owned(), None).unwrap()
+    plain_mail(&from, to, "Hello", body, None, 1 << 20).unwrap()
 }
 
 #[tokio::test]
@@ -188,4 +189,115 @@ async fn the_outbox_holds_readable_eml_files() {
     assert!(eml.contains("To: ann@example.com"), "{eml}");
     assert!(eml.contains("Subject: Hello"));
     assert!(eml.contains("http://x/verify-email?token=abc"), "{eml}");
+}
+
+#[tokio::test]
+async fn replies_in_latin1_or_in_surplus_lose_nothing() {
+    let server = TestSmtpServer::start().await;
+    let mailer = smtp_mailer(&server.url());
+    // A reply that is not UTF-8 to an accepted message: accepted, its text kept lossily.
+    let reply = mailer.send(&mail_to("latin1@example.com", "x")).await.unwrap();
+    assert!(reply.starts_with("250 2.0.0 queued as 1 (re\u{fffd}u)"), "{reply}");
+    // Two replies to one final dot: the message is accepted, and the surplus reply is
+    // never read as the next message's: that connection is dropped.
+    let reply = mailer.send(&mail_to("surplus@example.com", "x")).await.unwrap();
+    assert!(reply.contains("queued as 2"), "{reply}");
+    let reply = mailer.send(&mail_to("ann@example.com", "x")).await.unwrap();
+    assert!(reply.contains("queued as 3"), "{reply}");
+    assert_eq!(
+        server.connections(),
+        2,
+        "the connection with an unread reply was reused"
+    );
+    assert_eq!(server.accepted().len(), 3);
+}
+
+#[tokio::test]
+async fn a_250_to_data_never_sends_the_message_as_commands() {
+    for server in [
+        TestSmtpServer::start().await,
+        TestSmtpServer::start_without_pipelining().await,
+    ] {
+        let mailer = smtp_mailer(&server.url());
+        let err = mailer
+            .send(&mail_to(
+                "data250@example.com",
+                "RSET\r\nMAIL FROM:<evil@example.com>\r\n",
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (err.kind, err.phase, err.code.as_deref()),
+            (FailureKind::Transient, Phase::Data, Some("250")),
+            "{err}"
+        );
+        assert!(err.detail.contains("unexpected reply 250"), "{}", err.detail);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(server.stray_lines(), 0, "the message went out after a 250 to DATA");
+        mailer.send(&mail_to("ann@example.com", "x")).await.unwrap();
+        assert_eq!(server.accepted().len(), 1);
+    }
+}
+
+#[tokio::test]
+async fn a_reply_with_a_nul_byte_is_kept_without_it() {
+    let server = TestSmtpServer::start().await;
+    let mailer = smtp_mailer(&server.url());
+    let err = mailer.send(&mail_to("nulreply@example.com", "x")).await.unwrap_err();
+    assert_eq!((err.kind, err.phase), (FailureKind::Transient, Phase::Rcpt), "{err}");
+    assert_eq!(err.detail, "451 4.7.1 try again later");
+}
+
+#[tokio::test]
+async fn international_addresses_go_out_as_the_server_can_take_them() {
+    let server = TestSmtpServer::start().await;
+    let mailer = smtp_mailer(&server.url());
+    // An IDN domain goes out as its A-label and needs nothing of the server.
+    mailer.send(&mail_to("ann@münchen.de", "x")).await.unwrap();
+    let got = server.accepted().pop().unwrap();
+    assert_eq!(got.rcpt_to, vec!["ann@xn--mnchen-3ya.de"]);
+    assert!(!got.mail_command.contains("SMTPUTF8"), "{}", got.mail_command);
+    assert!(got.data.contains("To: ann@xn--mnchen-3ya.de"), "{}", got.data);
+    // A non-ASCII local part asks for SMTPUTF8 where the server offers it...
+    mailer.send(&mail_to("анна@example.com", "x")).await.unwrap();
+    let got = server.accepted().pop().unwrap();
+    assert!(got.mail_command.ends_with(" SMTPUTF8"), "{}", got.mail_command);
+    // ...and is a permanent failure, before MAIL, where it does not.
+    let plain = TestSmtpServer::start_without_smtputf8().await;
+    let err = smtp_mailer(&plain.url())
+        .send(&mail_to("анна@example.com", "x"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.kind, err.phase, err.code.as_deref()),
+        (FailureKind::Permanent, Phase::Mail, None),
+        "{err}"
+    );
+    assert!(err.detail.contains("SMTPUTF8"), "{}", err.detail);
+}
+
+#[tokio::test]
+async fn no_bare_cr_or_lf_reaches_data() {
+    let server = TestSmtpServer::start().await;
+    let mailer = smtp_mailer(&server.url());
+    // A body with the pieces of an SMTP smuggling attempt: they arrive as ordinary lines.
+    let body = "a\r.\r\nMAIL FROM:<x@evil.example>\r\nb\n.\nc\r\r\n.\r\nQUIT";
+    mailer.send(&mail_to("ann@example.com", body)).await.unwrap();
+    let got = server.accepted().pop().unwrap();
+    for (i, byte) in got.data.bytes().enumerate() {
+        let bytes = got.data.as_bytes();
+        match byte {
+            b'\r' => assert_eq!(bytes.get(i + 1), Some(&b'\n'), "bare CR at {i}"),
+            b'\n' => assert_eq!(bytes[i - 1], b'\r', "bare LF at {i}"),
+            _ => {}
+        }
+    }
+    assert_eq!(server.stray_lines(), 0);
+    // A message with a bare CR that did not come from our builder is refused outright.
+    let mut bad = mail_to("ann@example.com", "x");
+    bad.raw.extend_from_slice(b"x\r.\r\n");
+    let err = mailer.send(&bad).await.unwrap_err();
+    assert_eq!((err.kind, err.phase), (FailureKind::Permanent, Phase::Mail), "{err}");
+    assert!(err.detail.contains("bare CR"), "{}", err.detail);
+    assert_eq!(server.accepted().len(), 1);
 }

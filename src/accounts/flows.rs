@@ -60,7 +60,7 @@ pub async fn register(
         return Err(AppError::Forbidden);
     }
     let email = validate::email("email", email)?;
-    let full_name = validate::required_text("fullName", full_name, 200)?;
+    let full_name = validate::required_line("fullName", full_name, 200)?;
     validate::password("password", password, &email)?;
     limit_mailing_requests(state, ip, &email).await?;
     // Hash before looking the address up, so both answers take as long.
@@ -165,6 +165,9 @@ pub async fn verify_email(state: &AppState, token: &str) -> AppResult<()> {
 /// ends. A successful login clears its address's count.
 pub async fn login(state: &AppState, ip: Option<IpAddr>, email: &str, password: &str) -> AppResult<(String, User)> {
     let limits = &state.config().accounts;
+    // Whatever is typed is looked up, but nothing PostgreSQL cannot hold (NUL).
+    let email = validate::line("email", email, 1_000)?;
+    let email = email.as_str();
     let account_key = throttle::email_key("login", email);
     let ip_key = ip.map(|ip| throttle::ip_key("login", ip));
     let mut conn = state.conn().await?;
@@ -214,7 +217,7 @@ pub async fn create_user(
     role: Role,
 ) -> AppResult<User> {
     let email = validate::email("email", email)?;
-    let full_name = validate::required_text("fullName", full_name, 200)?;
+    let full_name = validate::required_line("fullName", full_name, 200)?;
     validate::password("password", password, &email)?;
     let hash = state.passwords().hash(password).await?;
     let mut conn = state.conn().await?;

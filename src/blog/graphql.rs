@@ -77,6 +77,7 @@ impl BlogPostInput {
         let image_url = match self.image_url.as_deref().map(str::trim).filter(|u| !u.is_empty()) {
             None => None,
             Some(url) => {
+                let url = &validate::line("input.imageUrl", url, 2_000)?;
                 let parsed = url::Url::parse(url)
                     .ok()
                     .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
@@ -90,7 +91,7 @@ impl BlogPostInput {
             }
         };
         Ok(PostFields {
-            title: validate::required_text("input.title", &self.title, 200)?,
+            title: validate::required_line("input.title", &self.title, 200)?,
             body: validate::required_text("input.body", &self.body, 100_000)?,
             image_url,
             published: self.published,

@@ -90,8 +90,8 @@ pub fn parse(text: &str) -> AppResult<Parsed> {
         let row = (|| {
             Ok::<_, AppError>(ClientFields {
                 email: validate::email("email", &cell(Some(email_at)))?,
-                full_name: validate::required_text("full_name", &cell(Some(name_at)), 200)?,
-                comment: validate::limited_text("comment", &cell(comment_at), 2_000)?,
+                full_name: validate::required_line("full_name", &cell(Some(name_at)), 200)?,
+                comment: validate::text("comment", &cell(comment_at), 2_000)?,
             })
         })();
         match row {
@@ -120,19 +120,21 @@ pub fn parse(text: &str) -> AppResult<Parsed> {
 const FORMULA_STARTS: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
 
 /// A cell as exported: one that would start a formula gets a leading `'`, which
-/// spreadsheets show as text.
+/// spreadsheets show as text; so does one that starts with `'` itself, or it would lose
+/// that `'` on the way back in.
 pub fn escape(cell: &str) -> String {
-    if cell.starts_with(FORMULA_STARTS) {
+    if cell.starts_with(FORMULA_STARTS) || cell.starts_with('\'') {
         format!("'{cell}")
     } else {
         cell.to_owned()
     }
 }
 
-/// The inverse of [`escape`], so an exported file imports back unchanged.
+/// The inverse of [`escape`], so an exported file imports back unchanged. A `'` before
+/// anything else is the user's own and stays.
 fn unescape(cell: &str) -> String {
     match cell.strip_prefix('\'') {
-        Some(rest) if rest.starts_with(FORMULA_STARTS) => rest.to_owned(),
+        Some(rest) if rest.starts_with(FORMULA_STARTS) || rest.starts_with('\'') => rest.to_owned(),
         _ => cell.to_owned(),
     }
 }
@@ -196,6 +198,10 @@ mod tests {
         assert_eq!(escape("Ann"), "Ann");
         assert_eq!(unescape(&escape("=cmd")), "=cmd");
         assert_eq!(unescape("'quoted"), "'quoted");
+        // Cells that start with ' come back as they went out.
+        for cell in ["'quoted", "'=1+1", "''", "'", "''x", "=x", "-", "plain"] {
+            assert_eq!(unescape(&escape(cell)), cell, "{cell:?}");
+        }
         assert_eq!(
             String::from_utf8(row(["a@b.c", "=1+1", "x, y"])).unwrap(),
             "a@b.c,'=1+1,\"x, y\"\n"

@@ -61,9 +61,9 @@ pub struct ImportResult {
 #[derive(InputObject)]
 pub struct ClientInput {
     pub email: String,
-    /// At most 200 characters.
+    /// One line of at most 200 characters, no control characters.
     pub full_name: String,
-    /// At most 2,000 characters.
+    /// At most 2,000 characters; line breaks and tabs are the only control characters.
     pub comment: Option<String>,
 }
 
@@ -71,8 +71,8 @@ impl ClientInput {
     pub fn validate(&self, prefix: &str) -> AppResult<ClientFields> {
         Ok(ClientFields {
             email: validate::email(&format!("{prefix}.email"), &self.email)?,
-            full_name: validate::required_text(&format!("{prefix}.fullName"), &self.full_name, 200)?,
-            comment: validate::limited_text(
+            full_name: validate::required_line(&format!("{prefix}.fullName"), &self.full_name, 200)?,
+            comment: validate::text(
                 &format!("{prefix}.comment"),
                 self.comment.as_deref().unwrap_or("").trim(),
                 2_000,
@@ -110,6 +110,7 @@ impl ClientsQuery {
     ) -> async_graphql::Result<Connection<Client>> {
         let viewer = viewer(ctx).gql()?;
         let args = PageArgs::new(first, after.as_deref()).gql()?;
+        let search = search.map(|s| validate::search("search", &s)).transpose().gql()?;
         let mut conn = AppState::from_ctx(ctx).conn().await.gql()?;
         let page = model::list(&mut conn, viewer.user_id, search.as_deref(), args)
             .await

@@ -5,15 +5,13 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
-use lettre::Message;
 use lettre::message::Mailbox;
-use lettre::message::header::{HeaderName, HeaderValue};
 use sha2::Sha256;
 use uuid::Uuid;
 
 use crate::config::HttpConfig;
-
-use crate::messages::model::fill;
+use crate::mail::message::{Draft, Outgoing};
+use crate::messages::model::Placeholders;
 
 /// `<delivery-id@domain of MAIL_FROM>`.
 pub fn message_id(delivery_id: Uuid, mail_from: &Mailbox) -> String {
@@ -53,6 +51,9 @@ pub struct Recipient<'a> {
     pub full_name: &'a str,
 }
 
+/// The run's subject and body for one recipient, or why this delivery cannot go out (a
+/// value stored before today's input rules, a message over MAX_MESSAGE_SIZE): that reason
+/// becomes the delivery's PERMANENT_FAILURE, and the rest of the run goes on.
 pub fn compose(
     http: &HttpConfig,
     key: &[u8],
@@ -60,48 +61,40 @@ pub fn compose(
     subject: &str,
     body: &str,
     to: &Recipient<'_>,
-) -> Result<Message, String> {
-    let address: lettre::Address = to
-        .email
-        .parse()
-        .map_err(|e| format!("`{}` is not a deliverable address: {e}", to.email))?;
+    max_size: usize,
+) -> Result<Outgoing, String> {
+    let address = crate::mail::address::parse(to.email).map_err(|e| format!("the address {e}"))?;
     let unsubscribe = unsubscribe_url(http, key, to.client_id);
-    let text = fill(body, to.full_name, to.email, &unsubscribe);
-    let subject = fill(subject, to.full_name, to.email, &unsubscribe);
-    let mut message = crate::mail::text_message(
-        from,
-        Mailbox::new(Some(to.full_name.to_owned()), address),
-        &subject,
-        text,
-        Some(message_id(to.delivery_id, from)),
+    let name = crate::mail::message::one_line(to.full_name);
+    let values = Placeholders {
+        full_name: &name,
+        email: &address.text,
+        unsubscribe_url: &unsubscribe,
+    };
+    let too_large =
+        |size: usize| format!("the message would be over {size} bytes, more than MAX_MESSAGE_SIZE ({max_size} bytes)");
+    let text = values.fill_within(body, max_size).map_err(too_large)?;
+    let subject = values.fill_within(subject, max_size).map_err(too_large)?;
+    crate::mail::message::build(
+        &Draft {
+            from,
+            to: &address,
+            to_name: Some(&name),
+            subject: &subject,
+            body: &text,
+            message_id: Some(message_id(to.delivery_id, from)),
+            headers: vec![
+                ("List-Unsubscribe", format!("<{unsubscribe}>")),
+                ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click".to_owned()),
+            ],
+        },
+        max_size,
     )
-    .map_err(|e| e.to_string())?;
-    let headers = message.headers_mut();
-    headers.insert_raw(HeaderValue::new(
-        HeaderName::new_from_ascii_str("List-Unsubscribe"),
-        format!("<{unsubscribe}>"),
-    ));
-    headers.insert_raw(HeaderValue::new(
-        HeaderName::new_from_ascii_str("List-Unsubscribe-Post"),
-        "List-Unsubscribe=One-Click".to_owned(),
-    ));
-    Ok(message)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn placeholders_are_filled() {
-        let text = fill(
-            "Hi {{full_name}} <{{email}}>, bye: {{unsubscribe_url}} {{other}}",
-            "Ann",
-            "a@x.io",
-            "http://u",
-        );
-        assert_eq!(text, "Hi Ann <a@x.io>, bye: http://u {{other}}");
-    }
 
     #[test]
     fn unsubscribe_signatures_bind_the_client() {

@@ -22,12 +22,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt;
 use lettre::message::Mailbox;
 use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::app::AppState;
 use crate::events::{Notice, Notifier};
+use crate::mail::message::Outgoing;
 use crate::mail::queue::retry_delay;
 use crate::mail::{FailureKind, Phase};
 use crate::metrics::{Outcome as OutcomeLabel, Status as StatusLabel};
@@ -120,9 +122,22 @@ impl Dispatcher {
     /// Dispatches until `stop` turns true; then gives back what it claimed but did not start.
     /// Sends under way finish (the caller bounds that with SHUTDOWN_GRACE).
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
-        let heartbeat = tokio::spawn(heartbeat(self.state.clone(), self.in_hand.clone(), stop.clone()));
+        // Ends with this future, also when it panics: a dead dispatcher keeps no lease alive.
+        let heartbeat = crate::tasks::AbortOnDrop(tokio::spawn(heartbeat(
+            self.state.clone(),
+            self.in_hand.clone(),
+            stop.clone(),
+        )));
+        let config = self.state.config();
+        self.state
+            .health()
+            .expect_ticks(config.dispatch.dispatch_interval + config.mail.send_timeout + config.db.db_pool_timeout);
+        // What an earlier dispatcher of this process claimed and never began goes back now,
+        // not when its lease runs out (the supervisor restarts a dispatcher that died).
+        self.give_back().await;
         let mut batch = Vec::new();
         loop {
+            self.tick();
             if *stop.borrow() {
                 break;
             }
@@ -146,9 +161,13 @@ impl Dispatcher {
                 _ = stop.wait_for(|s| *s) => break,
             }
         }
-        heartbeat.abort();
+        drop(heartbeat);
         self.give_back().await;
         self.finish().await;
+    }
+
+    fn tick(&self) {
+        self.state.health().tick(self.state.metrics());
     }
 
     /// `--dispatch-once`: starts what is due, sends every due delivery, waits for them,
@@ -312,6 +331,7 @@ impl Dispatcher {
             // One round trip: record the last group and mark the next one SENDING. So at most
             // one group (≤ SMTP_CONCURRENCY deliveries) is ever SENDING.
             let advanced = self.advance(&mut conn, &outcomes, &next_ids).await?;
+            self.tick();
             self.announce(&outcomes, advanced.logged_at);
             let go: HashSet<Uuid> = advanced.started.into_iter().collect();
             let db = conn.as_mut().expect("advance leaves a connection");
@@ -399,10 +419,12 @@ impl Dispatcher {
         }
     }
 
-    /// One SMTP exchange for one delivery, classified.
+    /// One delivery: composed, sent, classified. Whatever goes wrong belongs to this
+    /// delivery alone: a message that cannot be composed is its PERMANENT_FAILURE, and a
+    /// panic anyway (a bug) is caught here and logged with the delivery's ids: while
+    /// composing it fails this delivery, while sending it is UNKNOWN (the message may have
+    /// gone out). The rest of the group is recorded as it happened.
     async fn send_one(&self, delivery: &Claimed, snapshot: Option<&RunSnapshot>, key: &[u8]) -> Outcome {
-        let config = self.state.config();
-        let metrics = self.state.metrics();
         let outcome = |delivery_status, attempt_status, retry_in, response: String| Outcome {
             id: delivery.id,
             run_id: delivery.run_id,
@@ -413,42 +435,83 @@ impl Dispatcher {
             attempt_status,
             response: Some(cut(&response)),
         };
-
-        let composed = snapshot
-            .ok_or_else(|| "the run's snapshot is missing".to_owned())
-            .and_then(|run| {
-                let from: Mailbox = run
-                    .mail_from
-                    .parse()
-                    .map_err(|e| format!("MAIL_FROM of the run is not an address: {e}"))?;
-                let to = compose::Recipient {
-                    delivery_id: delivery.id,
-                    client_id: delivery.client_id,
-                    email: &delivery.email,
-                    full_name: &delivery.full_name,
-                };
-                compose::compose(&config.http, key, &from, &run.subject, &run.body, &to)
+        let composed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.compose(delivery, snapshot, key)))
+            .unwrap_or_else(|panic| {
+                Err(format!(
+                    "composing the message failed: {}",
+                    crate::tasks::panic_text(&*panic)
+                ))
             });
         let message = match composed {
             Ok(message) => message,
             Err(reason) => {
+                tracing::warn!(delivery_id = %delivery.id, mailing_id = %delivery.mailing_id, reason, "cannot compose a delivery's message");
                 self.count("failed", "permanent_failure");
                 return outcome("failed", "permanent_failure", Duration::ZERO, reason);
             }
         };
+        let sent = std::panic::AssertUnwindSafe(self.send_composed(delivery, &message))
+            .catch_unwind()
+            .await;
+        match sent {
+            Ok((delivery_status, attempt_status, retry_in, response)) => {
+                outcome(delivery_status, attempt_status, retry_in, response)
+            }
+            Err(panic) => {
+                let reason = format!("sending failed unexpectedly: {}", crate::tasks::panic_text(&*panic));
+                tracing::error!(delivery_id = %delivery.id, mailing_id = %delivery.mailing_id, reason, "a send panicked; recorded UNKNOWN");
+                self.count("unknown", "unknown");
+                outcome("unknown", "unknown", Duration::ZERO, reason)
+            }
+        }
+    }
 
+    fn compose(&self, delivery: &Claimed, snapshot: Option<&RunSnapshot>, key: &[u8]) -> Result<Outgoing, String> {
+        let config = self.state.config();
+        let run = snapshot.ok_or_else(|| "the run's snapshot is missing".to_owned())?;
+        let from: Mailbox = run
+            .mail_from
+            .parse()
+            .map_err(|e| format!("MAIL_FROM of the run is not an address: {e}"))?;
+        let to = compose::Recipient {
+            delivery_id: delivery.id,
+            client_id: delivery.client_id,
+            email: &delivery.email,
+            full_name: &delivery.full_name,
+        };
+        compose::compose(
+            &config.http,
+            key,
+            &from,
+            &run.subject,
+            &run.body,
+            &to,
+            config.mail.max_message_size,
+        )
+    }
+
+    /// One SMTP exchange, classified: (delivery status, attempt status, retry in, response).
+    async fn send_composed(
+        &self,
+        delivery: &Claimed,
+        message: &Outgoing,
+    ) -> (&'static str, &'static str, Duration, String) {
+        let config = self.state.config();
         if let Some(pacer) = &self.pacer {
             pacer.wait_turn().await;
         }
         let started = Instant::now();
-        let result = self.state.mailer().send(&message).await;
-        metrics.send_seconds.observe(started.elapsed().as_secs_f64());
+        let result = self.state.mailer().send(message).await;
+        self.state
+            .metrics()
+            .send_seconds
+            .observe(started.elapsed().as_secs_f64());
 
         match result {
             Ok(reply) => {
                 self.breaker.record(false);
                 self.count("sent", "success");
-                outcome("sent", "success", Duration::ZERO, reply)
+                ("sent", "success", Duration::ZERO, reply)
             }
             Err(err) => {
                 let connection_failed = err.phase == Phase::Connect && err.code.is_none();
@@ -460,23 +523,25 @@ impl Dispatcher {
                 match err.kind {
                     FailureKind::Permanent => {
                         self.count("failed", "permanent_failure");
-                        outcome("failed", "permanent_failure", Duration::ZERO, response)
+                        ("failed", "permanent_failure", Duration::ZERO, response)
                     }
                     FailureKind::Unknown => {
                         self.count("unknown", "unknown");
-                        outcome("unknown", "unknown", Duration::ZERO, response)
+                        ("unknown", "unknown", Duration::ZERO, response)
                     }
                     FailureKind::Transient => {
                         let used = (delivery.attempt_count - delivery.attempts_before_retry).max(1) as u32;
                         if used >= u32::from(config.dispatch.max_attempts) {
                             self.count("failed", "temporary_failure");
-                            return outcome("failed", "temporary_failure", Duration::ZERO, response);
+                            return ("failed", "temporary_failure", Duration::ZERO, response);
                         }
-                        let backoff = retry_delay(used, config.dispatch.retry_base, config.dispatch.retry_max);
-                        // A server that names a longer wait gets it.
-                        let wait = requested_wait(&err.detail).map_or(backoff, |asked| asked.max(backoff));
+                        let retry_max = config.dispatch.retry_max;
+                        let backoff = retry_delay(used, config.dispatch.retry_base, retry_max);
+                        // A server that names a longer wait gets it, up to RETRY_MAX.
+                        let wait =
+                            requested_wait(&err.detail).map_or(backoff, |asked| asked.min(retry_max).max(backoff));
                         self.count("retry", "temporary_failure");
-                        outcome("pending", "temporary_failure", wait, response)
+                        ("pending", "temporary_failure", wait, response)
                     }
                 }
             }
@@ -528,10 +593,12 @@ async fn heartbeat(state: AppState, in_hand: Arc<Mutex<HashSet<Uuid>>>, mut stop
     }
 }
 
-/// A reply cut to 1 KiB at a character boundary (the server may answer at length).
+/// A reply or reason as the attempt log keeps it: no NUL (PostgreSQL's text cannot hold
+/// it) or other control characters, at most 1 KiB, cut at a character boundary.
 fn cut(text: &str) -> String {
+    let text: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
     if text.len() <= MAX_RESPONSE_BYTES {
-        return text.to_owned();
+        return text;
     }
     let mut end = MAX_RESPONSE_BYTES;
     while !text.is_char_boundary(end) {

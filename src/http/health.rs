@@ -13,15 +13,22 @@ pub async fn healthz() -> &'static str {
     "ok"
 }
 
-/// The database answers: 200, else 503 (a load balancer stops sending traffic here).
-pub async fn readyz(State(state): State<HttpState>) -> (StatusCode, &'static str) {
+/// 200 when the database answers and every background task runs (and, on a dispatching
+/// instance, the dispatcher ticks); else 503 with the reasons, one per line, so a load
+/// balancer stops sending traffic here and an operator sees why.
+pub async fn readyz(State(state): State<HttpState>) -> (StatusCode, String) {
     let check = async {
         let mut conn = state.app.conn().await.ok()?;
         diesel::sql_query("SELECT 1").execute(&mut conn).await.ok()
     };
-    match tokio::time::timeout(Duration::from_secs(2), check).await {
-        Ok(Some(_)) => (StatusCode::OK, "ready"),
-        _ => (StatusCode::SERVICE_UNAVAILABLE, "database unreachable"),
+    let mut problems = state.app.health().problems();
+    if !matches!(tokio::time::timeout(Duration::from_secs(2), check).await, Ok(Some(_))) {
+        problems.insert(0, "database unreachable".to_owned());
+    }
+    if problems.is_empty() {
+        (StatusCode::OK, "ready".to_owned())
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, problems.join("\n"))
     }
 }
 

@@ -2,6 +2,8 @@
 //! configuration: SMTP (SMTP_URL), an outbox folder of `.eml` files (the default, so a fresh
 //! checkout works with no mail server), or memory (tests).
 
+pub mod address;
+pub mod message;
 pub mod queue;
 pub mod smtp;
 
@@ -10,11 +12,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
-use lettre::Message;
 use lettre::message::Mailbox;
-use lettre::message::header::ContentType;
 
 use crate::config::MailConfig;
+use message::{Draft, Outgoing};
 use smtp::{SmtpPool, SmtpTarget, SmtpTimeouts};
 
 /// How far an SMTP exchange got when it failed.
@@ -103,10 +104,10 @@ impl Mailer {
     }
 
     /// Hands the message over; returns the server's reply (or where it was written).
-    pub async fn send(&self, message: &Message) -> Result<String, SendError> {
-        let raw = message.formatted();
+    pub async fn send(&self, message: &Outgoing) -> Result<String, SendError> {
+        let raw = &message.raw;
         match self {
-            Mailer::Smtp(pool) => pool.send(message.envelope(), &raw).await,
+            Mailer::Smtp(pool) => pool.send(message).await,
             Mailer::Outbox(dir) => {
                 let name = format!(
                     "{}-{}.eml",
@@ -114,39 +115,46 @@ impl Mailer {
                     uuid::Uuid::new_v4().simple()
                 );
                 let path = dir.join(name);
-                tokio::fs::write(&path, &raw).await.map_err(|e| SendError {
+                tokio::fs::write(&path, raw).await.map_err(|e| SendError {
                     phase: Phase::Connect,
                     kind: FailureKind::Transient,
                     code: None,
                     detail: format!("cannot write {}: {e}", path.display()),
                 })?;
-                tracing::info!(path = %path.display(), to = ?message.envelope().to(), "mail written to the outbox");
+                tracing::info!(path = %path.display(), to = ?message.envelope.to(), "mail written to the outbox");
                 Ok(format!("written to {}", path.display()))
             }
             Mailer::Memory(outbox) => {
-                outbox.push(message, raw);
+                outbox.push(message);
                 Ok("250 accepted in memory".to_owned())
             }
         }
     }
 }
 
-/// A plain-text UTF-8 message. `headers` adds fields such as List-Unsubscribe.
-pub fn text_message(
+/// A plain-text mail from `from` to the address `to` (account mails, test sends): the
+/// same checks as a mailing's message, so no stored value can break it.
+pub fn plain_mail(
     from: &Mailbox,
-    to: Mailbox,
+    to: &str,
     subject: &str,
-    body: String,
+    body: &str,
     message_id: Option<String>,
-) -> Result<Message, lettre::error::Error> {
-    Message::builder()
-        .from(from.clone())
-        .to(to)
-        .subject(subject)
-        .message_id(message_id)
-        .date_now()
-        .header(ContentType::TEXT_PLAIN)
-        .body(body)
+    max_size: usize,
+) -> Result<Outgoing, String> {
+    let to = address::parse(to).map_err(|e| format!("the address {e}"))?;
+    message::build(
+        &Draft {
+            from,
+            to: &to,
+            to_name: None,
+            subject,
+            body,
+            message_id,
+            headers: Vec::new(),
+        },
+        max_size,
+    )
 }
 
 /// One message kept by the in-memory transport.
@@ -156,33 +164,11 @@ pub struct SentMail {
     pub subject: String,
     /// The whole message as it would go on the wire.
     pub raw: String,
-    /// The body with its transfer encoding (quoted-printable, base64) undone.
+    /// The decoded subject.
+    pub subject_text: String,
+    /// The text body with its transfer encoding (quoted-printable, base64) undone, `\n`
+    /// line ends.
     pub text: String,
-}
-
-/// The body of a single-part message, its Content-Transfer-Encoding undone.
-fn decoded_body(raw: &str) -> String {
-    let Some((headers, body)) = raw.split_once("\r\n\r\n") else {
-        return String::new();
-    };
-    let encoding = headers
-        .lines()
-        .find_map(|l| l.strip_prefix("Content-Transfer-Encoding: "))
-        .unwrap_or("7bit")
-        .trim()
-        .to_ascii_lowercase();
-    let bytes = match encoding.as_str() {
-        "quoted-printable" => quoted_printable::decode(body, quoted_printable::ParseMode::Robust).unwrap_or_default(),
-        "base64" => {
-            use base64::Engine;
-            let compact: String = body.split_whitespace().collect();
-            base64::engine::general_purpose::STANDARD
-                .decode(compact)
-                .unwrap_or_default()
-        }
-        _ => body.as_bytes().to_vec(),
-    };
-    String::from_utf8_lossy(&bytes).replace("\r\n", "\n")
 }
 
 /// The in-memory transport's mailbox, shared by clones.
@@ -193,19 +179,29 @@ pub struct MemoryOutbox {
 }
 
 impl MemoryOutbox {
-    fn push(&self, message: &Message, raw: Vec<u8>) {
-        let raw = String::from_utf8_lossy(&raw).into_owned();
+    fn push(&self, message: &Outgoing) {
+        let raw = String::from_utf8_lossy(&message.raw).into_owned();
         let subject = raw
             .lines()
             .find_map(|l| l.strip_prefix("Subject: "))
             .unwrap_or_default()
             .to_owned();
-        let to = message.envelope().to().iter().map(|a| a.to_string()).collect();
-        let text = decoded_body(&raw);
-        self.mails
-            .lock()
-            .expect("outbox lock")
-            .push(SentMail { to, subject, raw, text });
+        let to = message.envelope.to().iter().map(|a| a.to_string()).collect();
+        // Read back by an independent MIME parser, as a mail client would.
+        let parsed = mail_parser::MessageParser::default().parse(&message.raw);
+        let subject_text = parsed.as_ref().and_then(|m| m.subject()).unwrap_or_default().to_owned();
+        let text = parsed
+            .as_ref()
+            .and_then(|m| m.body_text(0))
+            .unwrap_or_default()
+            .replace("\r\n", "\n");
+        self.mails.lock().expect("outbox lock").push(SentMail {
+            to,
+            subject,
+            subject_text,
+            raw,
+            text,
+        });
         self.arrived.notify_waiters();
     }
 

@@ -131,12 +131,15 @@ impl AccountMailWorker {
     }
 
     async fn send_one(&self, mail: &Claimed) -> Result<(), (FailureKind, String)> {
-        let to = mail
-            .to_address
-            .parse()
-            .map_err(|e| (FailureKind::Permanent, format!("bad address: {e}")))?;
-        let message = super::text_message(&self.mail.mail_from, to, &mail.subject, mail.body.clone(), None)
-            .map_err(|e| (FailureKind::Permanent, e.to_string()))?;
+        let message = super::plain_mail(
+            &self.mail.mail_from,
+            &mail.to_address,
+            &mail.subject,
+            &mail.body,
+            None,
+            self.mail.max_message_size,
+        )
+        .map_err(|e| (FailureKind::Permanent, e))?;
         self.mailer
             .send(&message)
             .await

@@ -1,33 +1,36 @@
-//! SMTP through a small pool of lettre connections that we drive ourselves.
+//! SMTP client: a small pool of connections that we drive byte for byte.
 //!
-//! Why not lettre's `AsyncSmtpTransport`: its timeout covers only the TCP connect, and a
-//! send cancelled by an outer timeout hands its half-used connection back to the pool,
-//! where the next message stalls or reads the previous one's late reply. Here every phase
-//! has a timeout, the whole exchange has one more, a connection that failed or timed out
-//! is dropped (never reused), a reply is cut off at 64 KiB, and every error says whether it
-//! happened before or after the final dot: after it, the server may have accepted the
-//! message, and the dispatcher must not send it again.
+//! Why our own protocol code and not lettre's transport or connection type: lettre reads
+//! replies as UTF-8 lines into a buffer we cannot see, and takes any 2xx or 3xx reply as
+//! the answer to any command. So a Latin-1 reply to an accepted message was an error
+//! (recorded UNKNOWN), replies a server sent in surplus stayed in the buffer of a pooled
+//! connection and were read as the next message's, and a `250` where DATA must answer
+//! `354` made the message go out as commands. Here the client reads exactly the replies
+//! it is owed, checks each code against what its command allows (RFC 5321 4.3.2), decodes
+//! reply text lossily (invalid UTF-8 replaced, control characters dropped), bounds a reply
+//! at 64 KiB, and drops a connection with anything unexpected or unread instead of reusing
+//! it. Every phase has a timeout and the whole exchange one more; every error says whether
+//! it happened before the final dot (safe to retry) or after it (the server may have
+//! accepted the message, and the dispatcher must not send it again).
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use lettre::address::Envelope;
-use lettre::transport::smtp::authentication::{Credentials, Mechanism};
-use lettre::transport::smtp::client::{AsyncSmtpConnection, AsyncTokioStream, TlsParameters};
-use lettre::transport::smtp::commands::{Data, Ehlo, Mail, Rcpt};
-use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
-use lettre::transport::smtp::response::Response;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use futures_util::FutureExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 use tokio::time::timeout;
 use url::Url;
 
+use super::message::Outgoing;
 use super::{FailureKind, Phase, SendError};
 
 /// Longest reply we read; a server sending more (or an endless line) is cut off.
@@ -50,7 +53,7 @@ pub struct SmtpTarget {
     pub host: String,
     pub port: u16,
     pub security: Security,
-    credentials: Option<Credentials>,
+    credentials: Option<(String, String)>,
 }
 
 impl fmt::Debug for SmtpTarget {
@@ -67,6 +70,8 @@ impl fmt::Debug for SmtpTarget {
 
 impl SmtpTarget {
     /// `smtp://[user:pass@]host[:port][?tls=required]` or `smtps://[user:pass@]host[:port]`.
+    /// User and password are percent-decoded (RFC 3986), so `p%2Bw` is `p+w` and a `+` stays
+    /// a `+`.
     pub fn from_url(url: &Url) -> Result<SmtpTarget, String> {
         let security = match (
             url.scheme(),
@@ -85,13 +90,18 @@ impl SmtpTarget {
         let port = url
             .port()
             .unwrap_or(if security == Security::Implicit { 465 } else { 25 });
+        let decode = |part: &str, what: &str| {
+            percent_encoding::percent_decode_str(part)
+                .decode_utf8()
+                .map(|s| s.into_owned())
+                .map_err(|_| format!("the {what} is not UTF-8 once percent-decoded"))
+        };
         let credentials = if url.username().is_empty() {
             None
         } else {
-            let decode = |s: &str| percent_decode(s);
-            Some(Credentials::new(
-                decode(url.username()),
-                decode(url.password().unwrap_or("")),
+            Some((
+                decode(url.username(), "user name")?,
+                decode(url.password().unwrap_or(""), "password")?,
             ))
         };
         Ok(SmtpTarget {
@@ -101,13 +111,6 @@ impl SmtpTarget {
             credentials,
         })
     }
-}
-
-fn percent_decode(s: &str) -> String {
-    url::form_urlencoded::parse(format!("x={s}").as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_default()
 }
 
 /// SMTP_CONNECT_TIMEOUT, SMTP_COMMAND_TIMEOUT, SEND_TIMEOUT.
@@ -125,16 +128,218 @@ pub struct SmtpTimeouts {
 pub struct SmtpPool {
     target: SmtpTarget,
     timeouts: SmtpTimeouts,
-    hello: ClientId,
+    hello: String,
+    tls: Arc<tokio_rustls::rustls::ClientConfig>,
     permits: Semaphore,
     idle: std::sync::Mutex<Vec<Connection>>,
 }
 
-/// An open session, and whether its server takes MAIL, RCPT and DATA in one write
-/// (PIPELINING, RFC 2920): two round trips per message instead of four.
-struct Connection {
-    smtp: AsyncSmtpConnection,
+/// One reply: its code and the text of its lines, decoded lossily.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub code: u16,
+    pub lines: Vec<String>,
+}
+
+impl Reply {
+    /// The lines' text joined by spaces.
+    pub fn text(&self) -> String {
+        self.lines.join(" ").trim().to_owned()
+    }
+}
+
+impl fmt::Display for Reply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let text = self.text();
+        if text.is_empty() {
+            write!(f, "{}", self.code)
+        } else {
+            write!(f, "{} {text}", self.code)
+        }
+    }
+}
+
+/// What went wrong in one step of an exchange.
+enum Trouble {
+    /// Reading or writing failed: refused, reset, closed.
+    Io(io::Error),
+    /// A well-formed reply, but not one this command allows.
+    Reply(Reply),
+    /// Something that is not an SMTP reply, or longer than 64 KiB.
+    Garbage(String),
+    /// No reply within the given timeout.
+    Timeout(String),
+    /// We decided not to go on (the server lacks what this message needs).
+    Refused(FailureKind, String),
+}
+
+impl From<io::Error> for Trouble {
+    fn from(err: io::Error) -> Self {
+        Trouble::Io(err)
+    }
+}
+
+/// The server's extensions that matter here, from its EHLO reply.
+#[derive(Debug, Default, Clone)]
+struct Extensions {
     pipelining: bool,
+    smtputf8: bool,
+    eight_bit_mime: bool,
+    starttls: bool,
+    auth: Vec<String>,
+    /// SIZE: the largest message the server takes (0: no limit named).
+    size: Option<u64>,
+}
+
+impl Extensions {
+    fn from_ehlo(reply: &[String]) -> Extensions {
+        let mut ext = Extensions::default();
+        // The first line greets; each later line names one extension.
+        for line in reply.iter().skip(1) {
+            let mut words = line.split_whitespace();
+            let Some(keyword) = words.next() else { continue };
+            match keyword.to_ascii_uppercase().as_str() {
+                "PIPELINING" => ext.pipelining = true,
+                "SMTPUTF8" => ext.smtputf8 = true,
+                "8BITMIME" => ext.eight_bit_mime = true,
+                "STARTTLS" => ext.starttls = true,
+                "AUTH" => ext.auth = words.map(str::to_ascii_uppercase).collect(),
+                "SIZE" => ext.size = words.next().and_then(|n| n.parse().ok()),
+                _ => {}
+            }
+        }
+        ext
+    }
+}
+
+/// The byte stream under a session: TCP, or TLS over TCP.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// An open session: the stream, the bytes read from it and not yet taken as a reply,
+/// and what the server offers.
+struct Connection {
+    stream: Stream,
+    unread: Vec<u8>,
+    ext: Extensions,
+}
+
+impl Connection {
+    async fn write(&mut self, bytes: &[u8]) -> Result<(), Trouble> {
+        self.stream.write_all(bytes).await?;
+        self.stream.flush().await?;
+        Ok(())
+    }
+
+    /// The next whole reply, however it is cut into reads.
+    async fn read_reply(&mut self) -> Result<Reply, Trouble> {
+        loop {
+            if let Some((reply, used)) = parse_reply(&self.unread)? {
+                self.unread.drain(..used);
+                return Ok(reply);
+            }
+            if self.unread.len() > MAX_REPLY_BYTES {
+                return Err(Trouble::Garbage("the server's reply is longer than 64 KiB".into()));
+            }
+            let mut chunk = [0u8; 4096];
+            let n = self.stream.read(&mut chunk).await?;
+            if n == 0 {
+                return Err(Trouble::Io(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the server closed the connection",
+                )));
+            }
+            self.unread.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// Whether the connection can carry another message: nothing left unread, nothing
+    /// arrived since, not closed by the server. Looks without waiting.
+    fn is_clean(&mut self) -> bool {
+        if !self.unread.is_empty() {
+            return false;
+        }
+        let mut probe = [0u8; 1];
+        // Pending: nothing to read, the connection is open and quiet.
+        self.stream.read(&mut probe).now_or_never().is_none()
+    }
+}
+
+/// Parses one reply from the start of `buf`: `Ok(None)` when more bytes are needed.
+/// Lines end in CRLF (a bare LF is tolerated); all lines carry the same code; `-` after the
+/// code continues the reply, a space or nothing ends it.
+fn parse_reply(buf: &[u8]) -> Result<Option<(Reply, usize)>, Trouble> {
+    let mut at = 0;
+    let mut code: Option<&[u8]> = None;
+    let mut lines: Vec<String> = Vec::new();
+    while let Some(end) = buf[at..].iter().position(|&b| b == b'\n').map(|i| at + i) {
+        let mut line = &buf[at..end];
+        if let [rest @ .., b'\r'] = line {
+            line = rest;
+        }
+        at = end + 1;
+        let well_formed = line.len() >= 3
+            && line[..3].iter().all(u8::is_ascii_digit)
+            && matches!(line.get(3), None | Some(b' ') | Some(b'-'))
+            && code.is_none_or(|c| c == &line[..3]);
+        if !well_formed {
+            return Err(Trouble::Garbage(format!(
+                "not an SMTP reply: {}",
+                clean_text(&line[..line.len().min(200)])
+            )));
+        }
+        code = Some(&line[..3]);
+        lines.push(clean_text(line.get(4..).unwrap_or_default()));
+        if line.get(3) != Some(&b'-') {
+            let code = code.map_or(0, |c| c.iter().fold(0u16, |n, d| n * 10 + u16::from(d - b'0')));
+            return Ok(Some((Reply { code, lines }, at)));
+        }
+    }
+    Ok(None)
+}
+
+/// Reply text as we keep it: invalid UTF-8 replaced, control characters (NUL included)
+/// dropped, tabs made spaces.
+fn clean_text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes)
+        .chars()
+        .map(|c| if c == '\t' { ' ' } else { c })
+        .filter(|c| !c.is_control())
+        .collect()
 }
 
 impl SmtpPool {
@@ -142,7 +347,8 @@ impl SmtpPool {
         SmtpPool {
             target,
             timeouts,
-            hello: ClientId::default(),
+            hello: hello_name(),
+            tls: tls_config(),
             permits: Semaphore::new(concurrency.max(1)),
             idle: std::sync::Mutex::new(Vec::new()),
         }
@@ -153,26 +359,35 @@ impl SmtpPool {
     }
 
     /// Hands one message to the server; returns the server's reply to the final dot.
-    pub async fn send(&self, envelope: &Envelope, message: &[u8]) -> Result<String, SendError> {
+    pub async fn send(&self, mail: &Outgoing) -> Result<String, SendError> {
         let _permit = self.permits.acquire().await.expect("the semaphore is never closed");
         let progress = Progress::default();
-        match timeout(self.timeouts.send, self.exchange(envelope, message, &progress)).await {
+        match timeout(self.timeouts.send, self.exchange(mail, &progress)).await {
             Ok(result) => result,
             // The whole exchange ran out of time; the connection went with the future.
-            Err(_) => Err(progress.failure(
-                None,
-                format!("no answer within SEND_TIMEOUT ({:?})", self.timeouts.send),
-            )),
+            Err(_) => Err(progress.failure(Trouble::Timeout(format!(
+                "no answer within SEND_TIMEOUT ({:?})",
+                self.timeouts.send
+            )))),
         }
     }
 
-    async fn exchange(&self, envelope: &Envelope, message: &[u8], progress: &Progress) -> Result<String, SendError> {
-        let reused = self.idle.lock().expect("pool lock").pop();
+    async fn exchange(&self, mail: &Outgoing, progress: &Progress) -> Result<String, SendError> {
+        let reused = loop {
+            let Some(mut conn) = self.idle.lock().expect("pool lock").pop() else {
+                break None;
+            };
+            // A connection with something unread, or closed by the server, is dropped.
+            if conn.is_clean() {
+                break Some(conn);
+            }
+        };
         if let Some(conn) = reused {
-            match self.transaction(conn, envelope, message, progress).await {
+            match self.transaction(conn, mail, progress).await {
                 // The server closed the idle connection: nothing was sent, try a fresh one.
                 Err(err) if err.phase == Phase::Mail && err.kind == FailureKind::Transient && err.code.is_none() => {
                     tracing::debug!(error = %err, "idle SMTP connection was stale; reconnecting");
+                    progress.reset();
                 }
                 other => return other,
             }
@@ -180,124 +395,277 @@ impl SmtpPool {
         progress.set(Phase::Connect);
         let conn = match timeout(self.timeouts.connect, self.connect()).await {
             Ok(Ok(conn)) => conn,
-            Ok(Err(ConnectError::Io(err))) => {
-                return Err(progress.failure(None, format!("connection failed: {err}")));
+            Ok(Err(Trouble::Io(err))) => {
+                return Err(progress.failure(Trouble::Io(io::Error::new(
+                    err.kind(),
+                    format!("connection failed: {err}"),
+                ))));
             }
-            Ok(Err(ConnectError::Smtp(err))) => {
-                return Err(progress.failure(Some(&err), err.to_string()));
-            }
+            Ok(Err(trouble)) => return Err(progress.failure(trouble)),
             Err(_) => {
-                return Err(progress.failure(
-                    None,
-                    format!(
-                        "no connection within SMTP_CONNECT_TIMEOUT ({:?})",
-                        self.timeouts.connect
-                    ),
-                ));
+                return Err(progress.failure(Trouble::Timeout(format!(
+                    "no connection within SMTP_CONNECT_TIMEOUT ({:?})",
+                    self.timeouts.connect
+                ))));
             }
         };
-        self.transaction(conn, envelope, message, progress).await
+        self.transaction(conn, mail, progress).await
     }
 
-    async fn connect(&self) -> Result<Connection, ConnectError> {
+    /// TCP (and TLS), greeting, EHLO (HELO where EHLO is refused), STARTTLS, AUTH.
+    async fn connect(&self) -> Result<Connection, Trouble> {
         let tcp = TcpStream::connect((self.target.host.as_str(), self.target.port)).await?;
         let _ = tcp.set_nodelay(true);
-        let peer = tcp.peer_addr()?;
-        let stream: Box<dyn AsyncTokioStream> = if self.target.security == Security::Implicit {
-            let tls = implicit_tls(&self.target.host, tcp).await?;
-            Box::new(MeteredStream::new(tls, peer))
-        } else {
-            Box::new(MeteredStream::new(tcp, peer))
+        let stream = match self.target.security {
+            Security::Implicit => Stream::Tls(Box::new(self.tls_over(tcp).await?)),
+            _ => Stream::Plain(tcp),
         };
-        let mut conn = AsyncSmtpConnection::connect_with_transport(stream, &self.hello).await?;
+        let mut conn = Connection {
+            stream,
+            unread: Vec::new(),
+            ext: Extensions::default(),
+        };
+        expect(conn.read_reply().await?, &[220])?;
+        self.hello(&mut conn).await?;
         if self.target.security == Security::StartTls {
-            conn.starttls(TlsParameters::new(self.target.host.clone())?, &self.hello)
-                .await?;
+            if !conn.ext.starttls {
+                return Err(Trouble::Refused(
+                    FailureKind::Transient,
+                    "the server does not offer STARTTLS (SMTP_URL has tls=required)".into(),
+                ));
+            }
+            conn.write(b"STARTTLS\r\n").await?;
+            expect(conn.read_reply().await?, &[220])?;
+            // Bytes sent before the handshake would be read as if they came over TLS.
+            if !conn.unread.is_empty() {
+                return Err(Trouble::Garbage("the server sent data before the TLS handshake".into()));
+            }
+            let Stream::Plain(tcp) = conn.stream else {
+                unreachable!("STARTTLS is asked for on a plain connection only")
+            };
+            conn.stream = Stream::Tls(Box::new(self.tls_over(tcp).await?));
+            self.hello(&mut conn).await?;
         }
-        // lettre keeps only the extensions it uses itself from its EHLO; ask again (before
-        // AUTH) to learn whether the server pipelines.
-        let extensions = conn.command(Ehlo::new(self.hello.clone())).await?;
-        let pipelining = extensions.message().any(|line| {
-            line.split_whitespace()
-                .next()
-                .is_some_and(|keyword| keyword.eq_ignore_ascii_case("PIPELINING"))
-        });
-        if let Some(credentials) = &self.target.credentials {
-            conn.auth(&[Mechanism::Plain, Mechanism::Login], credentials).await?;
+        if let Some((user, password)) = &self.target.credentials {
+            self.authenticate(&mut conn, user, password).await?;
         }
-        Ok(Connection { smtp: conn, pipelining })
+        Ok(conn)
     }
 
-    /// MAIL, RCPT, DATA (in one write where the server pipelines), message: each reply
-    /// under SMTP_COMMAND_TIMEOUT. On success the connection goes back to the pool; on any
-    /// failure it is dropped.
+    async fn hello(&self, conn: &mut Connection) -> Result<(), Trouble> {
+        conn.write(format!("EHLO {}\r\n", self.hello).as_bytes()).await?;
+        let reply = conn.read_reply().await?;
+        match reply.code {
+            250 => conn.ext = Extensions::from_ehlo(&reply.lines),
+            // A server from before ESMTP: HELO, and no extensions.
+            500..=599 => {
+                conn.write(format!("HELO {}\r\n", self.hello).as_bytes()).await?;
+                expect(conn.read_reply().await?, &[250])?;
+                conn.ext = Extensions::default();
+            }
+            _ => return Err(Trouble::Reply(reply)),
+        }
+        Ok(())
+    }
+
+    async fn authenticate(&self, conn: &mut Connection, user: &str, password: &str) -> Result<(), Trouble> {
+        if conn.ext.auth.iter().any(|m| m == "PLAIN") {
+            let token = STANDARD.encode(format!("\0{user}\0{password}"));
+            conn.write(format!("AUTH PLAIN {token}\r\n").as_bytes()).await?;
+            expect(conn.read_reply().await?, &[235])?;
+        } else if conn.ext.auth.iter().any(|m| m == "LOGIN") {
+            conn.write(b"AUTH LOGIN\r\n").await?;
+            expect(conn.read_reply().await?, &[334])?;
+            conn.write(format!("{}\r\n", STANDARD.encode(user)).as_bytes()).await?;
+            expect(conn.read_reply().await?, &[334])?;
+            conn.write(format!("{}\r\n", STANDARD.encode(password)).as_bytes())
+                .await?;
+            expect(conn.read_reply().await?, &[235])?;
+        } else {
+            return Err(Trouble::Refused(
+                FailureKind::Transient,
+                "SMTP_URL has credentials but the server offers neither AUTH PLAIN nor AUTH LOGIN".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn tls_over(&self, tcp: TcpStream) -> io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+        let name = tokio_rustls::rustls::pki_types::ServerName::try_from(self.target.host.clone())
+            .map_err(io::Error::other)?;
+        tokio_rustls::TlsConnector::from(self.tls.clone())
+            .connect(name, tcp)
+            .await
+    }
+
+    /// MAIL, RCPT, DATA (in one write where the server pipelines), the message: each reply
+    /// checked, each under SMTP_COMMAND_TIMEOUT. On success the connection goes back to
+    /// the pool unless something is left unread; on any failure it is dropped.
     async fn transaction(
         &self,
         mut conn: Connection,
-        envelope: &Envelope,
-        message: &[u8],
+        mail: &Outgoing,
         progress: &Progress,
     ) -> Result<String, SendError> {
-        let smtp = &mut conn.smtp;
-        let mut mail_params = Vec::new();
-        if !message.is_ascii() && smtp.server_info().supports_feature(Extension::EightBitMime) {
-            mail_params.push(MailParameter::Body(MailBodyParameter::EightBitMime));
-        }
-        let non_ascii = |a: &lettre::Address| !AsRef::<str>::as_ref(a).is_ascii();
-        if envelope.from().is_some_and(non_ascii) || envelope.to().iter().any(non_ascii) {
-            mail_params.push(MailParameter::SmtpUtfEight);
-        }
-        let mail = Mail::new(envelope.from().cloned(), mail_params);
-        let rcpts: Vec<Rcpt> = envelope.to().iter().map(|to| Rcpt::new(to.clone(), vec![])).collect();
-
         progress.set(Phase::Mail);
-        if conn.pipelining {
-            // One write; then the replies in order, each under SMTP_COMMAND_TIMEOUT. After a
-            // refusal the later replies stay unread, and the connection is dropped with it.
-            let commands = format!(
-                "{mail}{}{Data}",
-                rcpts.iter().map(ToString::to_string).collect::<String>()
-            );
-            self.step(smtp.command(commands), progress).await?;
-            progress.set(Phase::Rcpt);
-            for _ in &rcpts {
-                self.step(smtp.read_response(), progress).await?;
-            }
-            progress.set(Phase::Data);
-            self.step(smtp.read_response(), progress).await?;
-        } else {
-            self.step(smtp.command(mail), progress).await?;
-            progress.set(Phase::Rcpt);
-            for rcpt in rcpts {
-                self.step(smtp.command(rcpt), progress).await?;
-            }
-            progress.set(Phase::Data);
-            self.step(smtp.command(Data), progress).await?;
+        // Built by `message::build`, which checks this; checked again where it matters: a
+        // bare CR or LF inside DATA is how SMTP smuggling starts.
+        if let Err(flaw) = super::message::check_wire(&mail.raw, usize::MAX) {
+            return Err(progress.failure(Trouble::Refused(
+                FailureKind::Permanent,
+                format!("not sent: the message has {flaw}"),
+            )));
         }
-        progress.set(Phase::Message);
-        let parts = FinalDotWatch {
-            part: Some(message),
-            dot: &progress.dot_handed_over,
-        };
-        let reply = self.step(smtp.message_iter(parts), progress).await?;
+        if mail.smtputf8 && !conn.ext.smtputf8 {
+            return Err(progress.failure(Trouble::Refused(
+                FailureKind::Permanent,
+                "the address has non-ASCII characters before the @, and the server does not offer SMTPUTF8".into(),
+            )));
+        }
+        if let Some(size) = conn.ext.size.filter(|&s| s > 0)
+            && mail.raw.len() as u64 > size
+        {
+            return Err(progress.failure(Trouble::Refused(
+                FailureKind::Permanent,
+                format!(
+                    "the message is {} bytes; the server takes at most {size} (SIZE)",
+                    mail.raw.len()
+                ),
+            )));
+        }
+        let mut mail_from = format!(
+            "MAIL FROM:<{}>",
+            mail.envelope.from().map(ToString::to_string).unwrap_or_default()
+        );
+        if !mail.raw.is_ascii() && conn.ext.eight_bit_mime {
+            mail_from.push_str(" BODY=8BITMIME");
+        }
+        if mail.smtputf8 {
+            mail_from.push_str(" SMTPUTF8");
+        }
+        mail_from.push_str("\r\n");
+        let rcpts: Vec<String> = mail
+            .envelope
+            .to()
+            .iter()
+            .map(|to| format!("RCPT TO:<{to}>\r\n"))
+            .collect();
 
-        self.idle.lock().expect("pool lock").push(conn);
-        Ok(reply_text(&reply))
+        let result = async {
+            if conn.ext.pipelining {
+                // One write; then every reply in order, each under SMTP_COMMAND_TIMEOUT.
+                let commands = format!("{mail_from}{}DATA\r\n", rcpts.concat());
+                self.step(conn.write(commands.as_bytes())).await?;
+                self.expect_reply(&mut conn, &[250]).await?;
+                progress.set(Phase::Rcpt);
+                for _ in &rcpts {
+                    self.expect_reply(&mut conn, &[250, 251]).await?;
+                }
+                progress.set(Phase::Data);
+                self.expect_reply(&mut conn, &[354]).await?;
+            } else {
+                self.step(conn.write(mail_from.as_bytes())).await?;
+                self.expect_reply(&mut conn, &[250]).await?;
+                progress.set(Phase::Rcpt);
+                for rcpt in &rcpts {
+                    self.step(conn.write(rcpt.as_bytes())).await?;
+                    self.expect_reply(&mut conn, &[250, 251]).await?;
+                }
+                progress.set(Phase::Data);
+                self.step(conn.write(b"DATA\r\n")).await?;
+                self.expect_reply(&mut conn, &[354]).await?;
+            }
+            // Nothing may come between 354 and our data.
+            if !conn.unread.is_empty() {
+                return Err(Trouble::Garbage("the server sent more than one reply to DATA".into()));
+            }
+            progress.set(Phase::Message);
+            self.step(conn.write(&dot_stuffed(&mail.raw))).await?;
+            progress.dot_handed_over.store(true, Ordering::Relaxed);
+            self.step(conn.write(b".\r\n")).await?;
+            self.expect_reply(&mut conn, &[250]).await
+        }
+        .await;
+        match result {
+            Ok(reply) => {
+                if conn.is_clean() {
+                    self.idle.lock().expect("pool lock").push(conn);
+                } else {
+                    tracing::warn!(reply = %reply, "the SMTP server sent more than it was asked for; dropping the connection");
+                }
+                Ok(reply.to_string())
+            }
+            Err(trouble) => Err(progress.failure(trouble)),
+        }
     }
 
-    async fn step<F>(&self, command: F, progress: &Progress) -> Result<Response, SendError>
-    where
-        F: Future<Output = Result<Response, lettre::transport::smtp::Error>>,
-    {
-        match timeout(self.timeouts.command, command).await {
-            Ok(Ok(reply)) => Ok(reply),
-            Ok(Err(err)) => Err(progress.failure(Some(&err), err.to_string())),
-            Err(_) => Err(progress.failure(
-                None,
-                format!("no reply within SMTP_COMMAND_TIMEOUT ({:?})", self.timeouts.command),
-            )),
+    /// One write or read under SMTP_COMMAND_TIMEOUT.
+    async fn step<T>(&self, work: impl Future<Output = Result<T, Trouble>>) -> Result<T, Trouble> {
+        match timeout(self.timeouts.command, work).await {
+            Ok(result) => result,
+            Err(_) => Err(Trouble::Timeout(format!(
+                "no reply within SMTP_COMMAND_TIMEOUT ({:?})",
+                self.timeouts.command
+            ))),
         }
     }
+
+    async fn expect_reply(&self, conn: &mut Connection, allowed: &[u16]) -> Result<Reply, Trouble> {
+        expect(self.step(conn.read_reply()).await?, allowed)
+    }
+}
+
+/// The reply if its code is one of `allowed`, else the trouble it is.
+fn expect(reply: Reply, allowed: &[u16]) -> Result<Reply, Trouble> {
+    if allowed.contains(&reply.code) || (allowed.contains(&250) && (200..300).contains(&reply.code)) {
+        Ok(reply)
+    } else {
+        Err(Trouble::Reply(reply))
+    }
+}
+
+/// The message as DATA carries it: a `.` at the start of a line doubled (RFC 5321 4.5.2),
+/// ending with CRLF. The message has CRLF line ends only (`message::check_wire`).
+fn dot_stuffed(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len() + 64);
+    let mut line_start = true;
+    for &byte in raw {
+        if line_start && byte == b'.' {
+            out.push(b'.');
+        }
+        out.push(byte);
+        line_start = byte == b'\n';
+    }
+    if !out.ends_with(b"\r\n") {
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+/// The name we greet with: this host's name, else `localhost`.
+fn hello_name() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|name| name.into_string().ok())
+        .filter(|name| {
+            !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        })
+        .unwrap_or_else(|| "localhost".to_owned())
+}
+
+fn tls_config() -> Arc<tokio_rustls::rustls::ClientConfig> {
+    use tokio_rustls::rustls;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Arc::new(config)
 }
 
 /// Where an exchange got to: read after a failure or an outer timeout.
@@ -312,16 +680,36 @@ impl Progress {
         self.phase.store(phase as u8, Ordering::Relaxed);
     }
 
-    fn failure(&self, err: Option<&lettre::transport::smtp::Error>, detail: String) -> SendError {
+    fn reset(&self) {
+        self.set(Phase::Connect);
+        self.dot_handed_over.store(false, Ordering::Relaxed);
+    }
+
+    fn failure(&self, trouble: Trouble) -> SendError {
         let phase = Phase::from_u8(self.phase.load(Ordering::Relaxed));
-        let code = err.and_then(|e| e.status()).map(|c| c.to_string());
-        let kind = match err {
-            Some(e) if e.is_permanent() => FailureKind::Permanent,
-            Some(e) if e.is_transient() => FailureKind::Transient,
-            // No reply we could read after the message was handed over: it may have been
-            // accepted. Only a person may decide to send it again.
-            _ if self.dot_handed_over.load(Ordering::Relaxed) => FailureKind::Unknown,
-            _ => FailureKind::Transient,
+        // After the final dot, anything but a 4xx or 5xx leaves the message's fate unknown:
+        // only a person may decide to send it again.
+        let unsure = if self.dot_handed_over.load(Ordering::Relaxed) {
+            FailureKind::Unknown
+        } else {
+            FailureKind::Transient
+        };
+        let (kind, code, detail) = match trouble {
+            Trouble::Reply(reply) => {
+                let kind = match reply.code {
+                    400..=499 => FailureKind::Transient,
+                    500..=599 => FailureKind::Permanent,
+                    _ => unsure,
+                };
+                let detail = match kind {
+                    FailureKind::Permanent | FailureKind::Transient if reply.code >= 400 => reply.to_string(),
+                    _ => format!("unexpected reply {reply}"),
+                };
+                (kind, Some(reply.code.to_string()), detail)
+            }
+            Trouble::Io(err) => (unsure, None, err.to_string()),
+            Trouble::Garbage(text) | Trouble::Timeout(text) => (unsure, None, text),
+            Trouble::Refused(kind, text) => (kind, None, text),
         };
         SendError {
             phase,
@@ -332,129 +720,45 @@ impl Progress {
     }
 }
 
-/// Yields the message once; asking for more means lettre is about to write the final dot.
-struct FinalDotWatch<'a> {
-    part: Option<&'a [u8]>,
-    dot: &'a AtomicBool,
-}
-
-impl<'a> Iterator for FinalDotWatch<'a> {
-    type Item = &'a [u8];
-
-    fn next(&mut self) -> Option<&'a [u8]> {
-        let part = self.part.take();
-        if part.is_none() {
-            self.dot.store(true, Ordering::Relaxed);
-        }
-        part
-    }
-}
-
-fn reply_text(reply: &Response) -> String {
-    format!("{} {}", reply.code(), reply.message().collect::<Vec<_>>().join(" "))
-}
-
-/// Connecting fails either below SMTP (TCP, TLS) or in the SMTP greeting, EHLO or AUTH.
-enum ConnectError {
-    Io(std::io::Error),
-    Smtp(lettre::transport::smtp::Error),
-}
-
-impl From<std::io::Error> for ConnectError {
-    fn from(err: std::io::Error) -> Self {
-        ConnectError::Io(err)
-    }
-}
-
-impl From<lettre::transport::smtp::Error> for ConnectError {
-    fn from(err: lettre::transport::smtp::Error) -> Self {
-        ConnectError::Smtp(err)
-    }
-}
-
-async fn implicit_tls(host: &str, tcp: TcpStream) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
-    use tokio_rustls::rustls;
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(std::io::Error::other)?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let name = rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(std::io::Error::other)?;
-    tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(name, tcp)
-        .await
-}
-
-/// A stream that refuses to read more than [`MAX_REPLY_BYTES`] between two writes: lettre
-/// reads replies line by line with no bound on a line that never ends.
-#[derive(Debug)]
-struct MeteredStream<S> {
-    inner: S,
-    peer: SocketAddr,
-    read_since_write: usize,
-}
-
-impl<S> MeteredStream<S> {
-    fn new(inner: S, peer: SocketAddr) -> Self {
-        MeteredStream {
-            inner,
-            peer,
-            read_since_write: 0,
-        }
-    }
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for MeteredStream<S> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let result = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = result {
-            self.read_since_write += buf.filled().len() - before;
-            if self.read_since_write > MAX_REPLY_BYTES {
-                return Poll::Ready(Err(std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    "the server's reply is longer than 64 KiB",
-                )));
-            }
-        }
-        result
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for MeteredStream<S> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
-        let result = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if let Poll::Ready(Ok(n)) = result
-            && n > 0
-        {
-            self.read_since_write = 0;
-        }
-        result
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
-
-impl<S> AsyncTokioStream for MeteredStream<S>
-where
-    S: AsyncRead + AsyncWrite + Send + Sync + Unpin + fmt::Debug,
-{
-    fn peer_addr(&self) -> std::io::Result<SocketAddr> {
-        Ok(self.peer)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn parsed(bytes: &[u8]) -> Option<(Reply, usize)> {
+        parse_reply(bytes).unwrap_or_else(|_| panic!("garbage: {bytes:?}"))
+    }
+
+    #[test]
+    fn replies_are_read_whole_and_lossily() {
+        let reply = |code, lines: &[&str]| Reply {
+            code,
+            lines: lines.iter().map(|l| l.to_string()).collect(),
+        };
+        assert_eq!(parsed(b"250 ok\r\n"), Some((reply(250, &["ok"]), 8)));
+        assert_eq!(parsed(b"250-a\r\n250 b\r\n354 go\r\n").unwrap().0.text(), "a b");
+        assert_eq!(parsed(b"250-a\r\n250 b\r\n354 go\r\n").unwrap().1, 14);
+        assert_eq!(parsed(b"250-a\r\n25"), None);
+        assert_eq!(parsed(b"221\n").unwrap().0, reply(221, &[""]));
+        // Latin-1 and NUL: kept as text, not an error.
+        let (reply, _) = parsed(b"250 re\xe7u \x00ok\r\n").unwrap();
+        assert_eq!(reply.to_string(), "250 re\u{fffd}u ok");
+        assert!(parse_reply(b"this is not smtp\r\n").is_err());
+        assert!(parse_reply(b"250-a\r\n251 b\r\n").is_err());
+    }
+
+    #[test]
+    fn expected_codes_are_checked() {
+        let reply = |code| Reply { code, lines: vec![] };
+        assert!(expect(reply(250), &[354]).is_err());
+        assert!(expect(reply(354), &[250]).is_err());
+        assert!(expect(reply(251), &[250, 251]).is_ok());
+        assert!(expect(reply(252), &[250]).is_ok());
+    }
+
+    #[test]
+    fn dots_are_stuffed() {
+        assert_eq!(dot_stuffed(b".a\r\nb\r\n.\r\n..c"), b"..a\r\nb\r\n..\r\n...c\r\n");
+    }
 
     #[test]
     fn smtp_urls_parse_into_targets() {
@@ -466,6 +770,12 @@ mod tests {
         let t = SmtpTarget::from_url(&Url::parse("smtp://u%40x:p%2Fw@mx:587?tls=required").unwrap()).unwrap();
         assert_eq!((t.port, t.security), (587, Security::StartTls));
         assert!(format!("{t:?}").contains("auth: true") && !format!("{t:?}").contains("p/w"));
+        assert_eq!(t.credentials, Some(("u@x".into(), "p/w".into())));
+        // Percent-decoded, not form-decoded: `+` stays, `&` is not a separator.
+        let t = SmtpTarget::from_url(&Url::parse("smtp://us+er:p+w%26b@mx").unwrap()).unwrap();
+        assert_eq!(t.credentials, Some(("us+er".into(), "p+w&b".into())));
+        let t = SmtpTarget::from_url(&Url::parse("smtp://u:a&b@mx").unwrap()).unwrap();
+        assert_eq!(t.credentials, Some(("u".into(), "a&b".into())));
         let t = SmtpTarget::from_url(&Url::parse("smtps://mx").unwrap()).unwrap();
         assert_eq!((t.port, t.security), (465, Security::Implicit));
         assert!(SmtpTarget::from_url(&Url::parse("http://mx").unwrap()).is_err());

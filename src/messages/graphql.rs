@@ -36,30 +36,27 @@ impl Message {
     }
 }
 
+/// A subject is one line of at most 998 characters (folded when sent).
+const MAX_SUBJECT: usize = 998;
+/// A body is at most 1 MiB.
+const MAX_BODY_BYTES: usize = 1024 * 1024;
+
 #[derive(InputObject)]
 pub struct MessageInput {
-    /// At most 998 characters (the longest line a mail header may have).
+    /// One line of at most 998 characters, no control characters.
     pub subject: String,
-    /// Plain text, at most 1 MiB.
+    /// Plain text, at most 1 MiB; line breaks and tabs are the only control characters.
     pub body: String,
 }
 
 impl MessageInput {
     fn validate(&self) -> AppResult<MessageFields> {
-        let subject = validate::required_text("input.subject", &self.subject, 998)?;
-        if subject.contains(['\r', '\n']) {
-            return Err(AppError::bad_input("input.subject", "must be a single line"));
-        }
-        if self.body.trim().is_empty() {
-            return Err(AppError::bad_input("input.body", "must not be empty"));
-        }
-        if self.body.len() > 1024 * 1024 {
+        let subject = validate::required_line("input.subject", &self.subject, MAX_SUBJECT)?;
+        if self.body.len() > MAX_BODY_BYTES {
             return Err(AppError::bad_input("input.body", "is larger than 1 MiB"));
         }
-        Ok(MessageFields {
-            subject,
-            body: self.body.clone(),
-        })
+        let body = validate::required_text("input.body", &self.body, MAX_BODY_BYTES)?;
+        Ok(MessageFields { subject, body })
     }
 }
 
@@ -150,20 +147,26 @@ impl MessagesMutation {
             .gql()?;
         drop(conn);
         let placeholder_link = state.config().http.link("unsubscribe", &[("test", "1")]);
-        let fill = |t: &str| model::fill(t, "Test Recipient", &email, &placeholder_link);
-        let to = email
-            .parse()
-            .map_err(|_| AppError::bad_input("email", "not a deliverable address"))
+        let values = model::Placeholders {
+            full_name: "Test Recipient",
+            email: &email,
+            unsubscribe_url: &placeholder_link,
+        };
+        let max_size = state.config().mail.max_message_size;
+        let too_large = |size| {
+            AppError::bad_input(
+                "messageId",
+                format!("the message would be {size} bytes, more than MAX_MESSAGE_SIZE"),
+            )
+        };
+        let subject = values
+            .fill_within(&message.subject, max_size)
+            .map_err(too_large)
             .gql()?;
-        let mail = crate::mail::text_message(
-            &state.config().mail.mail_from,
-            to,
-            &fill(&message.subject),
-            fill(&message.body),
-            None,
-        )
-        .map_err(|e| AppError::bad_input("email", e.to_string()))
-        .gql()?;
+        let body = values.fill_within(&message.body, max_size).map_err(too_large).gql()?;
+        let mail = crate::mail::plain_mail(&state.config().mail.mail_from, &email, &subject, &body, None, max_size)
+            .map_err(|e| AppError::bad_input("messageId", e))
+            .gql()?;
         Ok(match state.mailer().send(&mail).await {
             Ok(reply) => TestSendResult {
                 accepted: true,

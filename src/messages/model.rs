@@ -145,11 +145,115 @@ pub async fn delete(conn: &mut AsyncPgConnection, owner: Uuid, id: Uuid) -> Quer
     Ok(deleted == 1)
 }
 
-/// A message's text for one recipient: `{{full_name}}`, `{{email}}` and `{{unsubscribe_url}}`
-/// replaced; anything else is left as written.
+/// What a message's placeholders stand for, for one recipient.
+pub struct Placeholders<'a> {
+    pub full_name: &'a str,
+    pub email: &'a str,
+    pub unsubscribe_url: &'a str,
+}
+
+impl<'a> Placeholders<'a> {
+    fn value(&self, name: &str) -> Option<&'a str> {
+        match name {
+            "full_name" => Some(self.full_name),
+            "email" => Some(self.email),
+            "unsubscribe_url" => Some(self.unsubscribe_url),
+            _ => None,
+        }
+    }
+
+    /// The template as literal pieces and filled-in values, in order.
+    fn pieces<'t>(&self, template: &'t str) -> impl Iterator<Item = &'t str>
+    where
+        'a: 't,
+    {
+        let mut rest = template;
+        let mut pending: Option<&'t str> = None;
+        std::iter::from_fn(move || {
+            if let Some(value) = pending.take() {
+                return Some(value);
+            }
+            if rest.is_empty() {
+                return None;
+            }
+            let mut from = 0;
+            while let Some(at) = rest[from..].find("{{").map(|i| from + i) {
+                let tail = &rest[at + 2..];
+                if let Some(end) = tail.find("}}")
+                    && let Some(value) = self.value(&tail[..end])
+                {
+                    let literal = &rest[..at];
+                    rest = &tail[end + 2..];
+                    pending = Some(value);
+                    return Some(literal);
+                }
+                from = at + 2;
+            }
+            Some(std::mem::take(&mut rest))
+        })
+    }
+
+    /// `{{full_name}}`, `{{email}}` and `{{unsubscribe_url}}` replaced in one pass (a value
+    /// is never read for placeholders again); anything else is left as written.
+    pub fn fill(&self, template: &str) -> String {
+        self.pieces(template).collect()
+    }
+
+    /// [`fill`](Self::fill), unless the result would be longer than `max` bytes: then its
+    /// length, found before anything is allocated.
+    pub fn fill_within(&self, template: &str, max: usize) -> Result<String, usize> {
+        let len: usize = self.pieces(template).map(str::len).sum();
+        if len > max {
+            return Err(len);
+        }
+        let mut out = String::with_capacity(len);
+        out.extend(self.pieces(template));
+        Ok(out)
+    }
+}
+
+/// A message's text for one recipient (see [`Placeholders::fill`]).
 pub fn fill(template: &str, full_name: &str, email: &str, unsubscribe_url: &str) -> String {
-    template
-        .replace("{{full_name}}", full_name)
-        .replace("{{email}}", email)
-        .replace("{{unsubscribe_url}}", unsubscribe_url)
+    Placeholders {
+        full_name,
+        email,
+        unsubscribe_url,
+    }
+    .fill(template)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_filled_once() {
+        let values = Placeholders {
+            full_name: "{{email}} {{full_name}}",
+            email: "a@x.io",
+            unsubscribe_url: "http://u",
+        };
+        assert_eq!(
+            values.fill("Hi {{full_name}} <{{email}}>, {{unsubscribe_url}} {{other}} {{ {{email}}}}"),
+            "Hi {{email}} {{full_name}} <a@x.io>, http://u {{other}} {{ a@x.io}}"
+        );
+        assert_eq!(values.fill(""), "");
+        assert_eq!(values.fill("{{"), "{{");
+        assert_eq!(values.fill("{{email}}"), "a@x.io");
+    }
+
+    #[test]
+    fn a_result_over_the_limit_is_refused_before_it_is_built() {
+        let name = "{{full_name}}".repeat(15);
+        let values = Placeholders {
+            full_name: &name,
+            email: "a@x.io",
+            unsubscribe_url: "",
+        };
+        let body = "{{full_name}}".repeat(80_000);
+        let err = values.fill_within(&body, 10 * 1024 * 1024).unwrap_err();
+        assert_eq!(err, name.len() * 80_000);
+        assert_eq!(values.fill_within("x{{email}}", 7), Ok("xa@x.io".into()));
+        assert_eq!(values.fill_within("x{{email}}", 6), Err(7));
+    }
 }

@@ -317,14 +317,11 @@ impl TestApp {
         let schema = mailwarm::graphql::build_schema(Some(state.clone()), config.http.introspection);
         let router = mailwarm::http::router(state.clone(), schema);
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
-        tokio::spawn(state.account_mail_worker().run(stop_rx.clone()));
         if dispatch {
-            tokio::spawn(mailwarm::dispatch::listener::run(
-                state.clone(),
-                db.url.clone(),
-                stop_rx.clone(),
-            ));
-            tokio::spawn(mailwarm::dispatch::Dispatcher::new(state.clone()).run(stop_rx));
+            // As `server` runs them: listener, dispatcher, account mails, sweeper, supervised.
+            mailwarm::server::spawn_background(&state, &db.url, mailwarm::server::Mode::ServeAndDispatch, &stop_rx);
+        } else {
+            tokio::spawn(state.account_mail_worker().run(stop_rx));
         }
         TestApp {
             db,

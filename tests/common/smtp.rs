@@ -10,11 +10,17 @@
 //! | `endless` | answers RCPT with bytes and no line end, without stopping |
 //! | `silent` | takes the whole message, then never answers the final dot |
 //! | `dropafterdot` | takes the whole message, then closes without answering |
+//! | `latin1` | accepts, answering the final dot in Latin-1 (`250 reçu`, not UTF-8) |
+//! | `surplus` | accepts, and answers the final dot twice |
+//! | `data250` | answers DATA with `250` instead of `354`, then counts what comes next |
+//! | `nulreply` | answers RCPT with a 451 that holds a NUL byte |
+//! | `absurdwait` | answers RCPT with 451 "try again in 9999999999999 hours" |
 //! | anything else | accepts |
 //!
-//! It offers PIPELINING (RFC 2920) and counts the transactions whose commands came in one
-//! write; `start_without_pipelining` offers a server that does not, and refuses commands
-//! sent before their turn.
+//! It offers PIPELINING (RFC 2920) and SMTPUTF8 and counts the transactions whose commands
+//! came in one write; `start_without_pipelining` offers a server that does not pipeline,
+//! and refuses commands sent before their turn; `start_without_smtputf8` one that does not
+//! offer SMTPUTF8 and refuses it.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -27,6 +33,8 @@ use tokio::net::{TcpListener, TcpStream};
 /// A message the server accepted (or took before a fault).
 #[derive(Debug, Clone)]
 pub struct Received {
+    /// The whole MAIL command, parameters included.
+    pub mail_command: String,
     pub mail_from: String,
     pub rcpt_to: Vec<String>,
     pub data: String,
@@ -40,8 +48,11 @@ pub struct TestSmtpServer {
     /// Transactions whose RCPT arrived together with their MAIL.
     pipelined: Arc<AtomicUsize>,
     offers_pipelining: bool,
+    offers_smtputf8: bool,
     /// How long it thinks before accepting each message.
     delay: Duration,
+    /// Lines that came after a `250` to DATA (a client that went on sent them as commands).
+    stray: Arc<AtomicUsize>,
 }
 
 impl TestSmtpServer {
@@ -57,6 +68,34 @@ impl TestSmtpServer {
         Self::start_with(Duration::ZERO, false).await
     }
 
+    pub async fn start_without_smtputf8() -> TestSmtpServer {
+        let mut server = Self::start_with(Duration::ZERO, true).await;
+        server.offers_smtputf8 = false;
+        server.restart_listener().await
+    }
+
+    /// The same settings on a new listener (the accept loop holds a clone of the settings).
+    async fn restart_listener(self) -> TestSmtpServer {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let server = TestSmtpServer {
+            addr: listener.local_addr().unwrap(),
+            ..self
+        };
+        let handle = server.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                handle.connections.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(handle.clone().session(stream));
+            }
+        });
+        server
+    }
+
+    /// Lines a client sent after the server answered DATA with `250`.
+    pub fn stray_lines(&self) -> usize {
+        self.stray.load(Ordering::SeqCst)
+    }
+
     async fn start_with(delay: Duration, offers_pipelining: bool) -> TestSmtpServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let server = TestSmtpServer {
@@ -65,7 +104,9 @@ impl TestSmtpServer {
             connections: Arc::default(),
             pipelined: Arc::default(),
             offers_pipelining,
+            offers_smtputf8: true,
             delay,
+            stray: Arc::default(),
         };
         let handle = server.clone();
         tokio::spawn(async move {
@@ -117,20 +158,33 @@ impl TestSmtpServer {
             return;
         }
         let mut mail_from = String::new();
+        let mut mail_command = String::new();
         let mut rcpt_to: Vec<String> = Vec::new();
-        let mut line = String::new();
+        let mut line = Vec::new();
+        let mut after_bad_data = false;
         loop {
             line.clear();
-            match lines.read_line(&mut line).await {
+            match lines.read_until(b'\n', &mut line).await {
                 Ok(0) | Err(_) => return,
                 Ok(_) => {}
             }
-            let command = line.trim_end().to_owned();
+            let command = String::from_utf8_lossy(&line).trim_end().to_owned();
             let upper = command.to_ascii_uppercase();
-            let reply: Vec<u8> = if upper.starts_with("EHLO") && self.offers_pipelining {
-                b"250-test.local\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 PIPELINING\r\n".to_vec()
-            } else if upper.starts_with("EHLO") {
-                b"250-test.local\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n".to_vec()
+            if after_bad_data {
+                self.stray.fetch_add(1, Ordering::SeqCst);
+            }
+            let reply: Vec<u8> = if upper.starts_with("EHLO") {
+                let mut ehlo = b"250-test.local\r\n250-8BITMIME\r\n".to_vec();
+                if self.offers_smtputf8 {
+                    ehlo.extend_from_slice(b"250-SMTPUTF8\r\n");
+                }
+                if self.offers_pipelining {
+                    ehlo.extend_from_slice(b"250-PIPELINING\r\n");
+                }
+                ehlo.extend_from_slice(b"250 SIZE 0\r\n");
+                ehlo
+            } else if upper.starts_with("MAIL FROM:") && upper.contains("SMTPUTF8") && !self.offers_smtputf8 {
+                b"555 5.5.4 SMTPUTF8 is not offered here\r\n".to_vec()
             } else if upper.starts_with("MAIL FROM:") && !lines.buffer().is_empty() {
                 // The next command came before this one's reply.
                 if !self.offers_pipelining {
@@ -139,6 +193,7 @@ impl TestSmtpServer {
                 }
                 self.pipelined.fetch_add(1, Ordering::SeqCst);
                 mail_from = address_in(&command);
+                mail_command = command.clone();
                 rcpt_to.clear();
                 b"250 2.1.0 ok\r\n".to_vec()
             } else if upper.starts_with("HELO") || upper.starts_with("NOOP") {
@@ -149,6 +204,7 @@ impl TestSmtpServer {
                 b"250 ok\r\n".to_vec()
             } else if upper.starts_with("MAIL FROM:") {
                 mail_from = address_in(&command);
+                mail_command = command.clone();
                 rcpt_to.clear();
                 b"250 2.1.0 ok\r\n".to_vec()
             } else if upper.starts_with("RCPT TO:") {
@@ -162,6 +218,10 @@ impl TestSmtpServer {
                     b"this is not smtp\r\n".to_vec()
                 } else if local.starts_with("reset") {
                     return;
+                } else if local.starts_with("nulreply") {
+                    b"451 4.7.1 try\x00 again later\r\n".to_vec()
+                } else if local.starts_with("absurdwait") {
+                    b"451 4.7.1 greylisted, try again in 9999999999999 hours\r\n".to_vec()
                 } else if local.starts_with("endless") {
                     let chunk = vec![b'x'; 8192];
                     // Stops by itself after 64 MiB, or when the client hangs up.
@@ -175,27 +235,27 @@ impl TestSmtpServer {
                     rcpt_to.push(to);
                     b"250 2.1.5 ok\r\n".to_vec()
                 }
+            } else if upper == "DATA" && first_local(&rcpt_to).starts_with("data250") {
+                after_bad_data = true;
+                b"250 2.0.0 ok\r\n".to_vec()
             } else if upper == "DATA" {
                 if write.write_all(b"354 end with <CRLF>.<CRLF>\r\n").await.is_err() {
                     return;
                 }
-                let mut data = String::new();
+                let mut data = Vec::new();
                 loop {
                     line.clear();
-                    match lines.read_line(&mut line).await {
+                    match lines.read_until(b'\n', &mut line).await {
                         Ok(0) | Err(_) => return,
                         Ok(_) => {}
                     }
-                    if line == ".\r\n" {
+                    if line == b".\r\n" {
                         break;
                     }
-                    data.push_str(line.strip_prefix('.').unwrap_or(&line));
+                    data.extend_from_slice(line.strip_prefix(b".").unwrap_or(&line));
                 }
-                let local = rcpt_to
-                    .first()
-                    .and_then(|t| t.split('@').next())
-                    .unwrap_or("")
-                    .to_ascii_lowercase();
+                let data = String::from_utf8_lossy(&data).into_owned();
+                let local = first_local(&rcpt_to);
                 if local.starts_with("silent") {
                     tokio::time::sleep(Duration::from_secs(3600)).await;
                     return;
@@ -208,11 +268,25 @@ impl TestSmtpServer {
                 }
                 let mut accepted = self.accepted.lock().unwrap();
                 accepted.push(Received {
+                    mail_command: mail_command.clone(),
                     mail_from: mail_from.clone(),
                     rcpt_to: rcpt_to.clone(),
                     data,
                 });
-                format!("250 2.0.0 ok: queued as {}\r\n", accepted.len()).into_bytes()
+                if local.starts_with("latin1") {
+                    format!("250 2.0.0 queued as {} (re\u{e7}u)\r\n", accepted.len())
+                        .chars()
+                        .map(|c| c as u8)
+                        .collect()
+                } else if local.starts_with("surplus") {
+                    format!(
+                        "250 2.0.0 ok: queued as {}\r\n250 2.0.0 and once more\r\n",
+                        accepted.len()
+                    )
+                    .into_bytes()
+                } else {
+                    format!("250 2.0.0 ok: queued as {}\r\n", accepted.len()).into_bytes()
+                }
             } else if upper.starts_with("QUIT") {
                 let _ = write.write_all(b"221 bye\r\n").await;
                 return;
@@ -224,6 +298,15 @@ impl TestSmtpServer {
             }
         }
     }
+}
+
+/// The local part of the first recipient, lower case.
+fn first_local(rcpt_to: &[String]) -> String {
+    rcpt_to
+        .first()
+        .and_then(|t| t.split('@').next())
+        .unwrap_or("")
+        .to_ascii_lowercase()
 }
 
 fn address_in(command: &str) -> String {
