@@ -115,3 +115,91 @@ async fn export_round_trips_and_defuses_formulas() {
     let (anonymous, _) = export(&app, "not a token").await;
     assert_eq!(anonymous, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn csv_lines_fail_alone_and_cells_round_trip_through_export() {
+    let app = TestApp::new().await;
+    let token = app.verified_user("owner@example.com", Role::User).await;
+    let csv = "email,full_name,comment\n\
+               good1@example.com,Good One,\n\
+               \"crlf@example.com\",\"Eve\r\nBcc: x@example.com\",\n\
+               nul@example.com,Nul\u{0}Name,\n\
+               \"quoted\"\"x\"\"@example.com\",Q,\n\
+               good2@example.com,Good Two,\"multi\r\nline\"\n";
+    let reply = app.graphql_as(&token, IMPORT, json!({ "csv": csv })).await.json();
+    let result = &reply["data"]["importClients"];
+    assert_eq!(result["created"], 2, "{reply}");
+    let lines: Vec<i64> = result["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["line"].as_i64().unwrap())
+        .collect();
+    assert_eq!(lines, [3, 5, 6], "{reply}");
+    let messages: Vec<&str> = result["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["message"].as_str().unwrap())
+        .collect();
+    assert!(
+        messages[0].starts_with("full_name: must be a single line"),
+        "{messages:?}"
+    );
+    assert!(
+        messages[1].starts_with("full_name: must not contain control characters"),
+        "{messages:?}"
+    );
+    assert!(messages[2].starts_with("email:"), "{messages:?}");
+
+    // Cells starting with ' or a formula character go out defused and come back unchanged.
+    for (email, name, comment) in [
+        ("q1@example.com", "'quoted", "'=1+1"),
+        ("q2@example.com", "=SUM(A1)", "''twice"),
+        ("q3@example.com", "-minus", "@at"),
+    ] {
+        let reply = app
+            .graphql_as(
+                &token,
+                "mutation($i: ClientInput!) { createClient(input: $i) { id } }",
+                json!({ "i": { "email": email, "fullName": name, "comment": comment } }),
+            )
+            .await
+            .json();
+        assert!(reply["errors"].is_null(), "{reply}");
+    }
+    let before = clients(&app, &token).await;
+    let (status, exported) = export(&app, &token).await;
+    assert_eq!(status, 200);
+    assert!(exported.contains("q1@example.com,''quoted,''=1+1"), "{exported}");
+    let reply = app.graphql_as(&token, IMPORT, json!({ "csv": exported })).await.json();
+    assert_eq!(reply["data"]["importClients"]["created"], 0, "{reply}");
+    assert_eq!(reply["data"]["importClients"]["errors"], json!([]), "{reply}");
+    assert_eq!(clients(&app, &token).await, before);
+}
+
+/// (email, fullName, comment) of every client, sorted.
+async fn clients(app: &TestApp, token: &str) -> Vec<(String, String, String)> {
+    let reply = app
+        .graphql_as(
+            token,
+            "{ clients(first: 100) { nodes { email fullName comment } } }",
+            json!({}),
+        )
+        .await
+        .json();
+    let mut rows: Vec<(String, String, String)> = reply["data"]["clients"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["email"].as_str().unwrap().to_owned(),
+                c["fullName"].as_str().unwrap().to_owned(),
+                c["comment"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    rows.sort();
+    rows
+}

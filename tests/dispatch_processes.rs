@@ -50,21 +50,6 @@ async fn audience(app: &TestApp, n: usize) -> (String, String, Vec<String>) {
     (token, message, ids.into_iter().map(|i| i.id).collect())
 }
 
-async fn start_mailing(app: &TestApp, token: &str, message: &str, clients: &[String]) -> String {
-    let starts = (chrono::Utc::now() - chrono::TimeDelta::seconds(1)).to_rfc3339();
-    let reply = app
-        .graphql_as(
-            token,
-            "mutation($i: MailingInput!) { createMailing(input: $i) { id } }",
-            json!({ "i": { "startsAt": starts, "periodicity": "ONCE", "messageId": message, "clientIds": clients } }),
-        )
-        .await;
-    reply.json()["data"]["createMailing"]["id"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{}", reply.json()))
-        .to_owned()
-}
-
 fn dispatcher_env<'a>(db: &'a str, smtp: &'a str) -> Vec<(&'a str, &'a str)> {
     vec![
         ("DATABASE_URL", db),
@@ -151,7 +136,7 @@ async fn three_instances_send_each_of_2000_messages_exactly_once() {
     let env = dispatcher_env(&app.db.url, &smtp_url);
     let mut instances = dispatchers(3, &env, logs.path()).await;
 
-    start_mailing(&app, &token, &message, &clients).await;
+    app.start_mailing_now(&token, &message, &clients).await;
     let statuses = wait_settled(&app, Duration::from_secs(60), &instances).await;
     assert_eq!(statuses, HashMap::from([("sent".to_owned(), 2000)]));
     let received = received_per_address(&smtp);
@@ -181,7 +166,7 @@ async fn an_instance_killed_mid_run_loses_nothing_and_duplicates_only_unknowns()
     let env = dispatcher_env(&app.db.url, &smtp_url);
     let mut instances = dispatchers(3, &env, logs.path()).await;
 
-    start_mailing(&app, &token, &message, &clients).await;
+    app.start_mailing_now(&token, &message, &clients).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     while smtp.accepted().len() < 300 {
         assert!(Instant::now() < deadline, "sending never got going");
@@ -240,7 +225,7 @@ async fn dispatch_once_sends_what_is_due_and_prints_a_summary() {
     let smtp = TestSmtpServer::start().await;
     let app = TestApp::new().await;
     let (token, message, clients) = audience(&app, 3).await;
-    start_mailing(&app, &token, &message, &clients).await;
+    app.start_mailing_now(&token, &message, &clients).await;
     let smtp_url = smtp.url();
     // tokio's Command: the test's SMTP server runs on this same runtime meanwhile.
     let run = |db: &str| {
@@ -309,7 +294,7 @@ async fn a_subscriber_on_one_instance_sees_attempts_sent_by_another() {
     let ready = tokio::time::timeout(Duration::from_secs(15), lines.next_line()).await;
     assert_eq!(ready.ok().and_then(|l| l.ok()).flatten().as_deref(), Some("ready"));
 
-    let mailing = start_mailing(&app, &token, &message, &clients).await;
+    let mailing = app.start_mailing_now(&token, &message, &clients).await;
     let mut events = Vec::new();
     while let Ok(Ok(Some(line))) = tokio::time::timeout(Duration::from_secs(20), lines.next_line()).await {
         events.push(serde_json::from_str::<serde_json::Value>(&line).unwrap());
@@ -342,7 +327,7 @@ async fn sigterm_finishes_sends_in_flight_and_gives_the_rest_back() {
     let env = dispatcher_env(&app.db.url, &smtp_url);
     let mut first = ServerProcess::spawn(&["--dispatch-only"], &env, logs.path());
     wait_log(&first, "dispatching", Duration::from_secs(30)).await;
-    start_mailing(&app, &token, &message, &clients).await;
+    app.start_mailing_now(&token, &message, &clients).await;
     let deadline = Instant::now() + Duration::from_secs(20);
     while smtp.accepted().len() < 16 {
         assert!(Instant::now() < deadline, "sending never got going");
@@ -388,4 +373,66 @@ async fn sigterm_finishes_sends_in_flight_and_gives_the_rest_back() {
     assert_eq!(received.len(), 200);
     assert!(received.values().all(|n| *n == 1), "nobody got two");
     second.terminate(Duration::from_secs(10)).await;
+}
+
+#[tokio::test]
+async fn a_poison_value_among_good_clients_stops_no_instance() {
+    let smtp = TestSmtpServer::start().await;
+    let app = TestApp::new().await;
+    let (token, message, mut clients) = audience(&app, 60).await;
+    // Values stored before the input rules: a name with a line break once made composing
+    // panic, which ended that instance's sending for good.
+    let poison = [
+        ("crlf@example.com", "Eve\r\nBcc: victim@example.com"),
+        ("lf@example.com", "Line\nbreak"),
+        ("smuggle@example.com", "x\r.\r\nMAIL FROM:<evil@example.com>\r\n"),
+        ("\"quoted\"@example.com", "Quoted"),
+        ("literal@[127.0.0.1]", "Literal"),
+    ];
+    clients.extend(app.insert_clients("owner@example.com", &poison).await);
+    let logs = tempfile::tempdir().unwrap();
+    let smtp_url = smtp.url();
+    let env = dispatcher_env(&app.db.url, &smtp_url);
+    let mut instances: Vec<ServerProcess> = (0..2).map(|_| ServerProcess::spawn(&[], &env, logs.path())).collect();
+    for instance in &mut instances {
+        instance.wait_ready(Duration::from_secs(30)).await;
+    }
+
+    app.start_mailing_now(&token, &message, &clients).await;
+    let statuses = wait_settled(&app, Duration::from_secs(60), &instances).await;
+    assert_eq!(
+        statuses,
+        HashMap::from([("sent".to_owned(), 63), ("failed".to_owned(), 2)]),
+        "{statuses:?}"
+    );
+    let received = received_per_address(&smtp);
+    assert_eq!(received.len(), 63);
+    assert!(received.values().all(|n| *n == 1), "{received:?}");
+    for poisoned in ["crlf@example.com", "lf@example.com", "smuggle@example.com"] {
+        assert_eq!(received.get(poisoned), Some(&1), "{poisoned}");
+    }
+    assert_eq!(smtp.stray_lines(), 0);
+
+    // Both instances still send, and say they are ready; nothing panicked or restarted.
+    let more_clients: Vec<(String, String)> = (1..=5)
+        .map(|i| (format!("more{i}@example.com"), format!("More {i}")))
+        .collect();
+    let more_clients: Vec<(&str, &str)> = more_clients.iter().map(|(e, n)| (e.as_str(), n.as_str())).collect();
+    let more = app.insert_clients("owner@example.com", &more_clients).await;
+    app.start_mailing_now(&token, &message, &more).await;
+    assert_eq!(smtp.wait_accepted(68, Duration::from_secs(30)).await.len(), 68);
+    let http = reqwest::Client::new();
+    for instance in &mut instances {
+        assert!(instance.child.try_wait().unwrap().is_none(), "{}", instance.log());
+        let ready = http.get(format!("{}/readyz", instance.base_url)).send().await.unwrap();
+        assert_eq!(ready.status(), 200, "{}", instance.log());
+        let log = instance.log();
+        assert!(
+            !log.contains("panicked") && !log.contains("a background task ended"),
+            "{log}"
+        );
+    }
+    for instance in &mut instances {
+        assert!(instance.terminate(Duration::from_secs(10)).await.success());
+    }
 }

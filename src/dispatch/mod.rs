@@ -141,6 +141,13 @@ impl Dispatcher {
             if *stop.borrow() {
                 break;
             }
+            // The helpers live as long as the dispatcher; one that died (a bug) ends it, and
+            // the supervisor starts a fresh dispatcher with fresh helpers.
+            if heartbeat.0.is_finished() || self.notifier_task.is_finished() {
+                tracing::error!("the dispatcher's lease heartbeat or notifier ended; stopping this dispatcher");
+                self.give_back().await;
+                return;
+            }
             let pause = match self.step(std::mem::take(&mut batch), Some(&stop)).await {
                 Ok(next) if next.found_work() => {
                     batch = next.claimed;

@@ -412,6 +412,48 @@ impl TestApp {
         reply.json()["data"]["createMessage"]["id"].clone()
     }
 
+    /// A ONCE mailing of `message` to `clients` that started a second ago; returns its id.
+    pub async fn start_mailing_now(&self, token: &str, message: &str, clients: &[String]) -> String {
+        let starts = (chrono::Utc::now() - chrono::TimeDelta::seconds(1)).to_rfc3339();
+        let reply = self
+            .graphql_as(
+                token,
+                "mutation($i: MailingInput!) { createMailing(input: $i) { id } }",
+                json!({ "i": { "startsAt": starts, "periodicity": "ONCE", "messageId": message, "clientIds": clients } }),
+            )
+            .await;
+        reply.json()["data"]["createMailing"]["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{}", reply.json()))
+            .to_owned()
+    }
+
+    /// Clients of `owner` written straight into the table, bypassing the input rules, as
+    /// values stored before them would be: (email, full name) -> id.
+    pub async fn insert_clients(&self, owner: &str, clients: &[(&str, &str)]) -> Vec<String> {
+        #[derive(diesel::QueryableByName)]
+        struct Id {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            id: String,
+        }
+        let mut conn = self.db.conn().await;
+        let mut ids = Vec::new();
+        for (email, name) in clients {
+            let row: Id = diesel::sql_query(
+                "INSERT INTO clients (owner_id, email, full_name) \
+                 VALUES ((SELECT id FROM users WHERE email = $1), $2, $3) RETURNING id::text",
+            )
+            .bind::<diesel::sql_types::Text, _>(owner)
+            .bind::<diesel::sql_types::Text, _>(*email)
+            .bind::<diesel::sql_types::Text, _>(*name)
+            .get_result(&mut conn)
+            .await
+            .unwrap();
+            ids.push(row.id);
+        }
+        ids
+    }
+
     /// A login as a client sends it, whatever the answer.
     pub async fn try_login(&self, email: &str, password: &str) -> Reply {
         self.graphql(

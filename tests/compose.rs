@@ -1,0 +1,167 @@
+//! Composing is total: whatever the values, the composer returns a mail an independent MIME
+//! parser (mail-parser) reads back with the same headers, the same values, CRLF line ends
+//! only and lines within RFC 5322's limits; or it says why that delivery cannot go out.
+//! Values are generated (proptest), hostile ones on purpose: control characters, line
+//! breaks, placeholders inside values, long words, non-ASCII, odd but valid addresses.
+
+use lettre::message::Mailbox;
+use mail_parser::{HeaderValue, MessageParser};
+use mailwarm::config::Config;
+use mailwarm::dispatch::compose::{Recipient, compose};
+use mailwarm::mail::message::{body_text, one_line};
+use mailwarm::messages::model::Placeholders;
+use proptest::prelude::*;
+use uuid::Uuid;
+
+const MAX: usize = 10 * 1024 * 1024;
+
+/// Text made of the pieces that broke things: line breaks, NUL, ESC, BEL, DEL, Unicode
+/// breaks, placeholders, dots at line starts, quotes, non-ASCII, long words.
+fn hostile_text(max_pieces: usize) -> impl Strategy<Value = String> {
+    let piece = prop_oneof![
+        Just("\r".to_owned()),
+        Just("\n".to_owned()),
+        Just("\r\n".to_owned()),
+        Just("\r.\r\n".to_owned()),
+        Just("\n.\n".to_owned()),
+        Just("\0".to_owned()),
+        Just("\u{1b}[31m".to_owned()),
+        Just("\u{7}\u{7f}\u{8}".to_owned()),
+        Just("\t".to_owned()),
+        Just("\u{2028}\u{85}".to_owned()),
+        Just("{{full_name}}".to_owned()),
+        Just("{{email}}".to_owned()),
+        Just("{{unsubscribe_url}}".to_owned()),
+        Just("{{".to_owned()),
+        Just("=?utf-8?b?QmNjOiB4?=".to_owned()),
+        Just("Bcc: victim@example.com".to_owned()),
+        Just("\"quoted\" <a@b.c>, ".to_owned()),
+        Just("Привет, мир ".to_owned()),
+        Just("😀 ".to_owned()),
+        Just(" ".to_owned()),
+        "[a-z]{1,12}",
+        "[a-zA-Z0-9]{60,1200}",
+        any::<String>(),
+    ];
+    proptest::collection::vec(piece, 0..max_pieces).prop_map(|pieces| pieces.concat())
+}
+
+fn address() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("ann@example.com".to_owned()),
+        Just("o'brien+tag@sub.example.co.uk".to_owned()),
+        Just("ann@münchen.de".to_owned()),
+        Just("анна@пример.рф".to_owned()),
+        Just("x@localhost".to_owned()),
+        "[a-z0-9+_-]{1,10}(\\.[a-z0-9+_-]{1,10})?@[a-z]{1,10}\\.[a-z]{2,4}",
+    ]
+}
+
+fn header_names(raw: &[u8]) -> Vec<String> {
+    let text = String::from_utf8_lossy(raw);
+    let head = text.split("\r\n\r\n").next().unwrap_or_default();
+    head.split("\r\n")
+        .filter(|line| !line.starts_with([' ', '\t']))
+        .map(|line| line.split(':').next().unwrap_or_default().to_ascii_lowercase())
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+    #[test]
+    fn any_values_make_a_well_formed_mail(
+        name in hostile_text(12),
+        subject in hostile_text(12),
+        body in hostile_text(40),
+        email in address(),
+    ) {
+        let config = Config::from_args(["server"]).unwrap();
+        let from: Mailbox = "Acme News <news@example.com>".parse().unwrap();
+        let key = [7u8; 32];
+        let to = Recipient { delivery_id: Uuid::new_v4(), client_id: Uuid::new_v4(), email: &email, full_name: &name };
+        let mail = compose(&config.http, &key, &from, &subject, &body, &to, MAX);
+        let mail = match mail {
+            Ok(mail) => mail,
+            // The only reason these values may not go out: the size.
+            Err(reason) => {
+                prop_assert!(reason.contains("MAX_MESSAGE_SIZE"), "{}", reason);
+                return Ok(());
+            }
+        };
+        let raw = &mail.raw;
+
+        // CRLF only, no NUL, no line over 998 bytes, no header line over 78 but for To.
+        for (i, &byte) in raw.iter().enumerate() {
+            prop_assert!(byte != 0);
+            if byte == b'\r' { prop_assert_eq!(raw.get(i + 1), Some(&b'\n'), "bare CR at {}", i); }
+            if byte == b'\n' { prop_assert_eq!(raw[i - 1], b'\r', "bare LF at {}", i); }
+        }
+        let text = String::from_utf8_lossy(raw);
+        for line in text.split("\r\n") {
+            prop_assert!(line.len() <= 998, "a line of {} bytes", line.len());
+        }
+        let head = text.split("\r\n\r\n").next().unwrap();
+        let subject_lines: Vec<&str> = head
+            .split("\r\n")
+            .skip_while(|l| !l.starts_with("Subject:"))
+            .enumerate()
+            .take_while(|(i, l)| *i == 0 || l.starts_with(' '))
+            .map(|(_, l)| l)
+            .collect();
+        for line in &subject_lines {
+            prop_assert!(line.len() <= 78, "{:?}", line);
+        }
+
+        // The same headers every time: none added by a value, none lost.
+        let mut names = header_names(raw);
+        names.sort();
+        prop_assert_eq!(names, vec![
+            "content-transfer-encoding", "content-type", "date", "from", "list-unsubscribe",
+            "list-unsubscribe-post", "message-id", "mime-version", "subject", "to",
+        ]);
+
+        // An independent parser reads back what the values became.
+        let parsed = MessageParser::default().parse(&raw[..]).expect("mail-parser reads it");
+        let address = mailwarm::mail::address::parse(&email).unwrap();
+        let clean_name = one_line(&name);
+        let values = Placeholders { full_name: &clean_name, email: &address.text, unsubscribe_url: "" };
+        let unsubscribe = parsed.header_raw("List-Unsubscribe").unwrap().trim().trim_matches(['<', '>']).to_owned();
+        let values = Placeholders { unsubscribe_url: &unsubscribe, ..values };
+        prop_assert_eq!(parsed.subject().unwrap_or_default(), one_line(&values.fill(&subject)));
+        let expected_body = body_text(&values.fill(&body));
+        let got_body = parsed.body_text(0).unwrap_or_default().replace("\r\n", "\n");
+        prop_assert_eq!(got_body.trim_end_matches('\n'), expected_body.trim_end_matches('\n'));
+        let to = match parsed.header("To") {
+            Some(HeaderValue::Address(list)) => list.first().cloned(),
+            other => panic!("To: {other:?}"),
+        };
+        let to = to.unwrap();
+        prop_assert_eq!(to.address().unwrap(), address.wire());
+        let expected_name: String = clean_name.chars().take(200).collect();
+        prop_assert_eq!(to.name().unwrap_or_default(), expected_name.as_str());
+        prop_assert_eq!(mail.envelope.to()[0].to_string(), address.wire());
+    }
+}
+
+#[test]
+fn values_are_filled_once_and_the_size_is_known_before_building() {
+    let config = Config::from_args(["server"]).unwrap();
+    let from: Mailbox = "news@example.com".parse().unwrap();
+    let name = "{{full_name}}".repeat(15);
+    let to = Recipient {
+        delivery_id: Uuid::new_v4(),
+        client_id: Uuid::new_v4(),
+        email: "ann@example.com",
+        full_name: &name,
+    };
+    // 1 MB of placeholders, each a 195-byte name: 15 MB, over 10 MiB; refused, not built.
+    let body = "{{full_name}}".repeat(80_000);
+    let err = compose(&config.http, &[1; 32], &from, "S", &body, &to, MAX).unwrap_err();
+    assert!(err.contains("MAX_MESSAGE_SIZE"), "{err}");
+    // Under the limit it is built, and the name's placeholders stay as written.
+    let body = "{{full_name}}".repeat(1_000);
+    let mail = compose(&config.http, &[1; 32], &from, "S", &body, &to, MAX).unwrap();
+    let parsed = MessageParser::default().parse(&mail.raw[..]).unwrap();
+    assert_eq!(parsed.body_text(0).unwrap().trim_end(), name.repeat(1_000));
+}
