@@ -180,7 +180,7 @@ impl<'a> Placeholders<'a> {
             while let Some(at) = rest[from..].find("{{").map(|i| from + i) {
                 let tail = &rest[at + 2..];
                 if let Some(end) = tail.find("}}")
-                    && let Some(value) = self.value(&tail[..end])
+                    && let Some(value) = self.value(tail[..end].trim_matches(' '))
                 {
                     let literal = &rest[..at];
                     rest = &tail[end + 2..];
@@ -193,8 +193,9 @@ impl<'a> Placeholders<'a> {
         })
     }
 
-    /// `{{full_name}}`, `{{email}}` and `{{unsubscribe_url}}` replaced in one pass (a value
-    /// is never read for placeholders again); anything else is left as written.
+    /// `{{full_name}}`, `{{email}}` and `{{unsubscribe_url}}` (spaces inside the braces
+    /// allowed, as the editor's preview allows them) replaced in one pass: a value is never
+    /// read for placeholders again. Anything else is left as written.
     pub fn fill(&self, template: &str) -> String {
         self.pieces(template).collect()
     }
@@ -240,6 +241,7 @@ mod tests {
         assert_eq!(values.fill(""), "");
         assert_eq!(values.fill("{{"), "{{");
         assert_eq!(values.fill("{{email}}"), "a@x.io");
+        assert_eq!(values.fill("{{ email }} {{  email}}"), "a@x.io a@x.io");
     }
 
     #[test]
