@@ -12,6 +12,10 @@
 //! instance that dispatches and has not ticked within DISPATCH_INTERVAL + SEND_TIMEOUT +
 //! DB_POOL_TIMEOUT is not ready either, whatever the reason (a wedged task, a database
 //! that does not answer the queue's statements).
+//!
+//! Written here rather than taken from a crate: it is a loop over tokio's JoinHandle, and
+//! the crates that supervise tasks bring their own shutdown model, where this service
+//! already has one (the `stop` watch channel).
 
 use std::collections::BTreeMap;
 use std::future::Future;

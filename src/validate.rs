@@ -57,7 +57,8 @@ pub fn required_text(field: &str, value: &str, max: usize) -> AppResult<String> 
 /// Multi-line text of at most `max` characters, line ends made `\n`; only `\n` and `\t`
 /// among the control characters.
 pub fn text(field: &str, value: &str, max: usize) -> AppResult<String> {
-    let value = normalise_line_ends(value);
+    // Browsers send CRLF from a textarea in forms.
+    let value = crate::mail::message::normalise_line_ends(value);
     if let Some(c) = value.chars().find(|&c| c.is_control() && c != '\n' && c != '\t') {
         return Err(AppError::bad_input(
             field,
@@ -73,11 +74,6 @@ pub fn text(field: &str, value: &str, max: usize) -> AppResult<String> {
 /// A search string: any text, but no control characters (it goes into a query).
 pub fn search(field: &str, value: &str) -> AppResult<String> {
     line(field, value, 200)
-}
-
-/// CRLF and lone CR become LF (browsers send CRLF from a textarea in forms).
-pub fn normalise_line_ends(value: &str) -> String {
-    value.replace("\r\n", "\n").replace('\r', "\n")
 }
 
 /// CR, LF, and the Unicode breaks a mail reader may also show as a new line.

@@ -103,10 +103,15 @@ pub fn one_line(text: &str) -> String {
 /// `\n` line ends (CRLF and lone CR become `\n`); control characters other than `\n` and
 /// `\t` removed. lettre then writes CRLF and picks 7bit, quoted-printable or base64.
 pub fn body_text(text: &str) -> String {
-    crate::validate::normalise_line_ends(text)
+    normalise_line_ends(text)
         .chars()
         .filter(|&c| !c.is_control() || c == '\n' || c == '\t')
         .collect()
+}
+
+/// CRLF and lone CR become LF.
+pub fn normalise_line_ends(text: &str) -> String {
+    text.replace("\r\n", "\n").replace('\r', "\n")
 }
 
 /// The Subject field, folded: printable ASCII words as they are where each fits a line,
