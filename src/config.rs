@@ -164,6 +164,11 @@ pub struct MailConfig {
     #[arg(long, env = "SMTP_URL", value_parser = parse_smtp_url, global = true)]
     pub smtp_url: Option<Url>,
 
+    /// Root certificates (a PEM file) trusted for SMTP over TLS besides the public web roots,
+    /// e.g. the private CA of an internal relay.
+    #[arg(long, env = "SMTP_TLS_CA", global = true)]
+    pub smtp_tls_ca: Option<PathBuf>,
+
     /// Folder for .eml files when SMTP_URL is unset. Default: DATA_DIR/outbox.
     #[arg(long, env = "OUTBOX_DIR", global = true)]
     pub outbox_dir: Option<PathBuf>,

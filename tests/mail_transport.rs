@@ -301,3 +301,71 @@ async fn no_bare_cr_or_lf_reaches_data() {
     assert!(err.detail.contains("bare CR"), "{}", err.detail);
     assert_eq!(server.accepted().len(), 1);
 }
+
+/// SMTP to `url` trusting the test server's authority.
+fn tls_mailer(url: &str, ca_pem: &str, dir: &std::path::Path) -> Mailer {
+    let ca = dir.join("ca.pem");
+    std::fs::write(&ca, ca_pem).unwrap();
+    let config = Config::from_args([
+        "server",
+        "--smtp-url",
+        url,
+        "--smtp-tls-ca",
+        ca.to_str().unwrap(),
+        "--smtp-connect-timeout",
+        "5s",
+        "--smtp-command-timeout",
+        "5s",
+        "--send-timeout",
+        "10s",
+    ])
+    .unwrap();
+    Mailer::from_config(&config.mail, &config.data_dir).unwrap()
+}
+
+#[tokio::test]
+async fn starttls_and_smtps_carry_mail_and_credentials_percent_decoded() {
+    let dir = tempfile::tempdir().unwrap();
+    // STARTTLS, then AUTH PLAIN with a password holding `+` and `&` (percent-encoded in the URL).
+    let (server, ca) = TestSmtpServer::start_tls(false).await;
+    let url = format!(
+        "smtp://ann%40example.com:p+w%26rd@localhost:{}?tls=required",
+        server.addr.port()
+    );
+    let mailer = tls_mailer(&url, &ca, dir.path());
+    mailer.send(&mail_to("bob@example.com", "over STARTTLS")).await.unwrap();
+    mailer.send(&mail_to("cy@example.com", "again")).await.unwrap();
+    let accepted = server.accepted();
+    assert_eq!(accepted.len(), 2);
+    assert!(accepted.iter().all(|m| m.tls), "a message went out before STARTTLS");
+    assert_eq!(server.logins(), vec!["\0ann@example.com\0p+w&rd"]);
+    assert_eq!(server.connections(), 1);
+
+    // TLS from the first byte.
+    let (server, ca) = TestSmtpServer::start_tls(true).await;
+    let mailer = tls_mailer(&format!("smtps://localhost:{}", server.addr.port()), &ca, dir.path());
+    mailer.send(&mail_to("bob@example.com", "over TLS")).await.unwrap();
+    assert!(server.accepted()[0].tls);
+
+    // A certificate nobody vouches for is refused before anything is sent.
+    let (server, _) = TestSmtpServer::start_tls(true).await;
+    let err = smtp_mailer(&format!("smtps://localhost:{}", server.addr.port()))
+        .send(&mail_to("bob@example.com", "x"))
+        .await
+        .unwrap_err();
+    assert_eq!((err.kind, err.phase), (FailureKind::Transient, Phase::Connect), "{err}");
+    assert!(server.accepted().is_empty());
+
+    // STARTTLS required but not offered: refused at connect, nothing sent in the clear.
+    let plain = TestSmtpServer::start().await;
+    let err = tls_mailer(
+        &format!("smtp://localhost:{}?tls=required", plain.addr.port()),
+        &ca,
+        dir.path(),
+    )
+    .send(&mail_to("bob@example.com", "x"))
+    .await
+    .unwrap_err();
+    assert!(err.detail.contains("does not offer STARTTLS"), "{err}");
+    assert!(plain.accepted().is_empty());
+}

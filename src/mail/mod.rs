@@ -86,11 +86,16 @@ impl Mailer {
                     command: config.smtp_command_timeout,
                     send: config.send_timeout,
                 };
+                let extra_roots = match &config.smtp_tls_ca {
+                    Some(path) => smtp::load_roots(path).map_err(|e| anyhow::anyhow!("SMTP_TLS_CA: {e}"))?,
+                    None => Vec::new(),
+                };
                 tracing::info!(host = %target.host, port = target.port, security = ?target.security, "sending mail over SMTP");
                 Ok(Mailer::Smtp(Arc::new(SmtpPool::new(
                     target,
                     timeouts,
                     usize::from(config.smtp_concurrency),
+                    extra_roots,
                 ))))
             }
             None => {

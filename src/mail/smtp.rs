@@ -28,6 +28,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 use tokio::time::timeout;
+use tokio_rustls::rustls::pki_types::CertificateDer;
 use url::Url;
 
 use super::message::Outgoing;
@@ -343,12 +344,18 @@ fn clean_text(bytes: &[u8]) -> String {
 }
 
 impl SmtpPool {
-    pub fn new(target: SmtpTarget, timeouts: SmtpTimeouts, concurrency: usize) -> SmtpPool {
+    /// `extra_roots`: certificates trusted besides the public web roots (SMTP_TLS_CA).
+    pub fn new(
+        target: SmtpTarget,
+        timeouts: SmtpTimeouts,
+        concurrency: usize,
+        extra_roots: Vec<CertificateDer<'static>>,
+    ) -> SmtpPool {
         SmtpPool {
             target,
             timeouts,
             hello: hello_name(),
-            tls: tls_config(),
+            tls: tls_config(extra_roots),
             permits: Semaphore::new(concurrency.max(1)),
             idle: std::sync::Mutex::new(Vec::new()),
         }
@@ -656,10 +663,30 @@ fn hello_name() -> String {
         .unwrap_or_else(|| "localhost".to_owned())
 }
 
-fn tls_config() -> Arc<tokio_rustls::rustls::ClientConfig> {
+/// The certificates of a PEM file, for SMTP_TLS_CA.
+pub fn load_roots(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    let roots: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+        .and_then(|certs| certs.collect::<Result<_, _>>())
+        .map_err(|e| format!("cannot read certificates from {}: {e}", path.display()))?;
+    if roots.is_empty() {
+        return Err(format!("{} holds no PEM certificate", path.display()));
+    }
+    Ok(roots)
+}
+
+fn tls_config(extra_roots: Vec<CertificateDer<'static>>) -> Arc<tokio_rustls::rustls::ClientConfig> {
     use tokio_rustls::rustls;
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    let (added, ignored) = roots.add_parsable_certificates(extra_roots);
+    if ignored > 0 {
+        tracing::warn!(
+            added,
+            ignored,
+            "SMTP_TLS_CA: some certificates could not be used as roots"
+        );
+    }
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()
         .expect("ring supports the default TLS versions")

@@ -20,7 +20,9 @@
 //! It offers PIPELINING (RFC 2920) and SMTPUTF8 and counts the transactions whose commands
 //! came in one write; `start_without_pipelining` offers a server that does not pipeline,
 //! and refuses commands sent before their turn; `start_without_smtputf8` one that does not
-//! offer SMTPUTF8 and refuses it.
+//! offer SMTPUTF8 and refuses it; `start_tls` one with STARTTLS or TLS from the first byte,
+//! a certificate for `localhost` from an authority of its own, and AUTH PLAIN and LOGIN
+//! over TLS (it keeps the credentials it was given).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -29,10 +31,14 @@ use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls;
 
 /// A message the server accepted (or took before a fault).
 #[derive(Debug, Clone)]
 pub struct Received {
+    /// Whether the message came over TLS (STARTTLS or smtps).
+    pub tls: bool,
     /// The whole MAIL command, parameters included.
     pub mail_command: String,
     pub mail_from: String,
@@ -53,6 +59,55 @@ pub struct TestSmtpServer {
     delay: Duration,
     /// Lines that came after a `250` to DATA (a client that went on sent them as commands).
     stray: Arc<AtomicUsize>,
+    tls: Option<TestTls>,
+    /// What AUTH received, as `\0user\0password`.
+    logins: Arc<Mutex<Vec<String>>>,
+}
+
+/// TLS as the test server offers it, with its certificate.
+#[derive(Clone)]
+enum TestTls {
+    /// STARTTLS offered in EHLO; AUTH offered only once it is on.
+    StartTls(Arc<rustls::ServerConfig>),
+    /// TLS from the first byte (smtps).
+    Implicit(Arc<rustls::ServerConfig>),
+}
+
+trait AsyncStream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> AsyncStream for T {}
+type Stream = Box<dyn AsyncStream>;
+
+fn base64_decode(text: &str) -> String {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .unwrap_or_default();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// A certificate authority and a certificate for `localhost` signed by it: the server's
+/// configuration, and the authority's PEM for the client (SMTP_TLS_CA).
+fn tls_identity() -> (Arc<rustls::ServerConfig>, String) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .signed_by(&key, &ca, &ca_key)
+        .unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+        .unwrap();
+    (Arc::new(config), ca.pem())
 }
 
 impl TestSmtpServer {
@@ -66,6 +121,24 @@ impl TestSmtpServer {
 
     pub async fn start_without_pipelining() -> TestSmtpServer {
         Self::start_with(Duration::ZERO, false).await
+    }
+
+    /// A server with TLS: STARTTLS (`implicit` false) or TLS from the first byte; with the
+    /// PEM of the authority that signed its certificate for `localhost`.
+    pub async fn start_tls(implicit: bool) -> (TestSmtpServer, String) {
+        let (config, ca) = tls_identity();
+        let mut server = Self::start_with(Duration::ZERO, true).await;
+        server.tls = Some(if implicit {
+            TestTls::Implicit(config)
+        } else {
+            TestTls::StartTls(config)
+        });
+        (server.restart_listener().await, ca)
+    }
+
+    /// What AUTH received, each as `\0user\0password`.
+    pub fn logins(&self) -> Vec<String> {
+        self.logins.lock().unwrap().clone()
     }
 
     pub async fn start_without_smtputf8() -> TestSmtpServer {
@@ -107,6 +180,8 @@ impl TestSmtpServer {
             offers_smtputf8: true,
             delay,
             stray: Arc::default(),
+            tls: None,
+            logins: Arc::default(),
         };
         let handle = server.clone();
         tokio::spawn(async move {
@@ -148,14 +223,39 @@ impl TestSmtpServer {
         }
     }
 
-    async fn session(self, stream: TcpStream) {
+    async fn session(self, tcp: TcpStream) {
         // Replies go out at once: with Nagle, a pipelined client would wait for a delayed ACK
         // between two replies written one after the other.
-        let _ = stream.set_nodelay(true);
-        let (read, mut write) = stream.into_split();
+        let _ = tcp.set_nodelay(true);
+        let mut stream: Stream = Box::new(tcp);
+        let mut secure = false;
+        if let Some(TestTls::Implicit(config)) = &self.tls {
+            match TlsAcceptor::from(config.clone()).accept(stream).await {
+                Ok(tls) => stream = Box::new(tls),
+                Err(_) => return,
+            }
+            secure = true;
+        }
+        let mut greet = true;
+        // A conversation ends, or hands its stream back for STARTTLS and goes on over TLS.
+        while let Some(plain) = self.clone().converse(stream, secure, greet).await {
+            let Some(TestTls::StartTls(config)) = &self.tls else {
+                return;
+            };
+            match TlsAcceptor::from(config.clone()).accept(plain).await {
+                Ok(tls) => stream = Box::new(tls),
+                Err(_) => return,
+            }
+            secure = true;
+            greet = false;
+        }
+    }
+
+    async fn converse(self, stream: Stream, secure: bool, greet: bool) -> Option<Stream> {
+        let (read, mut write) = tokio::io::split(stream);
         let mut lines = BufReader::new(read);
-        if write.write_all(b"220 test.local ESMTP\r\n").await.is_err() {
-            return;
+        if greet && write.write_all(b"220 test.local ESMTP\r\n").await.is_err() {
+            return None;
         }
         let mut mail_from = String::new();
         let mut mail_command = String::new();
@@ -165,7 +265,7 @@ impl TestSmtpServer {
         loop {
             line.clear();
             match lines.read_until(b'\n', &mut line).await {
-                Ok(0) | Err(_) => return,
+                Ok(0) | Err(_) => return None,
                 Ok(_) => {}
             }
             let command = String::from_utf8_lossy(&line).trim_end().to_owned();
@@ -175,6 +275,12 @@ impl TestSmtpServer {
             }
             let reply: Vec<u8> = if upper.starts_with("EHLO") {
                 let mut ehlo = b"250-test.local\r\n250-8BITMIME\r\n".to_vec();
+                if matches!(self.tls, Some(TestTls::StartTls(_))) && !secure {
+                    ehlo.extend_from_slice(b"250-STARTTLS\r\n");
+                }
+                if secure {
+                    ehlo.extend_from_slice(b"250-AUTH LOGIN PLAIN\r\n");
+                }
                 if self.offers_smtputf8 {
                     ehlo.extend_from_slice(b"250-SMTPUTF8\r\n");
                 }
@@ -189,7 +295,7 @@ impl TestSmtpServer {
                 // The next command came before this one's reply.
                 if !self.offers_pipelining {
                     let _ = write.write_all(b"554 5.5.0 commands sent before their turn\r\n").await;
-                    return;
+                    return None;
                 }
                 self.pipelined.fetch_add(1, Ordering::SeqCst);
                 mail_from = address_in(&command);
@@ -217,7 +323,7 @@ impl TestSmtpServer {
                 } else if local.starts_with("garbage") {
                     b"this is not smtp\r\n".to_vec()
                 } else if local.starts_with("reset") {
-                    return;
+                    return None;
                 } else if local.starts_with("nulreply") {
                     b"451 4.7.1 try\x00 again later\r\n".to_vec()
                 } else if local.starts_with("absurdwait") {
@@ -227,10 +333,10 @@ impl TestSmtpServer {
                     // Stops by itself after 64 MiB, or when the client hangs up.
                     for _ in 0..8192 {
                         if write.write_all(&chunk).await.is_err() {
-                            return;
+                            return None;
                         }
                     }
-                    return;
+                    return None;
                 } else {
                     rcpt_to.push(to);
                     b"250 2.1.5 ok\r\n".to_vec()
@@ -240,13 +346,13 @@ impl TestSmtpServer {
                 b"250 2.0.0 ok\r\n".to_vec()
             } else if upper == "DATA" {
                 if write.write_all(b"354 end with <CRLF>.<CRLF>\r\n").await.is_err() {
-                    return;
+                    return None;
                 }
                 let mut data = Vec::new();
                 loop {
                     line.clear();
                     match lines.read_until(b'\n', &mut line).await {
-                        Ok(0) | Err(_) => return,
+                        Ok(0) | Err(_) => return None,
                         Ok(_) => {}
                     }
                     if line == b".\r\n" {
@@ -258,16 +364,17 @@ impl TestSmtpServer {
                 let local = first_local(&rcpt_to);
                 if local.starts_with("silent") {
                     tokio::time::sleep(Duration::from_secs(3600)).await;
-                    return;
+                    return None;
                 }
                 if local.starts_with("dropafterdot") {
-                    return;
+                    return None;
                 }
                 if !self.delay.is_zero() {
                     tokio::time::sleep(self.delay).await;
                 }
                 let mut accepted = self.accepted.lock().unwrap();
                 accepted.push(Received {
+                    tls: secure,
                     mail_command: mail_command.clone(),
                     mail_from: mail_from.clone(),
                     rcpt_to: rcpt_to.clone(),
@@ -287,14 +394,42 @@ impl TestSmtpServer {
                 } else {
                     format!("250 2.0.0 ok: queued as {}\r\n", accepted.len()).into_bytes()
                 }
+            } else if upper == "STARTTLS" && matches!(self.tls, Some(TestTls::StartTls(_))) && !secure {
+                if write.write_all(b"220 2.0.0 go ahead\r\n").await.is_err() {
+                    return None;
+                }
+                let read = lines.into_inner();
+                return Some(Box::new(read.unsplit(write)));
+            } else if upper.starts_with("AUTH PLAIN ") && secure {
+                let decoded = base64_decode(&command[11..]);
+                self.logins.lock().unwrap().push(decoded);
+                b"235 2.7.0 authenticated\r\n".to_vec()
+            } else if upper == "AUTH LOGIN" && secure {
+                let mut answers = Vec::new();
+                for prompt in [&b"334 VXNlcm5hbWU6\r\n"[..], &b"334 UGFzc3dvcmQ6\r\n"[..]] {
+                    if write.write_all(prompt).await.is_err() {
+                        return None;
+                    }
+                    line.clear();
+                    match lines.read_until(b'\n', &mut line).await {
+                        Ok(0) | Err(_) => return None,
+                        Ok(_) => {}
+                    }
+                    answers.push(base64_decode(String::from_utf8_lossy(&line).trim()));
+                }
+                self.logins
+                    .lock()
+                    .unwrap()
+                    .push(format!("\0{}\0{}", answers[0], answers[1]));
+                b"235 2.7.0 authenticated\r\n".to_vec()
             } else if upper.starts_with("QUIT") {
                 let _ = write.write_all(b"221 bye\r\n").await;
-                return;
+                return None;
             } else {
                 b"502 5.5.2 command not recognised\r\n".to_vec()
             };
             if write.write_all(&reply).await.is_err() {
-                return;
+                return None;
             }
         }
     }
