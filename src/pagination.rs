@@ -25,15 +25,30 @@ impl Cursor {
         URL_SAFE_NO_PAD.encode(format!("{}:{}", self.created_at.timestamp_micros(), self.id))
     }
 
+    /// The cursor `encode` made, or None; a time outside years 1 to 9999 is no cursor of
+    /// ours (PostgreSQL would refuse what lies beyond its range in the query).
     pub fn decode(text: &str) -> Option<Cursor> {
         let bytes = URL_SAFE_NO_PAD.decode(text).ok()?;
         let text = String::from_utf8(bytes).ok()?;
         let (micros, id) = text.split_once(':')?;
+        let created_at = DateTime::from_timestamp_micros(micros.parse().ok()?)?;
+        if !(1..=9999).contains(&chrono::Datelike::year(&created_at)) {
+            return None;
+        }
         Some(Cursor {
-            created_at: DateTime::from_timestamp_micros(micros.parse().ok()?)?,
+            created_at,
             id: id.parse().ok()?,
         })
     }
+}
+
+/// A list field's cost for the complexity limit: its fields once per item it may return.
+/// So `mailings(first: 100) { nodes { clients(first: 100) { ... } } }` costs 100 x 100
+/// times the client's fields, not their sum (async-graphql counts a field once however
+/// many items it returns).
+pub fn page_cost(first: Option<i32>, child_complexity: usize) -> usize {
+    let items = first.map_or(DEFAULT_PAGE, |n| i64::from(n).clamp(1, MAX_PAGE)) as usize;
+    items.saturating_mul(child_complexity).max(1)
 }
 
 /// Checked `first` and `after` arguments.
@@ -154,6 +169,11 @@ mod tests {
         };
         assert_eq!(Cursor::decode(&cursor.encode()), Some(cursor));
         assert_eq!(Cursor::decode("garbage"), None);
+        // Well-formed, but far outside PostgreSQL's range of times.
+        let far = URL_SAFE_NO_PAD.encode(format!("{}:{}", i64::MAX / 2, Uuid::new_v4()));
+        assert_eq!(Cursor::decode(&far), None);
+        let before = URL_SAFE_NO_PAD.encode(format!("{}:{}", -70_000_000_000_000_000i64, Uuid::new_v4()));
+        assert_eq!(Cursor::decode(&before), None);
     }
 
     #[test]
