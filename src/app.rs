@@ -35,6 +35,8 @@ struct Inner {
     metrics: Metrics,
     /// Supervised tasks and dispatcher ticks, for /readyz.
     health: crate::tasks::Health,
+    /// Sessions as they are now, for sockets.
+    live_sessions: crate::accounts::live::LiveSessions,
     /// The key that signs unsubscribe links, shared by all instances through the database.
     unsubscribe_key: tokio::sync::OnceCell<Vec<u8>>,
 }
@@ -53,6 +55,7 @@ impl AppState {
                 events: EventHub::default(),
                 metrics: Metrics::default(),
                 health: crate::tasks::Health::default(),
+                live_sessions: crate::accounts::live::LiveSessions::default(),
                 unsubscribe_key: tokio::sync::OnceCell::new(),
             }),
         }
@@ -101,6 +104,10 @@ impl AppState {
 
     pub fn health(&self) -> &crate::tasks::Health {
         &self.inner.health
+    }
+
+    pub fn live_sessions(&self) -> &crate::accounts::live::LiveSessions {
+        &self.inner.live_sessions
     }
 
     /// The unsubscribe-link key: made by the first instance, read by the others.

@@ -138,6 +138,10 @@ pub struct HttpConfig {
     #[arg(long, env = "BODY_LIMIT", default_value = "4MiB", value_parser = parse_size, global = true)]
     pub body_limit: usize,
 
+    /// Largest GraphQL answer; a larger one is replaced by an error asking for less.
+    #[arg(long, env = "RESPONSE_LIMIT", default_value = "16MiB", value_parser = parse_size, global = true)]
+    pub response_limit: usize,
+
     /// Longest time a request may take before it is answered 408.
     #[arg(long, env = "REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration, global = true)]
     pub request_timeout: Duration,
@@ -154,6 +158,27 @@ pub struct HttpConfig {
     /// Answer introspection queries (GraphiQL needs them).
     #[arg(long, env = "INTROSPECTION", default_value_t = true, action = ArgAction::Set, global = true)]
     pub introspection: bool,
+
+    /// How long a new WebSocket may take to send `connection_init` (closed 4408 after).
+    #[arg(long, env = "WS_INIT_TIMEOUT", default_value = "3s", value_parser = parse_duration, global = true)]
+    pub ws_init_timeout: Duration,
+
+    /// How often an idle WebSocket is pinged; a peer silent for two of these is dropped.
+    #[arg(long, env = "WS_KEEPALIVE", default_value = "30s", value_parser = parse_duration, global = true)]
+    pub ws_keepalive: Duration,
+
+    /// WebSockets open at once from one client IP (more are refused with 429).
+    #[arg(long, env = "WS_MAX_PER_IP", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..), global = true)]
+    pub ws_max_per_ip: u32,
+
+    /// Operations (subscriptions, queries) running at once on one WebSocket.
+    #[arg(long, env = "WS_MAX_OPERATIONS", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..), global = true)]
+    pub ws_max_operations: u32,
+
+    /// WebSockets open at once in all. Unset: what the open-file limit leaves after a
+    /// reserve for the database pool, SMTP and HTTP requests (read at start).
+    #[arg(long, env = "WS_MAX_CONNECTIONS", global = true)]
+    pub ws_max_connections: Option<u32>,
 }
 
 /// Where mail goes and how long the mail server may take.

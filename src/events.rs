@@ -43,6 +43,9 @@ pub enum Notice {
         #[serde(default)]
         logged_at: Vec<DateTime<Utc>>,
     },
+    /// A user's sessions, role or active flag changed (sign-out, password change or reset,
+    /// blocking, a role change, a deleted account): live connections re-check now.
+    Session { user: Uuid },
 }
 
 /// Sends a notice to every instance (delivered when the surrounding transaction commits).

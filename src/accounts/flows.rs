@@ -298,6 +298,7 @@ pub async fn reset_password(state: &AppState, token: &str, new_password: &str) -
         }
         model::set_password(conn, user.id, &hash).await?;
         model::delete_sessions(conn, user.id, None).await?;
+        crate::events::notify(conn, &crate::events::Notice::Session { user: user.id }).await?;
         // The link arrived, so the address is the owner's.
         model::mark_verified(conn, user.id).await?;
         password_changed_notice(state, conn, &user).await
@@ -357,6 +358,7 @@ pub async fn change_password(
     conn.transaction::<_, AppError, _>(async |conn| {
         model::set_password(conn, user.id, &hash).await?;
         model::delete_sessions(conn, user.id, Some(viewer.session_id)).await?;
+        crate::events::notify(conn, &crate::events::Notice::Session { user: user.id }).await?;
         password_changed_notice(state, conn, &user).await
     })
     .await?;
@@ -403,6 +405,7 @@ pub async fn delete_account(state: &AppState, viewer: &Viewer, password: &str) -
         crate::mailings::model::complete_all_of(conn, user.id).await?;
         deliveries::cancel_pending(conn, Cancel::Owner(user.id)).await?;
         model::anonymise(conn, user.id).await?;
+        crate::events::notify(conn, &crate::events::Notice::Session { user: user.id }).await?;
         Ok(())
     })
     .await

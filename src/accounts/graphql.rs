@@ -3,6 +3,7 @@
 use async_graphql::{Context, Enum, ID, Object, SimpleObject};
 use axum::http::header::SET_COOKIE;
 use chrono::{DateTime, Utc};
+use diesel_async::AsyncConnection;
 
 use super::{client_ip, cookie, flows, model, roles, viewer};
 use crate::app::AppState;
@@ -104,7 +105,10 @@ impl AccountsQuery {
     }
 
     /// Every account, newest first (MANAGER, ADMIN).
-    #[graphql(guard = "RoleGuard::at_least(Role::Manager)")]
+    #[graphql(
+        guard = "RoleGuard::at_least(Role::Manager)",
+        complexity = "crate::pagination::page_cost(first, child_complexity)"
+    )]
     async fn users(
         &self,
         ctx: &Context<'_>,
@@ -162,7 +166,14 @@ impl AccountsMutation {
     async fn logout(&self, ctx: &Context<'_>) -> async_graphql::Result<bool> {
         let viewer = viewer(ctx).gql()?;
         let mut conn = AppState::from_ctx(ctx).conn().await.gql()?;
-        model::delete_session(&mut conn, viewer.session_id).await.gql()?;
+        conn.transaction::<_, AppError, _>(async |conn| {
+            model::delete_session(conn, viewer.session_id).await?;
+            // Sockets signed in with this session, on every instance, close.
+            crate::events::notify(conn, &crate::events::Notice::Session { user: viewer.user_id }).await?;
+            Ok(())
+        })
+        .await
+        .gql()?;
         ctx.append_http_header(SET_COOKIE, cookie::clearing_cookie(AppState::from_ctx(ctx).config()));
         Ok(true)
     }

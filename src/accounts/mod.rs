@@ -3,6 +3,7 @@
 pub mod cookie;
 pub mod flows;
 pub mod graphql;
+pub mod live;
 pub mod model;
 pub mod password;
 pub mod roles;

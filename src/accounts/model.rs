@@ -145,6 +145,20 @@ pub async fn authenticate(
     }))
 }
 
+/// The account of a session that has not expired, if the account is live and not blocked
+/// (what a socket that signed in with the session may do now).
+pub async fn session_user(conn: &mut AsyncPgConnection, session_id: Uuid) -> QueryResult<Option<User>> {
+    sessions::table
+        .inner_join(users::table)
+        .filter(sessions::id.eq(session_id))
+        .filter(sessions::expires_at.gt(now()))
+        .filter(users::is_active.eq(true).and(users::deleted_at.is_null()))
+        .select(User::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
 pub async fn delete_session(conn: &mut AsyncPgConnection, session_id: Uuid) -> QueryResult<()> {
     diesel::delete(sessions::table.filter(sessions::id.eq(session_id)))
         .execute(conn)

@@ -36,6 +36,7 @@ pub async fn set_user_active(state: &AppState, viewer: &Viewer, id: Uuid, active
                 return Err(AppError::Forbidden);
             }
             let user = model::set_active(conn, id, active).await?;
+            crate::events::notify(conn, &crate::events::Notice::Session { user: id }).await?;
             if !active {
                 model::delete_sessions(conn, id, None).await?;
                 deliveries::cancel_pending(conn, Cancel::Owner(id)).await?;
@@ -73,7 +74,10 @@ pub async fn set_user_role(state: &AppState, viewer: &Viewer, id: Uuid, role: Ro
         {
             return Err(AppError::bad_input("role", "the last active admin cannot be demoted"));
         }
-        Ok(model::set_role(conn, id, role.as_db()).await?)
+        let user = model::set_role(conn, id, role.as_db()).await?;
+        // Sockets of the account, on every instance, follow the new role.
+        crate::events::notify(conn, &crate::events::Notice::Session { user: id }).await?;
+        Ok(user)
     })
     .await
 }

@@ -112,6 +112,7 @@ pub struct BlogQuery;
 #[Object]
 impl BlogQuery {
     /// Published posts, newest first; admins also see drafts. Public.
+    #[graphql(complexity = "crate::pagination::page_cost(first, child_complexity)")]
     async fn blog_posts(
         &self,
         ctx: &Context<'_>,

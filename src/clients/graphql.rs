@@ -101,6 +101,7 @@ pub struct ClientsQuery;
 #[Object]
 impl ClientsQuery {
     /// Your clients, newest first; `search` matches e-mail or name.
+    #[graphql(complexity = "crate::pagination::page_cost(first, child_complexity)")]
     async fn clients(
         &self,
         ctx: &Context<'_>,

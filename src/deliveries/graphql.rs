@@ -358,6 +358,7 @@ pub struct DeliveriesQuery;
 #[Object]
 impl DeliveriesQuery {
     /// The mailing log, newest first: your mailings' attempts (MANAGER, ADMIN: everyone's).
+    #[graphql(complexity = "crate::pagination::page_cost(first, child_complexity)")]
     async fn attempts(
         &self,
         ctx: &Context<'_>,

@@ -84,6 +84,7 @@ async fn listen(state: &AppState, conn: &mut AsyncPgConnection) -> anyhow::Resul
 async fn handle(state: &AppState, notice: Notice) {
     match notice {
         Notice::Wake => state.dispatch_wakeup().notify_one(),
+        Notice::Session { user } => state.live_sessions().changed(user),
         Notice::Run {
             mailing,
             run,

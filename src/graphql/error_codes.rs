@@ -52,7 +52,17 @@ impl Extension for ErrorCodes {
         // depth and complexity limits all fail here.
         next.run(ctx).await.map_err(|errs| {
             errs.into_iter()
-                .map(|err| with_code(err, "GRAPHQL_VALIDATION_FAILED"))
+                .map(|mut err| {
+                    if err.message == "Query is too complex." {
+                        err.message = format!(
+                            "Query is too complex: a list's fields count once for each item it may return \
+                             (its `first`, 20 when not given), and the limit is {}; ask for fewer items \
+                             or fewer nested lists.",
+                            super::MAX_COMPLEXITY
+                        );
+                    }
+                    with_code(err, "GRAPHQL_VALIDATION_FAILED")
+                })
                 .collect()
         })
     }

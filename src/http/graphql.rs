@@ -165,7 +165,7 @@ async fn execute(
     let mut response = state.schema.execute(request).await;
     if started.get() {
         let mut http_headers = std::mem::take(&mut response.http_headers);
-        let mut reply = json_response(StatusCode::OK, media, &response);
+        let mut reply = bounded_response(media, &response, state.app.config().http.response_limit);
         if let Some(cookie) = refresh_cookie.filter(|_| !http_headers.contains_key(header::SET_COOKIE))
             && let Ok(value) = HeaderValue::from_str(&cookie)
         {
@@ -342,6 +342,29 @@ fn request_error(status: StatusCode, media: MediaType, field: &str, message: &st
     json_response(status, media, &body)
 }
 
+/// The answer, unless it is larger than RESPONSE_LIMIT: then an error that says so (the
+/// complexity limit keeps honest queries far below it; this is the backstop).
+fn bounded_response(media: MediaType, response: &async_graphql::Response, limit: usize) -> Response {
+    let bytes = match serde_json::to_vec(response) {
+        Ok(bytes) => bytes,
+        Err(err) => {
+            tracing::error!(error = %err, "cannot serialise a GraphQL response");
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        }
+    };
+    if bytes.len() <= limit {
+        return json_bytes(StatusCode::OK, media, bytes);
+    }
+    let error = json!({
+        "message": format!(
+            "the answer would be {} bytes, more than RESPONSE_LIMIT ({limit} bytes); ask for fewer items",
+            bytes.len()
+        ),
+        "extensions": { "code": "BAD_USER_INPUT", "field": "query" },
+    });
+    json_response(StatusCode::OK, media, &json!({ "data": null, "errors": [error] }))
+}
+
 fn json_response(status: StatusCode, media: MediaType, body: &impl serde::Serialize) -> Response {
     let bytes = match serde_json::to_vec(body) {
         Ok(bytes) => bytes,
@@ -350,6 +373,10 @@ fn json_response(status: StatusCode, media: MediaType, body: &impl serde::Serial
             return StatusCode::INTERNAL_SERVER_ERROR.into_response();
         }
     };
+    json_bytes(status, media, bytes)
+}
+
+fn json_bytes(status: StatusCode, media: MediaType, bytes: Vec<u8>) -> Response {
     (
         status,
         [

@@ -6,6 +6,7 @@ mod export;
 mod graphql;
 mod health;
 mod pages;
+pub mod sockets;
 mod web;
 mod ws;
 
@@ -26,12 +27,15 @@ use crate::graphql::MailwarmSchema;
 pub struct HttpState {
     pub app: AppState,
     pub schema: MailwarmSchema,
+    /// The WebSockets this instance holds, by client address.
+    pub sockets: std::sync::Arc<sockets::Sockets>,
 }
 
 pub fn router(app: AppState, schema: MailwarmSchema) -> Router {
     let http = app.config().http.clone();
     let metrics = app.metrics().clone();
-    let state = HttpState { app, schema };
+    let sockets = std::sync::Arc::new(sockets::Sockets::new(app.config()));
+    let state = HttpState { app, schema, sockets };
 
     let mut router = Router::new()
         .route(

@@ -145,6 +145,7 @@ impl Mailing {
     }
 
     /// The mailing's clients now (deleted ones drop out), newest first.
+    #[graphql(complexity = "crate::pagination::page_cost(first, child_complexity)")]
     async fn clients(
         &self,
         ctx: &Context<'_>,
@@ -165,6 +166,7 @@ impl Mailing {
     }
 
     /// Its runs, newest first (SKIPPED and CANCELLED ones included).
+    #[graphql(complexity = "crate::pagination::page_cost(first, child_complexity)")]
     async fn runs(
         &self,
         ctx: &Context<'_>,
@@ -175,6 +177,7 @@ impl Mailing {
     }
 
     /// Its deliveries over all runs, newest first.
+    #[graphql(complexity = "crate::pagination::page_cost(first, child_complexity)")]
     async fn deliveries(
         &self,
         ctx: &Context<'_>,
@@ -186,6 +189,7 @@ impl Mailing {
     }
 
     /// Its log: every try to hand a message to the mail server, newest first.
+    #[graphql(complexity = "crate::pagination::page_cost(first, child_complexity)")]
     async fn attempts(
         &self,
         ctx: &Context<'_>,
@@ -326,6 +330,7 @@ pub struct MailingsQuery;
 #[Object]
 impl MailingsQuery {
     /// USER: own mailings; MANAGER and ADMIN: everyone's. Newest first.
+    #[graphql(complexity = "crate::pagination::page_cost(first, child_complexity)")]
     async fn mailings(
         &self,
         ctx: &Context<'_>,

@@ -80,6 +80,7 @@ pub struct MessagesQuery;
 #[Object]
 impl MessagesQuery {
     /// Your messages, newest first.
+    #[graphql(complexity = "crate::pagination::page_cost(first, child_complexity)")]
     async fn messages(
         &self,
         ctx: &Context<'_>,

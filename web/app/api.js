@@ -35,17 +35,28 @@ export async function gql(query, variables = {}) {
 
 let client = null;
 
-/** Starts a subscription; returns the function that ends it. */
+/** Starts a subscription; returns the function that ends it. The server completes a
+ * subscription when the account's role or status changes: it is started again, under the
+ * new rules. */
 export function subscribe(query, variables, onData) {
   if (!client) {
     const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
     client = createClient({ url: `${scheme}://${location.host}/graphql/ws`, retryAttempts: 1000, lazy: true });
   }
-  return client.subscribe({ query, variables }, {
-    next: (result) => result.data && onData(result.data),
-    error: (err) => console.warn('subscription', err),
-    complete: () => {},
-  });
+  let stopped = false;
+  let stop = null;
+  const start = () => {
+    stop = client.subscribe({ query, variables }, {
+      next: (result) => result.data && onData(result.data),
+      error: (err) => console.warn('subscription', err),
+      complete: () => { if (!stopped) setTimeout(() => { if (!stopped) start(); }, 1000); },
+    });
+  };
+  start();
+  return () => {
+    stopped = true;
+    if (stop) stop();
+  };
 }
 
 /** After signing in or out: the socket signs in when it connects, so start a new one. */
