@@ -316,6 +316,9 @@ async fn serve(
     let mut keepalive =
         tokio::time::interval_at(tokio::time::Instant::now() + config.ws_keepalive, config.ws_keepalive);
     let mut changes = app.live_sessions().changes();
+    // A peer that does not take what we send for this long (a full window, a dead link) is
+    // dropped rather than allowed to stall the socket's loop.
+    let stall = 2 * config.ws_keepalive;
     let close = |code: u16, reason: &str| {
         Message::Close(Some(CloseFrame {
             code,
@@ -326,7 +329,7 @@ async fn serve(
         tokio::select! {
             out = graphql.next() => match out {
                 Some(WsMessage::Text(text)) => {
-                    if sink.send(Message::Text(text.into())).await.is_err() {
+                    if !matches!(tokio::time::timeout(stall, sink.send(Message::Text(text.into()))).await, Ok(Ok(()))) {
                         break;
                     }
                 }
@@ -340,17 +343,17 @@ async fn serve(
                         1011 => UNAUTHORIZED,
                         other => other,
                     };
-                    let _ = sink.send(close(code, &reason)).await;
+                    let _ = tokio::time::timeout(stall, sink.send(close(code, &reason))).await;
                     break;
                 }
                 None => break,
             },
             _ = &mut init_deadline, if !live.initialised.load(Ordering::SeqCst) => {
-                let _ = sink.send(close(INIT_TIMEOUT, "Connection initialisation timeout")).await;
+                let _ = tokio::time::timeout(stall, sink.send(close(INIT_TIMEOUT, "Connection initialisation timeout"))).await;
                 break;
             }
             _ = live.ended.notified() => {
-                let _ = sink.send(close(FORBIDDEN, "Forbidden: the session has ended")).await;
+                let _ = tokio::time::timeout(stall, sink.send(close(FORBIDDEN, "Forbidden: the session has ended"))).await;
                 break;
             }
             _ = keepalive.tick() => {
@@ -359,7 +362,7 @@ async fn serve(
                     tracing::debug!("dropping a WebSocket whose peer went silent");
                     break;
                 }
-                if sink.send(Message::Ping(Default::default())).await.is_err() {
+                if !matches!(tokio::time::timeout(stall, sink.send(Message::Ping(Default::default()))).await, Ok(Ok(()))) {
                     break;
                 }
                 // An idle socket's session may have expired meanwhile.
@@ -379,7 +382,7 @@ async fn serve(
             }
         }
         if live.ended_flag.load(Ordering::SeqCst) {
-            let _ = sink.send(close(FORBIDDEN, "Forbidden: the session has ended")).await;
+            let _ = tokio::time::timeout(stall, sink.send(close(FORBIDDEN, "Forbidden: the session has ended"))).await;
             break;
         }
     }
