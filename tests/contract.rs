@@ -76,7 +76,17 @@ fn shapes(sdl: &str) -> BTreeMap<String, Shape> {
             TypeKind::Interface(_) => shape.kind = "interface",
             TypeKind::Union(_) => shape.kind = "union",
         }
-        shapes.insert(ty.name.node.to_string(), shape);
+        // `extend type X` (the contract's later sections) adds to X, never replaces it.
+        match shapes.get_mut(&ty.name.node.to_string()) {
+            Some(existing) => {
+                let existing: &mut Shape = existing;
+                existing.fields.extend(shape.fields);
+                existing.values.extend(shape.values);
+            }
+            None => {
+                shapes.insert(ty.name.node.to_string(), shape);
+            }
+        }
     }
     shapes
 }
@@ -254,4 +264,8 @@ fn the_checker_catches_breaks() {
         assert!(found.contains_key(key) || key == "I", "{key} not caught: {found:?}");
     }
     assert!(differences(&contract, &shapes("type Query { a(x: Int!): String! }")).contains_key("E"));
+    // An extension adds to the type: the base fields are still checked.
+    let extended = shapes("type Query { a: Int } extend type Query { b: Int }");
+    assert!(differences(&extended, &shapes("type Query { b: Int }")).contains_key("Query.a"));
+    assert!(differences(&extended, &shapes("type Query { a: Int }")).contains_key("Query.b"));
 }

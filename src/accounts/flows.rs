@@ -357,7 +357,7 @@ pub async fn change_password(
     let mut conn = state.conn().await?;
     conn.transaction::<_, AppError, _>(async |conn| {
         model::set_password(conn, user.id, &hash).await?;
-        model::delete_sessions(conn, user.id, Some(viewer.session_id)).await?;
+        model::delete_sessions(conn, user.id, viewer.session_id()).await?;
         crate::events::notify(conn, &crate::events::Notice::Session { user: user.id }).await?;
         password_changed_notice(state, conn, &user).await
     })
@@ -405,6 +405,7 @@ pub async fn delete_account(state: &AppState, viewer: &Viewer, password: &str) -
         crate::mailings::model::complete_all_of(conn, user.id).await?;
         deliveries::cancel_pending(conn, Cancel::Owner(user.id)).await?;
         model::anonymise(conn, user.id).await?;
+        super::api_keys::revoke_all(conn, user.id).await?;
         crate::events::notify(conn, &crate::events::Notice::Session { user: user.id }).await?;
         Ok(())
     })

@@ -5,12 +5,14 @@ use axum::http::header::SET_COOKIE;
 use chrono::{DateTime, Utc};
 use diesel_async::AsyncConnection;
 
+use super::api_keys::{self, ApiKey, ApiKeyScope, CreatedApiKey};
 use super::{client_ip, cookie, flows, model, roles, viewer};
 use crate::app::AppState;
 use crate::clients::graphql::parse_id;
 use crate::error::{AppError, ResultExt};
 use crate::graphql::RoleGuard;
 use crate::pagination::{Connection, PageArgs};
+use crate::validate;
 
 /// What an account may do.
 #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
@@ -98,6 +100,14 @@ pub struct AccountsQuery;
 #[Object]
 impl AccountsQuery {
     /// The signed-in account; null when the request carries no valid session.
+    /// Your API keys, newest first; their secrets are never shown again.
+    async fn api_keys(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<ApiKey>> {
+        let viewer = viewer(ctx).gql()?;
+        let mut conn = AppState::from_ctx(ctx).conn().await.gql()?;
+        let rows = api_keys::list(&mut conn, viewer.user_id).await.gql()?;
+        rows.into_iter().map(ApiKey::try_from).collect::<Result<_, _>>().gql()
+    }
+
     async fn me(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<User>> {
         let Ok(viewer) = viewer(ctx) else { return Ok(None) };
         let mut conn = AppState::from_ctx(ctx).conn().await.gql()?;
@@ -127,6 +137,64 @@ pub struct AccountsMutation;
 
 #[Object]
 impl AccountsMutation {
+    /// A key for a GraphQL client app: use its secret as `Authorization: Bearer <secret>` or
+    /// `{"token": "<secret>"}` in a WebSocket's `connection_init`. The secret is in this
+    /// answer only. Made with a session, not with another key; at most 20 per account.
+    async fn create_api_key(
+        &self,
+        ctx: &Context<'_>,
+        name: String,
+        scope: ApiKeyScope,
+    ) -> async_graphql::Result<CreatedApiKey> {
+        let viewer = viewer(ctx).gql()?;
+        if viewer.session_id().is_none() {
+            return Err(AppError::Forbidden).gql();
+        }
+        let name = validate::required_line("name", &name, 100).gql()?;
+        let (secret, hash) = api_keys::new_secret();
+        let mut conn = AppState::from_ctx(ctx).conn().await.gql()?;
+        let row = conn
+            .transaction::<_, AppError, _>(async |conn| {
+                model::lock_user(conn, viewer.user_id).await?;
+                if api_keys::count(conn, viewer.user_id).await? >= api_keys::MAX_PER_USER {
+                    return Err(AppError::bad_input(
+                        "name",
+                        format!(
+                            "an account has at most {} API keys; revoke one first",
+                            api_keys::MAX_PER_USER
+                        ),
+                    ));
+                }
+                Ok(api_keys::create(conn, viewer.user_id, &name, scope, &hash).await?)
+            })
+            .await
+            .gql()?;
+        Ok(CreatedApiKey {
+            api_key: ApiKey::try_from(row).gql()?,
+            secret,
+        })
+    }
+
+    /// Ends one of your API keys at once, on every instance (sockets signed in with it close).
+    async fn revoke_api_key(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<bool> {
+        let viewer = viewer(ctx).gql()?;
+        if viewer.session_id().is_none() {
+            return Err(AppError::Forbidden).gql();
+        }
+        let id = parse_id(&id).ok_or(AppError::NotFound).gql()?;
+        let mut conn = AppState::from_ctx(ctx).conn().await.gql()?;
+        conn.transaction::<_, AppError, _>(async |conn| {
+            if !api_keys::revoke(conn, viewer.user_id, id).await? {
+                return Err(AppError::NotFound);
+            }
+            crate::events::notify(conn, &crate::events::Notice::Session { user: viewer.user_id }).await?;
+            Ok(())
+        })
+        .await
+        .gql()?;
+        Ok(true)
+    }
+
     /// Always true, whether or not the address is taken (no account enumeration); mails a
     /// verification link carrying ?token=...
     async fn register(
@@ -165,9 +233,15 @@ impl AccountsMutation {
     /// Ends the current session; its token stops working.
     async fn logout(&self, ctx: &Context<'_>) -> async_graphql::Result<bool> {
         let viewer = viewer(ctx).gql()?;
+        let session = viewer
+            .session_id()
+            .ok_or_else(|| {
+                AppError::bad_input("token", "an API key has no session to end; revoke it with revokeApiKey")
+            })
+            .gql()?;
         let mut conn = AppState::from_ctx(ctx).conn().await.gql()?;
         conn.transaction::<_, AppError, _>(async |conn| {
-            model::delete_session(conn, viewer.session_id).await?;
+            model::delete_session(conn, session).await?;
             // Sockets signed in with this session, on every instance, close.
             crate::events::notify(conn, &crate::events::Notice::Session { user: viewer.user_id }).await?;
             Ok(())

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
-use super::Viewer;
 use super::graphql::Role;
+use super::{Credential, Viewer};
 use crate::app::AppState;
 use crate::error::AppResult;
 
@@ -45,25 +45,34 @@ impl Default for LiveSessions {
 }
 
 impl LiveSessions {
-    /// The viewer of `session` now: None once the session ended or expired, or its account
-    /// was blocked or deleted.
+    /// The viewer of a session or API key now: None once the session ended or expired, the
+    /// key was revoked, or the account was blocked or deleted.
     /// `fresh`: read the database whatever the cache holds (an operation starting, as an
     /// HTTP request authenticates each time); else a cached answer of at most [`FRESH`]
     /// (each event of a subscription).
-    pub async fn viewer(&self, state: &AppState, session: Uuid, fresh: bool) -> AppResult<Option<Viewer>> {
+    pub async fn viewer(&self, state: &AppState, credential: Credential, fresh: bool) -> AppResult<Option<Viewer>> {
+        let key = credential.id();
         if !fresh
-            && let Some(cached) = self.cache.lock().expect("session cache lock").get(&session)
+            && let Some(cached) = self.cache.lock().expect("session cache lock").get(&key)
             && cached.read_at.elapsed() < FRESH
         {
             return Ok(cached.viewer.clone());
         }
         let read_at = Instant::now();
         let mut conn = state.conn().await?;
-        let found = super::model::session_user(&mut conn, session).await?;
-        let viewer = found.as_ref().map(|user| Viewer {
+        let found = match credential {
+            Credential::Session(id) => super::model::session_user(&mut conn, id)
+                .await?
+                .map(|user| (user, credential)),
+            // The key's scope as it is now, too.
+            Credential::ApiKey { id, .. } => super::api_keys::key_user(&mut conn, id)
+                .await?
+                .map(|(scope, user)| (user, Credential::ApiKey { id, scope })),
+        };
+        let viewer = found.map(|(user, credential)| Viewer {
             user_id: user.id,
             role: Role::from_db(&user.role),
-            session_id: session,
+            credential,
         });
         let mut cache = self.cache.lock().expect("session cache lock");
         // Entries for sessions nobody asked about for a while go.
@@ -71,7 +80,7 @@ impl LiveSessions {
             cache.retain(|_, c| c.read_at.elapsed() < FRESH);
         }
         cache.insert(
-            session,
+            key,
             Cached {
                 user_id: viewer.as_ref().map(|v| v.user_id),
                 viewer: viewer.clone(),

@@ -1,5 +1,6 @@
 //! Accounts: users, roles, sessions and the e-mail tokens that verify and recover them.
 
+pub mod api_keys;
 pub mod cookie;
 pub mod flows;
 pub mod graphql;
@@ -11,7 +12,7 @@ pub mod throttle;
 pub mod tokens;
 mod viewer;
 
-pub use viewer::{ClientIp, Viewer, authenticate, client_ip, viewer};
+pub use viewer::{ClientIp, Credential, Viewer, authenticate, client_ip, viewer};
 
 /// Every ten minutes, deletes expired sessions and e-mail tokens and old rate-limit windows
 /// (any instance may; the deletes are idempotent).

@@ -39,6 +39,7 @@ pub async fn set_user_active(state: &AppState, viewer: &Viewer, id: Uuid, active
             crate::events::notify(conn, &crate::events::Notice::Session { user: id }).await?;
             if !active {
                 model::delete_sessions(conn, id, None).await?;
+                super::api_keys::revoke_all(conn, id).await?;
                 deliveries::cancel_pending(conn, Cancel::Owner(id)).await?;
             }
             Ok(user)

@@ -6,6 +6,7 @@ use std::net::IpAddr;
 use async_graphql::Context;
 use uuid::Uuid;
 
+use super::api_keys::{self, ApiKeyScope};
 use super::graphql::Role;
 use super::{model, tokens};
 use crate::app::AppState;
@@ -15,7 +16,45 @@ use crate::error::{AppError, AppResult};
 pub struct Viewer {
     pub user_id: Uuid,
     pub role: Role,
-    pub session_id: Uuid,
+    /// What the caller signed in with.
+    pub credential: Credential,
+}
+
+/// A session (from `login`) or an API key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credential {
+    Session(Uuid),
+    ApiKey { id: Uuid, scope: ApiKeyScope },
+}
+
+impl Credential {
+    /// The session's or the key's id (they never collide: both are random UUIDs).
+    pub fn id(self) -> Uuid {
+        match self {
+            Credential::Session(id) | Credential::ApiKey { id, .. } => id,
+        }
+    }
+}
+
+impl Viewer {
+    /// The session signed in with, if it was one (not an API key).
+    pub fn session_id(&self) -> Option<Uuid> {
+        match self.credential {
+            Credential::Session(id) => Some(id),
+            Credential::ApiKey { .. } => None,
+        }
+    }
+
+    /// A READ API key: no mutations.
+    pub fn read_only(&self) -> bool {
+        matches!(
+            self.credential,
+            Credential::ApiKey {
+                scope: ApiKeyScope::Read,
+                ..
+            }
+        )
+    }
 }
 
 /// The client's address as the HTTP layer determined it (X-Forwarded-For only behind
@@ -23,10 +62,23 @@ pub struct Viewer {
 #[derive(Debug, Clone, Copy)]
 pub struct ClientIp(pub IpAddr);
 
-/// The viewer a session token belongs to, and whether its expiry just slid forward; None
-/// for an unknown, expired or revoked token, or a blocked or deleted account.
+/// The one sign-in path, for every endpoint: the viewer a bearer token (a session token or
+/// an API key) belongs to, and whether a session's expiry just slid forward (a browser's
+/// cookie follows); None for an unknown, expired or revoked token, or a blocked or deleted
+/// account.
 pub async fn authenticate(state: &AppState, token: &str) -> AppResult<Option<(Viewer, bool)>> {
     let mut conn = state.conn().await?;
+    if api_keys::is_api_key(token) {
+        let found = api_keys::authenticate(&mut conn, &tokens::hash_token(token)).await?;
+        return Ok(found.map(|(id, scope, user)| {
+            let viewer = Viewer {
+                user_id: user.id,
+                role: Role::from_db(&user.role),
+                credential: Credential::ApiKey { id, scope },
+            };
+            (viewer, false)
+        }));
+    }
     let found = model::authenticate(
         &mut conn,
         &tokens::hash_token(token),
@@ -37,7 +89,7 @@ pub async fn authenticate(state: &AppState, token: &str) -> AppResult<Option<(Vi
         let viewer = Viewer {
             user_id: found.user.id,
             role: Role::from_db(&found.user.role),
-            session_id: found.session_id,
+            credential: Credential::Session(found.session_id),
         };
         (viewer, found.slid)
     }))

@@ -20,6 +20,18 @@ diesel::table! {
 }
 
 diesel::table! {
+    api_keys (id) {
+        id -> Uuid,
+        user_id -> Uuid,
+        name -> Text,
+        scope -> Text,
+        secret_hash -> Bytea,
+        created_at -> Timestamptz,
+        last_used_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
     app_secrets (name) {
         name -> Text,
         value -> Bytea,
@@ -201,6 +213,7 @@ diesel::table! {
 }
 
 diesel::joinable!(account_emails -> users (user_id));
+diesel::joinable!(api_keys -> users (user_id));
 diesel::joinable!(attempts -> deliveries (delivery_id));
 diesel::joinable!(blog_posts -> users (author_id));
 diesel::joinable!(clients -> users (owner_id));
@@ -218,6 +231,7 @@ diesel::joinable!(sessions -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     account_emails,
+    api_keys,
     app_secrets,
     attempts,
     blog_posts,

@@ -5,6 +5,7 @@ mod error_codes;
 mod guards;
 mod limits;
 mod loaders;
+mod read_only;
 
 pub use error_codes::{ExecutionStarted, with_code};
 pub use guards::RoleGuard;
@@ -67,7 +68,8 @@ pub fn build_schema(state: Option<AppState>, introspection: bool) -> MailwarmSch
         .limit_directives(8)
         .data(HomeStatsCache::default())
         .extension(error_codes::ErrorCodes)
-        .extension(limits::FieldCountLimit(MAX_FIELDS));
+        .extension(limits::FieldCountLimit(MAX_FIELDS))
+        .extension(read_only::ReadOnlyKeys);
     if !introspection {
         builder = builder.disable_introspection();
     }

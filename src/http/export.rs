@@ -3,26 +3,20 @@
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::{StreamExt, stream};
 
 use super::HttpState;
-use crate::accounts::authenticate;
+use super::auth::Caller;
 use crate::clients::{csv, model};
 use crate::pagination::Cursor;
 
 const PAGE: i64 = 1_000;
 
-pub async fn clients_csv(State(state): State<HttpState>, headers: HeaderMap) -> Response {
-    let token = super::session_token(&headers).map(|t| t.value);
-    let viewer = match token {
-        Some(token) => match authenticate(&state.app, &token).await {
-            Ok(Some((viewer, _))) => viewer,
-            Ok(None) => return (StatusCode::UNAUTHORIZED, "sign in first").into_response(),
-            Err(_) => return StatusCode::SERVICE_UNAVAILABLE.into_response(),
-        },
-        None => return (StatusCode::UNAUTHORIZED, "sign in first").into_response(),
+pub async fn clients_csv(State(state): State<HttpState>, caller: Caller) -> Response {
+    let Some(viewer) = caller.viewer else {
+        return (StatusCode::UNAUTHORIZED, "sign in first").into_response();
     };
     let owner = viewer.user_id;
     let app = state.app.clone();

@@ -14,10 +14,9 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
 use super::HttpState;
+use super::auth::Caller;
 use super::client_ip::RequestIp;
-use super::session_token;
-use crate::accounts::{ClientIp, authenticate, cookie};
-use crate::error::AppError;
+use crate::accounts::ClientIp;
 use crate::graphql::ExecutionStarted;
 
 const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
@@ -51,6 +50,7 @@ struct GraphqlParams {
 pub async fn graphql_post(
     State(state): State<HttpState>,
     RequestIp(ip): RequestIp,
+    caller: Caller,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -71,12 +71,13 @@ pub async fn graphql_post(
             return request_error(StatusCode::BAD_REQUEST, media, field, &message);
         }
     };
-    execute(&state, ip, &headers, params, media).await
+    execute(&state, ip, caller, params, media).await
 }
 
 pub async fn graphql_get(
     State(state): State<HttpState>,
     RequestIp(ip): RequestIp,
+    caller: Caller,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Response {
@@ -102,7 +103,7 @@ pub async fn graphql_get(
             .insert(header::ALLOW, HeaderValue::from_static("POST"));
         return response;
     }
-    execute(&state, ip, &headers, params, media).await
+    execute(&state, ip, caller, params, media).await
 }
 
 /// Any other method on /graphql.
@@ -124,7 +125,7 @@ pub async fn graphql_method_not_allowed(method: Method) -> Response {
 async fn execute(
     state: &HttpState,
     ip: Option<std::net::IpAddr>,
-    headers: &HeaderMap,
+    caller: Caller,
     params: GraphqlParams,
     media: MediaType,
 ) -> Response {
@@ -138,20 +139,11 @@ async fn execute(
     if let Some(ip) = ip {
         request = request.data(ClientIp(ip));
     }
-    // The signed-in account, if the request carries a valid session token.
-    let mut refresh_cookie = None;
-    if let Some(token) = session_token(headers) {
-        match authenticate(&state.app, &token.value).await {
-            Ok(Some((viewer, slid))) => {
-                if slid && token.from_cookie {
-                    // The session's expiry moved: the browser's cookie follows.
-                    refresh_cookie = Some(cookie::session_cookie(state.app.config(), &token.value));
-                }
-                request = request.data(viewer)
-            }
-            Ok(None) => {}
-            Err(err) => return internal_error(media, err),
-        }
+    // The signed-in account (see `auth`): both handlers let a cookie through only on
+    // `application/json` POSTs and on GET queries, which a cross-site form cannot send.
+    let refresh_cookie = caller.refresh_cookie;
+    if let Some(viewer) = caller.viewer {
+        request = request.data(viewer);
     }
     if let Some(name) = params.operation_name {
         request = request.operation_name(name);
@@ -189,12 +181,6 @@ async fn execute(
         MediaType::Json => StatusCode::OK,
     };
     json_response(status, media, &json!({ "errors": errors }))
-}
-
-fn internal_error(media: MediaType, err: AppError) -> Response {
-    use async_graphql::ErrorExtensions;
-    let error = err.extend();
-    json_response(StatusCode::INTERNAL_SERVER_ERROR, media, &json!({ "errors": [error] }))
 }
 
 /// Picks the response type from Accept: the first listed range we can produce; none

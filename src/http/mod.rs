@@ -1,6 +1,7 @@
 //! The HTTP edge: one axum router for the GraphQL endpoint (HTTP and WebSocket), the
 //! playground, health checks and the static web front end.
 
+pub mod auth;
 mod client_ip;
 mod export;
 mod graphql;
@@ -87,35 +88,6 @@ pub fn router(app: AppState, schema: MailwarmSchema) -> Router {
         );
     }
     router
-}
-
-/// The session token a request carries.
-pub struct SessionToken {
-    pub value: String,
-    /// From the browser's cookie rather than an `Authorization` header.
-    pub from_cookie: bool,
-}
-
-/// `Authorization: Bearer <token>`, else the session cookie. Handlers decide which requests
-/// a cookie may authenticate (see `graphql` and `ws`).
-pub fn session_token(headers: &axum::http::HeaderMap) -> Option<SessionToken> {
-    let bearer = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim())
-        .filter(|t| !t.is_empty());
-    match bearer {
-        Some(token) => Some(SessionToken {
-            value: token.to_owned(),
-            from_cookie: false,
-        }),
-        None => crate::accounts::cookie::token_from(headers).map(|value| SessionToken {
-            value,
-            from_cookie: true,
-        }),
-    }
 }
 
 /// Counts responses by status code for /metrics.

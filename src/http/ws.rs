@@ -37,7 +37,7 @@ use super::HttpState;
 use super::client_ip::RequestIp;
 use super::sockets::{Admitted, Refused};
 use crate::accounts::graphql::Role;
-use crate::accounts::{Viewer, authenticate, cookie};
+use crate::accounts::{Credential, Viewer, authenticate, cookie};
 use crate::app::AppState;
 use crate::config::HttpConfig;
 use crate::graphql::MailwarmSchema;
@@ -107,8 +107,8 @@ fn subprotocol(headers: &HeaderMap) -> Option<WebSocketProtocols> {
 /// What the socket's driver and its operations share.
 #[derive(Default)]
 struct Live {
-    /// The session `connection_init` signed in with; None for an anonymous socket.
-    session: Mutex<Option<Uuid>>,
+    /// The session or API key `connection_init` signed in with; None for an anonymous socket.
+    credential: Mutex<Option<Credential>>,
     /// The viewer as of the last check: a change of role or flag ends the subscriptions.
     viewer: Mutex<Option<(Uuid, Role)>>,
     initialised: AtomicBool,
@@ -121,8 +121,8 @@ struct Live {
 }
 
 impl Live {
-    fn session(&self) -> Option<Uuid> {
-        *self.session.lock().expect("socket lock")
+    fn credential(&self) -> Option<Credential> {
+        *self.credential.lock().expect("socket lock")
     }
 
     fn end(&self) {
@@ -133,10 +133,10 @@ impl Live {
     /// The viewer now (None for an anonymous socket); `Gone::Ended` when the session ended,
     /// and then the socket closes. `fresh`: from the database, not the cache.
     async fn check(&self, app: &AppState, fresh: bool) -> Result<Option<Viewer>, Gone> {
-        let Some(session) = self.session() else {
+        let Some(credential) = self.credential() else {
             return Ok(None);
         };
-        match app.live_sessions().viewer(app, session, fresh).await {
+        match app.live_sessions().viewer(app, credential, fresh).await {
             Ok(Some(viewer)) => {
                 let now = Some((viewer.user_id, viewer.role));
                 let mut seen = self.viewer.lock().expect("socket lock");
@@ -303,7 +303,7 @@ async fn serve(
                     .await
                     .map_err(|_| async_graphql::Error::new(SIGN_IN_FAILED))?
                     .ok_or_else(|| async_graphql::Error::new(BAD_TOKEN))?;
-                *init_live.session.lock().expect("socket lock") = Some(viewer.session_id);
+                *init_live.credential.lock().expect("socket lock") = Some(viewer.credential);
                 *init_live.viewer.lock().expect("socket lock") = Some((viewer.user_id, viewer.role));
             }
             init_live.initialised.store(true, Ordering::SeqCst);

@@ -293,7 +293,25 @@ try {
 
   await page.goto('/settings');
   await heading(page, en['settings.title']);
+  // An API key for a client app: made on the settings page, shown once, usable as a bearer
+  // token outside the browser (read only), and revoked from the same page.
+  await page.getByLabel(en['field.name']).fill('Reporting app');
+  await page.getByRole('button', { name: en['apiKeys.create'] }).click();
+  const secret = (await page.locator('#api-key-secret').textContent()).trim();
+  assert.match(secret, /^mw_[A-Za-z0-9_-]{40,}$/);
+  await page.getByRole('cell', { name: 'Reporting app' }).waitFor();
   await screenshot(page, 'settings');
+  const asKey = async (query) => (await fetch(`${base}/graphql`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${secret}` },
+    body: JSON.stringify({ query }),
+  })).json();
+  assert.equal((await asKey('{ me { email } }')).data.me.email, 'ann@example.com');
+  const refused = await asKey('mutation { createMessage(input: { subject: "x", body: "y" }) { id } }');
+  assert.equal(refused.errors[0].extensions.code, 'FORBIDDEN', JSON.stringify(refused));
+  await page.getByRole('button', { name: en['apiKeys.revoke'] }).click();
+  await page.getByText(en['apiKeys.none']).waitFor();
+  assert.equal((await asKey('{ me { email } }')).data.me, null, 'a revoked key still signs in');
 
   // The Russian translation.
   await page.selectOption('#lang', 'ru');

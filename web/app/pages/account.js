@@ -1,7 +1,7 @@
 // Register, verify e-mail, log in, forgot and reset password, account settings.
 
 import { gql } from '../api.js';
-import { field, form, h, link } from '../dom.js';
+import { field, form, h, link, table, when } from '../dom.js';
 import { t } from '../i18n.js';
 
 function done(title, text, ...more) {
@@ -104,6 +104,56 @@ export async function resetPassword({ query }) {
   return box;
 }
 
+/** API keys: list, make (the secret is shown once), revoke. */
+async function apiKeys() {
+  const box = h('section', { 'aria-labelledby': 'api-keys' });
+  const secretBox = h('div', { 'aria-live': 'polite' });
+  const listBox = h('div', {});
+  async function load() {
+    const { apiKeys: keys } = await gql('{ apiKeys { id name scope createdAt lastUsedAt } }');
+    listBox.replaceChildren(keys.length
+      ? table([t('field.name'), t('apiKeys.scope'), t('apiKeys.created'), t('apiKeys.lastUsed'), ''], keys.map((k) => h('tr', { 'data-key': k.id },
+        h('td', {}, k.name),
+        h('td', {}, t(`apiKeys.${k.scope}`)),
+        h('td', {}, when(k.createdAt)),
+        h('td', {}, k.lastUsedAt ? when(k.lastUsedAt) : t('apiKeys.never')),
+        h('td', { class: 'actions' }, h('button', {
+          type: 'button',
+          class: 'danger',
+          async onclick() {
+            if (!confirm(t('apiKeys.revokeConfirm', { name: k.name }))) return;
+            await gql('mutation($id: ID!) { revokeApiKey(id: $id) }', { id: k.id });
+            secretBox.replaceChildren();
+            await load();
+          },
+        }, t('apiKeys.revoke'))))), t('apiKeys.title'))
+      : h('p', {}, t('apiKeys.none')));
+  }
+  box.append(
+    h('h2', { id: 'api-keys' }, t('apiKeys.title')),
+    h('p', {}, t('apiKeys.lead')),
+    secretBox,
+    form({
+      fields: [
+        field({ name: 'name', label: t('field.name'), required: true, maxlength: 100 }),
+        field({ name: 'scope', label: t('apiKeys.scope'), type: 'select', value: 'READ', options: [['READ', t('apiKeys.READ')], ['WRITE', t('apiKeys.WRITE')]] }),
+      ],
+      submitLabel: t('apiKeys.create'),
+      async submit(v, el) {
+        const { createApiKey } = await gql('mutation($n: String!, $s: ApiKeyScope!) { createApiKey(name: $n, scope: $s) { secret apiKey { id } } }',
+          { n: v.name, s: v.scope });
+        el.reset();
+        // Shown once, as text; the page keeps it nowhere else.
+        secretBox.replaceChildren(h('p', { class: 'alert' }, t('apiKeys.secretOnce')),
+          h('pre', { class: 'secret', id: 'api-key-secret' }, createApiKey.secret));
+        await load();
+      },
+    }),
+    listBox);
+  await load();
+  return box;
+}
+
 export async function settings({ app }) {
   const status = h('p', { role: 'status' });
   return h('div', {},
@@ -124,6 +174,7 @@ export async function settings({ app }) {
         status.textContent = t('settings.passwordChanged');
       },
     }),
+    await apiKeys(),
     h('h2', {}, t('settings.deleteAccount')),
     h('p', {}, t('settings.deleteLead')),
     form({
