@@ -42,6 +42,8 @@ pub mod tasks;
 pub mod mail;
 /// Pool, embedded migrations, table definitions, the embedded PostgreSQL.
 pub mod db;
+/// The backoff every retrying queue shares.
+pub mod retry;
 /// Cursor pagination shared by every list.
 pub mod pagination;
 /// Input checks that name the offending field.

@@ -13,6 +13,7 @@
 pub mod compose;
 mod guard;
 pub mod listener;
+pub mod outcome;
 pub mod queue;
 pub mod runs;
 
@@ -30,14 +31,10 @@ use uuid::Uuid;
 use crate::app::AppState;
 use crate::events::{Notice, Notifier};
 use crate::mail::message::Outgoing;
-use crate::mail::queue::retry_delay;
-use crate::mail::{FailureKind, Phase};
 use crate::metrics::{Outcome as OutcomeLabel, Status as StatusLabel};
 use guard::{Allowance, Breaker, Pacer};
+use outcome::{RetryPolicy, Verdict};
 use queue::{Claimed, Outcome, RunSnapshot};
-
-/// The longest server reply or error kept in the log.
-const MAX_RESPONSE_BYTES: usize = 1024;
 
 /// What a dispatcher did, for `--dispatch-once`'s summary line.
 #[derive(Debug, Default)]
@@ -426,22 +423,12 @@ impl Dispatcher {
         }
     }
 
-    /// One delivery: composed, sent, classified. Whatever goes wrong belongs to this
-    /// delivery alone: a message that cannot be composed is its PERMANENT_FAILURE, and a
-    /// panic anyway (a bug) is caught here and logged with the delivery's ids: while
-    /// composing it fails this delivery, while sending it is UNKNOWN (the message may have
-    /// gone out). The rest of the group is recorded as it happened.
+    /// One delivery: composed, sent, classified (`outcome::classify`). Whatever goes wrong
+    /// belongs to this delivery alone: a message that cannot be composed is its
+    /// PERMANENT_FAILURE, and a panic anyway (a bug) is caught here and logged with the
+    /// delivery's ids: while composing it fails this delivery, while sending it is UNKNOWN
+    /// (the message may have gone out). The rest of the group is recorded as it happened.
     async fn send_one(&self, delivery: &Claimed, snapshot: Option<&RunSnapshot>, key: &[u8]) -> Outcome {
-        let outcome = |delivery_status, attempt_status, retry_in, response: String| Outcome {
-            id: delivery.id,
-            run_id: delivery.run_id,
-            mailing_id: delivery.mailing_id,
-            attempt: delivery.attempt_count,
-            delivery_status,
-            retry_in,
-            attempt_status,
-            response: Some(cut(&response)),
-        };
         let composed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.compose(delivery, snapshot, key)))
             .unwrap_or_else(|panic| {
                 Err(format!(
@@ -449,27 +436,33 @@ impl Dispatcher {
                     crate::tasks::panic_text(&*panic)
                 ))
             });
-        let message = match composed {
-            Ok(message) => message,
+        let verdict = match composed {
+            Ok(message) => match std::panic::AssertUnwindSafe(self.send_composed(delivery, &message))
+                .catch_unwind()
+                .await
+            {
+                Ok(verdict) => verdict,
+                Err(panic) => {
+                    let reason = format!("sending failed unexpectedly: {}", crate::tasks::panic_text(&*panic));
+                    tracing::error!(delivery_id = %delivery.id, mailing_id = %delivery.mailing_id, reason, "a send panicked; recorded UNKNOWN");
+                    Verdict::crashed(reason)
+                }
+            },
             Err(reason) => {
                 tracing::warn!(delivery_id = %delivery.id, mailing_id = %delivery.mailing_id, reason, "cannot compose a delivery's message");
-                self.count("failed", "permanent_failure");
-                return outcome("failed", "permanent_failure", Duration::ZERO, reason);
+                Verdict::not_composed(reason)
             }
         };
-        let sent = std::panic::AssertUnwindSafe(self.send_composed(delivery, &message))
-            .catch_unwind()
-            .await;
-        match sent {
-            Ok((delivery_status, attempt_status, retry_in, response)) => {
-                outcome(delivery_status, attempt_status, retry_in, response)
-            }
-            Err(panic) => {
-                let reason = format!("sending failed unexpectedly: {}", crate::tasks::panic_text(&*panic));
-                tracing::error!(delivery_id = %delivery.id, mailing_id = %delivery.mailing_id, reason, "a send panicked; recorded UNKNOWN");
-                self.count("unknown", "unknown");
-                outcome("unknown", "unknown", Duration::ZERO, reason)
-            }
+        self.count(&verdict);
+        Outcome {
+            id: delivery.id,
+            run_id: delivery.run_id,
+            mailing_id: delivery.mailing_id,
+            attempt: delivery.attempt_count,
+            delivery_status: verdict.delivery_status,
+            retry_in: verdict.retry_in,
+            attempt_status: verdict.attempt_status,
+            response: Some(verdict.response),
         }
     }
 
@@ -497,12 +490,8 @@ impl Dispatcher {
         )
     }
 
-    /// One SMTP exchange, classified: (delivery status, attempt status, retry in, response).
-    async fn send_composed(
-        &self,
-        delivery: &Claimed,
-        message: &Outgoing,
-    ) -> (&'static str, &'static str, Duration, String) {
+    /// One SMTP exchange (paced), fed to the breaker and the metrics, classified.
+    async fn send_composed(&self, delivery: &Claimed, message: &Outgoing) -> Verdict {
         let config = self.state.config();
         if let Some(pacer) = &self.pacer {
             pacer.wait_turn().await;
@@ -513,64 +502,38 @@ impl Dispatcher {
             .metrics()
             .send_seconds
             .observe(started.elapsed().as_secs_f64());
-
-        match result {
-            Ok(reply) => {
-                self.breaker.record(false);
-                self.count("sent", "success");
-                ("sent", "success", Duration::ZERO, reply)
-            }
-            Err(err) => {
-                let connection_failed = err.phase == Phase::Connect && err.code.is_none();
-                self.breaker.record(connection_failed);
-                let response = match &err.code {
-                    Some(_) => err.detail.clone(),
-                    None => format!("{} (during {:?})", err.detail, err.phase),
-                };
-                match err.kind {
-                    FailureKind::Permanent => {
-                        self.count("failed", "permanent_failure");
-                        ("failed", "permanent_failure", Duration::ZERO, response)
-                    }
-                    FailureKind::Unknown => {
-                        self.count("unknown", "unknown");
-                        ("unknown", "unknown", Duration::ZERO, response)
-                    }
-                    FailureKind::Transient => {
-                        let used = (delivery.attempt_count - delivery.attempts_before_retry).max(1) as u32;
-                        if used >= u32::from(config.dispatch.max_attempts) {
-                            self.count("failed", "temporary_failure");
-                            return ("failed", "temporary_failure", Duration::ZERO, response);
-                        }
-                        let retry_max = config.dispatch.retry_max;
-                        let backoff = retry_delay(used, config.dispatch.retry_base, retry_max);
-                        // A server that names a longer wait gets it, up to RETRY_MAX.
-                        let wait =
-                            requested_wait(&err.detail).map_or(backoff, |asked| asked.min(retry_max).max(backoff));
-                        self.count("retry", "temporary_failure");
-                        ("pending", "temporary_failure", wait, response)
-                    }
-                }
-            }
-        }
+        self.breaker
+            .record(result.as_ref().err().is_some_and(outcome::connection_failed));
+        let policy = RetryPolicy {
+            max_attempts: config.dispatch.max_attempts,
+            retry_base: config.dispatch.retry_base,
+            retry_max: config.dispatch.retry_max,
+        };
+        let used = (delivery.attempt_count - delivery.attempts_before_retry).max(1) as u32;
+        outcome::classify(&result, used, &policy, crate::retry::jitter())
     }
 
-    fn count(&self, delivery_outcome: &str, attempt_status: &str) {
+    /// The metrics and `--dispatch-once`'s totals.
+    fn count(&self, verdict: &Verdict) {
         let metrics = self.state.metrics();
+        let outcome = match verdict.delivery_status {
+            "pending" => "retry",
+            other => other,
+        };
         metrics
             .deliveries
             .get_or_create(&OutcomeLabel {
-                outcome: delivery_outcome.to_owned(),
+                outcome: outcome.to_owned(),
             })
             .inc();
         metrics
             .attempts
             .get_or_create(&StatusLabel {
-                status: attempt_status.to_owned(),
+                status: verdict.attempt_status.to_owned(),
             })
             .inc();
         metrics.breaker_open.set(i64::from(self.breaker.is_open()));
-        let counter = match delivery_outcome {
+        let counter = match outcome {
             "sent" => &self.totals.sent,
             "failed" => &self.totals.failed,
             "retry" => &self.totals.will_retry,
@@ -597,66 +560,5 @@ async fn heartbeat(state: AppState, in_hand: Arc<Mutex<HashSet<Uuid>>>, mut stop
         {
             tracing::warn!(error = %err, "cannot extend leases");
         }
-    }
-}
-
-/// A reply or reason as the attempt log keeps it: no NUL (PostgreSQL's text cannot hold
-/// it) or other control characters, at most 1 KiB, cut at a character boundary.
-fn cut(text: &str) -> String {
-    let text: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
-    if text.len() <= MAX_RESPONSE_BYTES {
-        return text;
-    }
-    let mut end = MAX_RESPONSE_BYTES;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &text[..end])
-}
-
-/// A wait the server asks for in its reply ("try again in 15 minutes", "retry after 30 s").
-pub fn requested_wait(reply: &str) -> Option<Duration> {
-    let lower = reply.to_ascii_lowercase();
-    if !["try again", "retry", "wait"].iter().any(|w| lower.contains(w)) {
-        return None;
-    }
-    let words: Vec<&str> = lower
-        .split(|c: char| !c.is_ascii_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .collect();
-    words.windows(2).find_map(|pair| {
-        let n: u64 = pair[0].parse().ok()?;
-        let unit = match pair[1] {
-            "s" | "sec" | "secs" | "second" | "seconds" => 1,
-            "m" | "min" | "mins" | "minute" | "minutes" => 60,
-            "h" | "hour" | "hours" => 3600,
-            _ => return None,
-        };
-        Some(Duration::from_secs(n.saturating_mul(unit)))
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn named_waits_are_read_from_replies() {
-        assert_eq!(
-            requested_wait("451 4.7.1 Greylisted, try again in 5 minutes"),
-            Some(Duration::from_secs(300))
-        );
-        assert_eq!(requested_wait("421 retry after 30 s"), Some(Duration::from_secs(30)));
-        assert_eq!(requested_wait("451 4.3.0 temporary failure 2 hours"), None);
-        assert_eq!(requested_wait("452 mailbox full"), None);
-    }
-
-    #[test]
-    fn long_replies_are_cut_at_a_character_boundary() {
-        let long = "я".repeat(1000);
-        let short = cut(&long);
-        assert!(short.len() <= MAX_RESPONSE_BYTES + "…".len());
-        assert!(short.ends_with('…'));
-        assert_eq!(cut("250 ok"), "250 ok");
     }
 }

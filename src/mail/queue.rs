@@ -45,20 +45,6 @@ struct Claimed {
     attempt_count: i32,
 }
 
-/// Delay before try `attempt + 1`: `base * 2^(attempt-1)`, capped at `max`, ±10% jitter.
-pub fn retry_delay(attempt: u32, base: Duration, max: Duration) -> Duration {
-    let exponential = base.saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1).min(30)));
-    let capped = exponential.min(max);
-    let jitter = 0.9 + fastrand_f64() * 0.2;
-    capped.mul_f64(jitter)
-}
-
-fn fastrand_f64() -> f64 {
-    let mut bytes = [0u8; 8];
-    let _ = getrandom::fill(&mut bytes);
-    (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64
-}
-
 /// Sends what is due in batches until stopped; sleeps until the next retry is due, a
 /// wake-up arrives, or DISPATCH_INTERVAL passes.
 pub struct AccountMailWorker {
@@ -153,7 +139,12 @@ impl AccountMailWorker {
             Ok(()) => ("sent", Duration::ZERO, None),
             Err((FailureKind::Transient, e)) if attempts < u32::from(self.dispatch.max_attempts) => (
                 "pending",
-                retry_delay(attempts, self.dispatch.retry_base, self.dispatch.retry_max),
+                crate::retry::backoff(
+                    attempts,
+                    self.dispatch.retry_base,
+                    self.dispatch.retry_max,
+                    crate::retry::jitter(),
+                ),
                 Some(e),
             ),
             Err((FailureKind::Unknown, e)) => ("unknown", Duration::ZERO, Some(e)),
@@ -197,23 +188,5 @@ impl AccountMailWorker {
         .ok()?;
         let wait = Duration::from_micros(next.micros?.max(0) as u64);
         Some(wait.min(self.dispatch.dispatch_interval))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn retry_delays_double_and_cap_with_jitter() {
-        let base = Duration::from_secs(60);
-        let max = Duration::from_secs(3600);
-        for (attempt, expected) in [(1, 60.0), (2, 120.0), (3, 240.0), (7, 3600.0), (30, 3600.0)] {
-            let got = retry_delay(attempt, base, max).as_secs_f64();
-            assert!(
-                got >= expected * 0.9 - 1e-9 && got <= expected * 1.1 + 1e-9,
-                "attempt {attempt}: {got}"
-            );
-        }
     }
 }
