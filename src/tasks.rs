@@ -54,6 +54,10 @@ impl Health {
     /// This instance dispatches; a tick is due within `deadline`.
     pub fn expect_ticks(&self, deadline: Duration) {
         *self.inner.tick_deadline.lock().expect("health lock") = Some(deadline);
+        // A dispatcher that never gets to its first tick (stuck starting) is overdue too.
+        self.inner
+            .last_tick_ms
+            .store(chrono::Utc::now().timestamp_millis(), Ordering::Relaxed);
         self.inner.dispatching.store(true, Ordering::Relaxed);
     }
 
@@ -86,7 +90,7 @@ impl Health {
         if let Some(deadline) = deadline.filter(|_| self.inner.dispatching.load(Ordering::Relaxed)) {
             let last = self.inner.last_tick_ms.load(Ordering::Relaxed);
             let since = chrono::Utc::now().timestamp_millis() - last;
-            if last > 0 && since > deadline.as_millis() as i64 {
+            if since > deadline.as_millis() as i64 {
                 problems.push(format!(
                     "the dispatcher has not finished a tick for {:.1} s (expected within {:.1} s)",
                     since as f64 / 1000.0,

@@ -1,5 +1,5 @@
 // The tables of migrations/, in the format of `diesel print-schema`.
-// tests/migrations.rs checks every table and column here against the migrated database.
+// tests/integration/migrations.rs checks every table and column here against the migrated database.
 
 diesel::table! {
     account_emails (id) {

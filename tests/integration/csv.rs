@@ -1,10 +1,8 @@
 //! CSV import and export of clients.
 
-mod common;
-
+use crate::common::TestApp;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use common::TestApp;
 use mailwarm::accounts::graphql::Role;
 use serde_json::json;
 

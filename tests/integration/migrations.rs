@@ -2,12 +2,10 @@
 //! table definitions in src/db/schema.rs match them, and instances starting together on
 //! one empty database migrate it exactly once.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{ServerProcess, TestDb};
+use crate::common::{ServerProcess, TestDb};
 use diesel::sql_types::Text;
 use diesel_async::RunQueryDsl;
 

@@ -1,14 +1,12 @@
 //! Abuse protection: login throttling shared by instances through PostgreSQL, limits on
 //! requests that send mail, closed registration, and the daily send quota.
 
-mod common;
-
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::common::{Reply, TestApp};
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::Request;
-use common::{Reply, TestApp};
 use mailwarm::accounts::graphql::Role;
 use serde_json::{Value, json};
 

@@ -2,11 +2,9 @@
 //! DataLoaders: one request for many mailings runs a fixed number of SQL statements.
 //! A binary of its own, because it counts every statement of the process.
 
-mod common;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use common::TestApp;
+use crate::common::TestApp;
 use diesel::connection::{Instrumentation, InstrumentationEvent};
 use serde_json::json;
 

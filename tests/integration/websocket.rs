@@ -1,14 +1,12 @@
 //! Subscriptions endpoint: a real WebSocket client speaks graphql-transport-ws (and the
 //! legacy graphql-ws) to a real listener.
 
-mod common;
-
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-async fn serve(app: &common::TestApp) -> String {
+async fn serve(app: &crate::common::TestApp) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let router = app.router.clone();
@@ -31,7 +29,7 @@ where
 
 #[tokio::test]
 async fn connection_init_is_acknowledged_on_both_subprotocols() {
-    let app = common::TestApp::new().await;
+    let app = crate::common::TestApp::new().await;
     let url = serve(&app).await;
     for protocol in ["graphql-transport-ws", "graphql-ws"] {
         let mut request = url.as_str().into_client_request().unwrap();
@@ -51,7 +49,7 @@ async fn connection_init_is_acknowledged_on_both_subprotocols() {
 
 #[tokio::test]
 async fn an_unknown_subprotocol_is_refused() {
-    let app = common::TestApp::new().await;
+    let app = crate::common::TestApp::new().await;
     let url = serve(&app).await;
     let mut request = url.as_str().into_client_request().unwrap();
     request

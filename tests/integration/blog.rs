@@ -1,8 +1,6 @@
 //! The blog: admins write, anyone reads published posts, views are counted exactly.
 
-mod common;
-
-use common::TestApp;
+use crate::common::TestApp;
 use mailwarm::accounts::graphql::Role;
 use serde_json::{Value, json};
 

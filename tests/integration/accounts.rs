@@ -1,11 +1,9 @@
 //! Sign-up, verification, sign-in and sessions, through the HTTP layer with a real
 //! PostgreSQL and the in-memory mail transport.
 
-mod common;
-
+use crate::common::TestApp;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use common::TestApp;
 use diesel_async::RunQueryDsl;
 use serde_json::json;
 

@@ -1,12 +1,10 @@
 //! The dispatcher in-process against a real SMTP server on loopback: runs start on time,
 //! every try is logged, the mail server's failures are classified and retried.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::TestApp;
-use common::smtp::TestSmtpServer;
+use crate::common::TestApp;
+use crate::common::smtp::TestSmtpServer;
 use serde_json::{Value, json};
 
 /// Short settings so retries and polls happen in milliseconds.
@@ -712,7 +710,7 @@ async fn mailing_progress_streams_over_the_websocket() {
 #[tokio::test]
 async fn the_breaker_holds_sending_back_while_the_mail_server_is_unreachable() {
     let smtp = TestSmtpServer::start().await; // only for the fast settings; the URL below is dead
-    let dead = format!("smtp://127.0.0.1:{}", common::free_port());
+    let dead = format!("smtp://127.0.0.1:{}", crate::common::free_port());
     let settings = [
         "--smtp-url",
         &dead,

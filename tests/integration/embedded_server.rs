@@ -1,11 +1,9 @@
 //! The real `server` binary on its embedded PostgreSQL: no DATABASE_URL, a fresh DATA_DIR.
 
-mod common;
-
 use std::path::Path;
 use std::time::Duration;
 
-use common::{ServerProcess, free_port};
+use crate::common::{ServerProcess, free_port};
 
 /// The pid the server logged for its PostgreSQL child.
 fn postgres_pid(log: &str) -> i32 {

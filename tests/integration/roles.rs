@@ -1,10 +1,8 @@
 //! Roles: what USERs, MANAGERs and ADMINs may do to accounts and mailings.
 
-mod common;
-
 use std::time::Duration;
 
-use common::TestApp;
+use crate::common::TestApp;
 use mailwarm::accounts::graphql::Role;
 use serde_json::{Value, json};
 

@@ -1,9 +1,7 @@
 //! Account care: password reset, resending verification, changing the password and
 //! deleting the account, through the HTTP layer with a real PostgreSQL.
 
-mod common;
-
-use common::TestApp;
+use crate::common::TestApp;
 use diesel_async::RunQueryDsl;
 use mailwarm::accounts::graphql::Role;
 use serde_json::json;

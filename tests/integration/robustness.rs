@@ -3,12 +3,10 @@
 //! ticking, a task that dies, a failing DataLoader. Each failure belongs to one delivery
 //! (or one field), and the rest goes on.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::TestApp;
-use common::smtp::TestSmtpServer;
+use crate::common::TestApp;
+use crate::common::smtp::TestSmtpServer;
 use diesel::sql_types::BigInt;
 use diesel_async::RunQueryDsl;
 use mailwarm::accounts::graphql::Role;

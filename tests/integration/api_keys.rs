@@ -2,11 +2,9 @@
 //! as a bearer token (HTTP, CSV export) and in a WebSocket's connection_init; READ keys run
 //! no mutations; revoking, blocking the owner or deleting the account ends them.
 
-mod common;
-
+use crate::common::TestApp;
 use axum::body::Body;
 use axum::http::Request;
-use common::TestApp;
 use futures_util::{SinkExt, StreamExt};
 use mailwarm::accounts::graphql::Role;
 use serde_json::{Value, json};

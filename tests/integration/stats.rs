@@ -1,9 +1,7 @@
 //! Statistics: homeStats and dailyStats against rows made here, day boundaries in a zone
 //! that is not UTC.
 
-mod common;
-
-use common::TestApp;
+use crate::common::TestApp;
 use diesel_async::RunQueryDsl;
 use mailwarm::accounts::graphql::Role;
 use serde_json::{Value, json};

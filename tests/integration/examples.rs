@@ -1,16 +1,14 @@
 //! graphql/examples/ is a worked session (the README walks through it): every file runs
 //! here, in order, as written, against the real router.
 
-mod common;
-
-use common::TestApp;
+use crate::common::TestApp;
 use serde_json::{Value, json};
 
 fn example(name: &str) -> String {
     std::fs::read_to_string(format!("{}/graphql/examples/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
 }
 
-fn data(reply: &common::Reply) -> Value {
+fn data(reply: &crate::common::Reply) -> Value {
     let body = reply.json();
     assert!(body.get("errors").is_none(), "{body}");
     body["data"].clone()

@@ -3,14 +3,12 @@
 //! (at most its in-flight sends end UNKNOWN); `--dispatch-once`; and a graphql-ws client on
 //! one instance sees the attempts another instance sends.
 
-mod common;
-
 use std::collections::HashMap;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::smtp::TestSmtpServer;
-use common::{ServerProcess, TestApp};
+use crate::common::smtp::TestSmtpServer;
+use crate::common::{ServerProcess, TestApp};
 use diesel::sql_types::{BigInt, Text};
 use diesel_async::RunQueryDsl;
 use mailwarm::accounts::graphql::Role;
@@ -257,7 +255,7 @@ async fn dispatch_once_sends_what_is_due_and_prints_a_summary() {
         "dispatch-once: runs started 0, sent 0, failed 0, will retry 0, unknown 0"
     );
 
-    let port = common::free_port();
+    let port = crate::common::free_port();
     let unreachable = run(&format!("postgres://postgres@127.0.0.1:{port}/none"))
         .await
         .unwrap();
@@ -266,7 +264,7 @@ async fn dispatch_once_sends_what_is_due_and_prints_a_summary() {
 
 #[tokio::test]
 async fn a_subscriber_on_one_instance_sees_attempts_sent_by_another() {
-    let js = common::js_packages();
+    let js = crate::common::js_packages();
     let smtp = TestSmtpServer::start().await;
     let app = TestApp::new().await;
     // Groups of 2: the 12 attempts are recorded in 6 commits, whose notices the sender

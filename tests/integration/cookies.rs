@@ -2,11 +2,9 @@
 //! only JSON POSTs and GET queries (a cross-site form cannot send either); a WebSocket from
 //! a foreign Origin is refused.
 
-mod common;
-
+use crate::common::{Reply, TestApp};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use common::{Reply, TestApp};
 use futures_util::{SinkExt, StreamExt};
 use mailwarm::accounts::graphql::Role;
 use serde_json::json;

@@ -2,9 +2,7 @@
 //! playwright-core), against the real `server` binary, a real PostgreSQL and an SMTP
 //! server on loopback. Screenshots of every page land in target/web-screenshots/.
 
-mod common;
-
-use common::{TestDb, js_packages};
+use crate::common::{TestDb, js_packages};
 
 #[tokio::test]
 async fn every_flow_works_in_a_real_browser() {

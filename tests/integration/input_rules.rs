@@ -3,9 +3,7 @@
 //! exactly as the rules say; never an INTERNAL_SERVER_ERROR. Hostile values are generated
 //! (proptest) as well as listed.
 
-mod common;
-
-use common::TestApp;
+use crate::common::TestApp;
 use mailwarm::accounts::graphql::Role;
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, TestRunner};

@@ -3,12 +3,10 @@
 //! open on another within a second; sockets must sign in quickly, are counted per address,
 //! run a bounded number of operations and are dropped when their peer goes silent.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::smtp::TestSmtpServer;
-use common::{ServerProcess, TestApp};
+use crate::common::smtp::TestSmtpServer;
+use crate::common::{ServerProcess, TestApp};
 use futures_util::{SinkExt, StreamExt};
 use mailwarm::accounts::graphql::Role;
 use serde_json::{Value, json};

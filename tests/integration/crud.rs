@@ -1,9 +1,7 @@
 //! Clients, messages and mailings through the HTTP layer: round trips, validation errors
 //! that name the field, and isolation between accounts.
 
-mod common;
-
-use common::TestApp;
+use crate::common::TestApp;
 use serde_json::{Value, json};
 
 const CREATE_CLIENT: &str =
@@ -49,7 +47,7 @@ fn mailing_input(message: &str, clients: &[&str]) -> Value {
     })
 }
 
-fn assert_field_error(reply: &common::Reply, field: &str) {
+fn assert_field_error(reply: &crate::common::Reply, field: &str) {
     assert_eq!(reply.error_code(), "BAD_USER_INPUT", "{}", reply.json());
     assert_eq!(
         reply.json()["errors"][0]["extensions"]["field"],

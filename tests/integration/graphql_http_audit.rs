@@ -1,16 +1,14 @@
 //! The npm `graphql-http` audit suite (the GraphQL-over-HTTP spec's checks) against a
 //! running `server` process: no error, and no warning left unexplained.
 
-mod common;
-
 use std::process::Command;
 use std::time::Duration;
 
-use common::{ServerProcess, TestDb};
+use crate::common::{ServerProcess, TestDb};
 
 #[tokio::test]
 async fn graphql_http_audit_passes() {
-    let js = common::js_packages();
+    let js = crate::common::js_packages();
     let db = TestDb::migrated().await;
     let logs = tempfile::tempdir().unwrap();
     let mut server = ServerProcess::spawn(&[], &[("DATABASE_URL", &db.url)], logs.path());

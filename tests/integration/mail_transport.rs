@@ -1,10 +1,8 @@
 //! The mail transport against a real SMTP server on loopback, with faults; and the outbox.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::smtp::{TestSmtpServer, mute_listener};
+use crate::common::smtp::{TestSmtpServer, mute_listener};
 use lettre::message::Mailbox;
 use mailwarm::config::Config;
 use mailwarm::mail::message::Outgoing;
@@ -146,7 +144,7 @@ async fn a_mute_server_fails_before_the_message_within_the_connect_timeout() {
     assert!(started.elapsed() < Duration::from_secs(3));
     assert_eq!((err.kind, err.phase), (FailureKind::Transient, Phase::Connect), "{err}");
 
-    let closed = common::free_port();
+    let closed = crate::common::free_port();
     let err = smtp_mailer(&format!("smtp://127.0.0.1:{closed}"))
         .send(&mail_to("a@b.c", "x"))
         .await

@@ -1,11 +1,9 @@
 //! GraphQL over HTTP through the real router: status codes, media types, limits and
 //! error codes as the GraphQL-over-HTTP spec and our API contract define them.
 
-mod common;
-
+use crate::common::TestApp;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use common::TestApp;
 use serde_json::json;
 
 fn post(body: &str, content_type: &str, accept: &str) -> Request<Body> {
@@ -221,7 +219,7 @@ async fn health_and_readiness() {
     assert_eq!(app.send(get("/readyz")).await.status, StatusCode::OK);
 
     // A database nobody listens on: alive, but not ready.
-    let port = common::free_port();
+    let port = crate::common::free_port();
     let url = format!("postgres://postgres@127.0.0.1:{port}/none");
     let config =
         mailwarm::config::Config::from_args(["server", "--database-url", &url, "--db-pool-timeout", "200ms"]).unwrap();

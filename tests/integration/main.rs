@@ -1,0 +1,33 @@
+//! The integration tests, one binary (common compiles once, the crate links once):
+//! each module is what used to be a test file of its own. They run on a real PostgreSQL,
+//! real processes and real clients (see `common`).
+
+mod common;
+
+mod abuse;
+mod accounts;
+mod api_keys;
+mod blog;
+mod compose;
+mod contract;
+mod cookies;
+mod crud;
+mod csv;
+mod dispatch;
+mod dispatch_processes;
+mod embedded_server;
+mod examples;
+mod graphql_http_audit;
+mod http_graphql;
+mod input_rules;
+mod mail_transport;
+mod migrations;
+mod n_plus_one;
+mod recovery;
+mod robustness;
+mod roles;
+mod schema;
+mod sockets;
+mod stats;
+mod web_ui;
+mod websocket;
