@@ -127,13 +127,13 @@ impl TestSmtpServer {
     /// PEM of the authority that signed its certificate for `localhost`.
     pub async fn start_tls(implicit: bool) -> (TestSmtpServer, String) {
         let (config, ca) = tls_identity();
-        let mut server = Self::start_with(Duration::ZERO, true).await;
+        let mut server = Self::settings(Duration::ZERO, true);
         server.tls = Some(if implicit {
             TestTls::Implicit(config)
         } else {
             TestTls::StartTls(config)
         });
-        (server.restart_listener().await, ca)
+        (server.listen().await, ca)
     }
 
     /// What AUTH received, each as `\0user\0password`.
@@ -142,26 +142,9 @@ impl TestSmtpServer {
     }
 
     pub async fn start_without_smtputf8() -> TestSmtpServer {
-        let mut server = Self::start_with(Duration::ZERO, true).await;
+        let mut server = Self::settings(Duration::ZERO, true);
         server.offers_smtputf8 = false;
-        server.restart_listener().await
-    }
-
-    /// The same settings on a new listener (the accept loop holds a clone of the settings).
-    async fn restart_listener(self) -> TestSmtpServer {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let server = TestSmtpServer {
-            addr: listener.local_addr().unwrap(),
-            ..self
-        };
-        let handle = server.clone();
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                handle.connections.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(handle.clone().session(stream));
-            }
-        });
-        server
+        server.listen().await
     }
 
     /// Lines a client sent after the server answered DATA with `250`.
@@ -170,9 +153,13 @@ impl TestSmtpServer {
     }
 
     async fn start_with(delay: Duration, offers_pipelining: bool) -> TestSmtpServer {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let server = TestSmtpServer {
-            addr: listener.local_addr().unwrap(),
+        Self::settings(delay, offers_pipelining).listen().await
+    }
+
+    /// A server not yet listening.
+    fn settings(delay: Duration, offers_pipelining: bool) -> TestSmtpServer {
+        TestSmtpServer {
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             accepted: Arc::default(),
             connections: Arc::default(),
             pipelined: Arc::default(),
@@ -182,6 +169,15 @@ impl TestSmtpServer {
             stray: Arc::default(),
             tls: None,
             logins: Arc::default(),
+        }
+    }
+
+    /// Listens on a free loopback port and serves each connection.
+    async fn listen(self) -> TestSmtpServer {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let server = TestSmtpServer {
+            addr: listener.local_addr().unwrap(),
+            ..self
         };
         let handle = server.clone();
         tokio::spawn(async move {
