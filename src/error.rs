@@ -1,8 +1,8 @@
-//! The one place errors become GraphQL error codes.
+//! What can go wrong, and the GraphQL error code each is.
 //!
-//! Resolvers return `AppResult<T>` internally and convert at the edge with
-//! [`ResultExt::gql`]: async-graphql's blanket `From<Display>` would keep a message but
-//! drop the `extensions.code` the API contract promises.
+//! Resolvers use `?` on `AppResult` (and on database and pool errors); async-graphql keeps
+//! the original error as the source of its own, and `graphql::error_codes` turns it into
+//! the code the API contract promises in one place, through [`AppError::extend`].
 
 use async_graphql::ErrorExtensions;
 
@@ -115,18 +115,6 @@ impl From<std::sync::Arc<AppError>> for AppError {
 impl From<anyhow::Error> for AppError {
     fn from(err: anyhow::Error) -> Self {
         AppError::Internal(err)
-    }
-}
-
-/// Turns any result whose error converts into [`AppError`] into a GraphQL result that
-/// carries the right `extensions.code`.
-pub trait ResultExt<T> {
-    fn gql(self) -> async_graphql::Result<T>;
-}
-
-impl<T, E: Into<AppError>> ResultExt<T> for Result<T, E> {
-    fn gql(self) -> async_graphql::Result<T> {
-        self.map_err(|err| err.into().extend())
     }
 }
 

@@ -9,7 +9,7 @@ use super::api_keys::{self, ApiKey, ApiKeyScope, CreatedApiKey};
 use super::{client_ip, cookie, flows, model, roles, viewer};
 use crate::app::AppState;
 use crate::clients::graphql::parse_id;
-use crate::error::{AppError, ResultExt};
+use crate::error::AppError;
 use crate::graphql::RoleGuard;
 use crate::pagination::{Connection, PageArgs};
 use crate::validate;
@@ -102,16 +102,19 @@ impl AccountsQuery {
     /// The signed-in account; null when the request carries no valid session.
     /// Your API keys, newest first; their secrets are never shown again.
     async fn api_keys(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<ApiKey>> {
-        let viewer = viewer(ctx).gql()?;
-        let mut conn = AppState::from_ctx(ctx).conn().await.gql()?;
-        let rows = api_keys::list(&mut conn, viewer.user_id).await.gql()?;
-        rows.into_iter().map(ApiKey::try_from).collect::<Result<_, _>>().gql()
+        let viewer = viewer(ctx)?;
+        let mut conn = AppState::from_ctx(ctx).conn().await?;
+        let rows = api_keys::list(&mut conn, viewer.user_id).await?;
+        rows.into_iter()
+            .map(ApiKey::try_from)
+            .collect::<Result<_, _>>()
+            .map_err(Into::into)
     }
 
     async fn me(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<User>> {
         let Ok(viewer) = viewer(ctx) else { return Ok(None) };
-        let mut conn = AppState::from_ctx(ctx).conn().await.gql()?;
-        Ok(model::find_user(&mut conn, viewer.user_id).await.gql()?.map(User))
+        let mut conn = AppState::from_ctx(ctx).conn().await?;
+        Ok(model::find_user(&mut conn, viewer.user_id).await?.map(User))
     }
 
     /// Every account, newest first (MANAGER, ADMIN).
@@ -125,9 +128,9 @@ impl AccountsQuery {
         first: Option<i32>,
         after: Option<String>,
     ) -> async_graphql::Result<Connection<User>> {
-        let args = PageArgs::new(first, after.as_deref()).gql()?;
-        let mut conn = AppState::from_ctx(ctx).conn().await.gql()?;
-        let page = model::list_users(&mut conn, args).await.gql()?;
+        let args = PageArgs::new(first, after.as_deref())?;
+        let mut conn = AppState::from_ctx(ctx).conn().await?;
+        let page = model::list_users(&mut conn, args).await?;
         Ok(Connection::from_page(page, args, model::User::cursor, User))
     }
 }
@@ -146,13 +149,13 @@ impl AccountsMutation {
         name: String,
         scope: ApiKeyScope,
     ) -> async_graphql::Result<CreatedApiKey> {
-        let viewer = viewer(ctx).gql()?;
+        let viewer = viewer(ctx)?;
         if viewer.session_id().is_none() {
-            return Err(AppError::Forbidden).gql();
+            return Err(AppError::Forbidden.into());
         }
-        let name = validate::required_line("name", &name, 100).gql()?;
+        let name = validate::required_line("name", &name, 100)?;
         let (secret, hash) = api_keys::new_secret();
-        let mut conn = AppState::from_ctx(ctx).conn().await.gql()?;
+        let mut conn = AppState::from_ctx(ctx).conn().await?;
         let row = conn
             .transaction::<_, AppError, _>(async |conn| {
                 model::lock_user(conn, viewer.user_id).await?;
@@ -167,22 +170,21 @@ impl AccountsMutation {
                 }
                 Ok(api_keys::create(conn, viewer.user_id, &name, scope, &hash).await?)
             })
-            .await
-            .gql()?;
+            .await?;
         Ok(CreatedApiKey {
-            api_key: ApiKey::try_from(row).gql()?,
+            api_key: ApiKey::try_from(row)?,
             secret,
         })
     }
 
     /// Ends one of your API keys at once, on every instance (sockets signed in with it close).
     async fn revoke_api_key(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<bool> {
-        let viewer = viewer(ctx).gql()?;
+        let viewer = viewer(ctx)?;
         if viewer.session_id().is_none() {
-            return Err(AppError::Forbidden).gql();
+            return Err(AppError::Forbidden.into());
         }
-        let id = parse_id(&id).ok_or(AppError::NotFound).gql()?;
-        let mut conn = AppState::from_ctx(ctx).conn().await.gql()?;
+        let id = parse_id(&id).ok_or(AppError::NotFound)?;
+        let mut conn = AppState::from_ctx(ctx).conn().await?;
         conn.transaction::<_, AppError, _>(async |conn| {
             if !api_keys::revoke(conn, viewer.user_id, id).await? {
                 return Err(AppError::NotFound);
@@ -190,8 +192,7 @@ impl AccountsMutation {
             crate::events::notify(conn, &crate::events::Notice::Session { user: viewer.user_id }).await?;
             Ok(())
         })
-        .await
-        .gql()?;
+        .await?;
         Ok(true)
     }
 
@@ -204,15 +205,13 @@ impl AccountsMutation {
         password: String,
         full_name: String,
     ) -> async_graphql::Result<bool> {
-        flows::register(AppState::from_ctx(ctx), client_ip(ctx), &email, &password, &full_name)
-            .await
-            .gql()?;
+        flows::register(AppState::from_ctx(ctx), client_ip(ctx), &email, &password, &full_name).await?;
         Ok(true)
     }
 
     /// Redeems the token from the verification mail.
     async fn verify_email(&self, ctx: &Context<'_>, token: String) -> async_graphql::Result<bool> {
-        flows::verify_email(AppState::from_ctx(ctx), &token).await.gql()?;
+        flows::verify_email(AppState::from_ctx(ctx), &token).await?;
         Ok(true)
     }
 
@@ -222,7 +221,7 @@ impl AccountsMutation {
     /// on a blocked one: FORBIDDEN; too many failures: RATE_LIMITED (`extensions.retryAfter`).
     async fn login(&self, ctx: &Context<'_>, email: String, password: String) -> async_graphql::Result<AuthPayload> {
         let state = AppState::from_ctx(ctx);
-        let (token, user) = flows::login(state, client_ip(ctx), &email, &password).await.gql()?;
+        let (token, user) = flows::login(state, client_ip(ctx), &email, &password).await?;
         ctx.append_http_header(SET_COOKIE, cookie::session_cookie(state.config(), &token));
         Ok(AuthPayload {
             token,
@@ -232,22 +231,18 @@ impl AccountsMutation {
 
     /// Ends the current session; its token stops working.
     async fn logout(&self, ctx: &Context<'_>) -> async_graphql::Result<bool> {
-        let viewer = viewer(ctx).gql()?;
-        let session = viewer
-            .session_id()
-            .ok_or_else(|| {
-                AppError::bad_input("token", "an API key has no session to end; revoke it with revokeApiKey")
-            })
-            .gql()?;
-        let mut conn = AppState::from_ctx(ctx).conn().await.gql()?;
+        let viewer = viewer(ctx)?;
+        let session = viewer.session_id().ok_or_else(|| {
+            AppError::bad_input("token", "an API key has no session to end; revoke it with revokeApiKey")
+        })?;
+        let mut conn = AppState::from_ctx(ctx).conn().await?;
         conn.transaction::<_, AppError, _>(async |conn| {
             model::delete_session(conn, session).await?;
             // Sockets signed in with this session, on every instance, close.
             crate::events::notify(conn, &crate::events::Notice::Session { user: viewer.user_id }).await?;
             Ok(())
         })
-        .await
-        .gql()?;
+        .await?;
         ctx.append_http_header(SET_COOKIE, cookie::clearing_cookie(AppState::from_ctx(ctx).config()));
         Ok(true)
     }
@@ -255,9 +250,7 @@ impl AccountsMutation {
     /// Always true, with the same answer whether or not the address has an account; mails
     /// a link carrying ?token=... (single use, RESET_TOKEN_TTL) when it has one.
     async fn request_password_reset(&self, ctx: &Context<'_>, email: String) -> async_graphql::Result<bool> {
-        flows::request_password_reset(AppState::from_ctx(ctx), client_ip(ctx), &email)
-            .await
-            .gql()?;
+        flows::request_password_reset(AppState::from_ctx(ctx), client_ip(ctx), &email).await?;
         Ok(true)
     }
 
@@ -269,17 +262,13 @@ impl AccountsMutation {
         token: String,
         new_password: String,
     ) -> async_graphql::Result<bool> {
-        flows::reset_password(AppState::from_ctx(ctx), &token, &new_password)
-            .await
-            .gql()?;
+        flows::reset_password(AppState::from_ctx(ctx), &token, &new_password).await?;
         Ok(true)
     }
 
     /// Always true; mails a fresh verification link when the address has an unverified account.
     async fn resend_verification(&self, ctx: &Context<'_>, email: String) -> async_graphql::Result<bool> {
-        flows::resend_verification(AppState::from_ctx(ctx), client_ip(ctx), &email)
-            .await
-            .gql()?;
+        flows::resend_verification(AppState::from_ctx(ctx), client_ip(ctx), &email).await?;
         Ok(true)
     }
 
@@ -290,19 +279,17 @@ impl AccountsMutation {
         current_password: String,
         new_password: String,
     ) -> async_graphql::Result<bool> {
-        let viewer = viewer(ctx).gql()?;
-        flows::change_password(AppState::from_ctx(ctx), viewer, &current_password, &new_password)
-            .await
-            .gql()?;
+        let viewer = viewer(ctx)?;
+        flows::change_password(AppState::from_ctx(ctx), viewer, &current_password, &new_password).await?;
         Ok(true)
     }
 
     /// Needs the password. The account's mailings stop, its personal data (and its clients')
     /// is removed; what it sent stays in the statistics, anonymously.
     async fn delete_account(&self, ctx: &Context<'_>, password: String) -> async_graphql::Result<bool> {
-        let viewer = viewer(ctx).gql()?;
+        let viewer = viewer(ctx)?;
         let state = AppState::from_ctx(ctx);
-        flows::delete_account(state, viewer, &password).await.gql()?;
+        flows::delete_account(state, viewer, &password).await?;
         ctx.append_http_header(SET_COOKIE, cookie::clearing_cookie(state.config()));
         Ok(true)
     }
@@ -318,9 +305,7 @@ impl AccountsMutation {
         password: String,
         role: Role,
     ) -> async_graphql::Result<User> {
-        let user = flows::create_user(AppState::from_ctx(ctx), &email, &full_name, &password, role)
-            .await
-            .gql()?;
+        let user = flows::create_user(AppState::from_ctx(ctx), &email, &full_name, &password, role).await?;
         Ok(User(user))
     }
 
@@ -329,22 +314,18 @@ impl AccountsMutation {
     /// themselves.
     #[graphql(guard = "RoleGuard::at_least(Role::Manager)")]
     async fn set_user_active(&self, ctx: &Context<'_>, id: ID, active: bool) -> async_graphql::Result<User> {
-        let viewer = viewer(ctx).gql()?;
-        let id = parse_id(&id).ok_or(AppError::NotFound).gql()?;
-        let user = roles::set_user_active(AppState::from_ctx(ctx), viewer, id, active)
-            .await
-            .gql()?;
+        let viewer = viewer(ctx)?;
+        let id = parse_id(&id).ok_or(AppError::NotFound)?;
+        let user = roles::set_user_active(AppState::from_ctx(ctx), viewer, id, active).await?;
         Ok(User(user))
     }
 
     /// Changes an account's role (ADMIN; never their own; the last active admin stays one).
     #[graphql(guard = "RoleGuard::at_least(Role::Admin)")]
     async fn set_user_role(&self, ctx: &Context<'_>, id: ID, role: Role) -> async_graphql::Result<User> {
-        let viewer = viewer(ctx).gql()?;
-        let id = parse_id(&id).ok_or(AppError::NotFound).gql()?;
-        let user = roles::set_user_role(AppState::from_ctx(ctx), viewer, id, role)
-            .await
-            .gql()?;
+        let viewer = viewer(ctx)?;
+        let id = parse_id(&id).ok_or(AppError::NotFound)?;
+        let user = roles::set_user_role(AppState::from_ctx(ctx), viewer, id, role).await?;
         Ok(User(user))
     }
 }

@@ -8,7 +8,7 @@ use crate::accounts::graphql::Role;
 use crate::accounts::viewer;
 use crate::app::AppState;
 use crate::clients::graphql::parse_id;
-use crate::error::{AppError, AppResult, ResultExt};
+use crate::error::{AppError, AppResult};
 use crate::graphql::RoleGuard;
 use crate::pagination::{Connection, PageArgs};
 use crate::validate;
@@ -119,22 +119,22 @@ impl BlogQuery {
         first: Option<i32>,
         after: Option<String>,
     ) -> async_graphql::Result<Connection<BlogPost>> {
-        let args = PageArgs::new(first, after.as_deref()).gql()?;
-        let mut conn = AppState::from_ctx(ctx).conn().await.gql()?;
+        let args = PageArgs::new(first, after.as_deref())?;
+        let mut conn = AppState::from_ctx(ctx).conn().await?;
         let readers = readers(ctx);
-        let page = model::list(&mut conn, readers, args).await.gql()?;
+        let page = model::list(&mut conn, readers, args).await?;
         Ok(Connection::from_page(page, args, |post| post.cursor(readers), BlogPost))
     }
 
     /// One post; reading a published post counts a view. Public; drafts only for admins.
     async fn blog_post(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<BlogPost>> {
         let Some(id) = parse_id(&id) else { return Ok(None) };
-        let mut conn = AppState::from_ctx(ctx).conn().await.gql()?;
-        if let Some(post) = model::read_published(&mut conn, id).await.gql()? {
+        let mut conn = AppState::from_ctx(ctx).conn().await?;
+        if let Some(post) = model::read_published(&mut conn, id).await? {
             return Ok(Some(BlogPost(post)));
         }
         if readers(ctx) == Readers::Editors {
-            return Ok(model::find(&mut conn, id).await.gql()?.map(BlogPost));
+            return Ok(model::find(&mut conn, id).await?.map(BlogPost));
         }
         Ok(None)
     }
@@ -148,17 +148,13 @@ impl BlogMutation {
     /// ADMIN. The byline is the author's name.
     #[graphql(guard = "RoleGuard::at_least(Role::Admin)")]
     async fn create_blog_post(&self, ctx: &Context<'_>, input: BlogPostInput) -> async_graphql::Result<BlogPost> {
-        let viewer = viewer(ctx).gql()?;
-        let fields = input.validate().gql()?;
-        let mut conn = AppState::from_ctx(ctx).conn().await.gql()?;
+        let viewer = viewer(ctx)?;
+        let fields = input.validate()?;
+        let mut conn = AppState::from_ctx(ctx).conn().await?;
         let author = crate::accounts::model::find_user(&mut conn, viewer.user_id)
-            .await
-            .gql()?
-            .ok_or(AppError::Unauthenticated)
-            .gql()?;
-        let post = model::create(&mut conn, author.id, &author.full_name, &fields)
-            .await
-            .gql()?;
+            .await?
+            .ok_or(AppError::Unauthenticated)?;
+        let post = model::create(&mut conn, author.id, &author.full_name, &fields).await?;
         Ok(BlogPost(post))
     }
 
@@ -170,20 +166,20 @@ impl BlogMutation {
         id: ID,
         input: BlogPostInput,
     ) -> async_graphql::Result<BlogPost> {
-        let id = parse_id(&id).ok_or(AppError::NotFound).gql()?;
-        let fields = input.validate().gql()?;
-        let mut conn = AppState::from_ctx(ctx).conn().await.gql()?;
-        let post = model::update(&mut conn, id, &fields).await.gql()?;
-        post.map(BlogPost).ok_or(AppError::NotFound).gql()
+        let id = parse_id(&id).ok_or(AppError::NotFound)?;
+        let fields = input.validate()?;
+        let mut conn = AppState::from_ctx(ctx).conn().await?;
+        let post = model::update(&mut conn, id, &fields).await?;
+        post.map(BlogPost).ok_or(AppError::NotFound).map_err(Into::into)
     }
 
     /// ADMIN.
     #[graphql(guard = "RoleGuard::at_least(Role::Admin)")]
     async fn delete_blog_post(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<bool> {
-        let id = parse_id(&id).ok_or(AppError::NotFound).gql()?;
-        let mut conn = AppState::from_ctx(ctx).conn().await.gql()?;
-        if !model::delete(&mut conn, id).await.gql()? {
-            return Err(AppError::NotFound).gql();
+        let id = parse_id(&id).ok_or(AppError::NotFound)?;
+        let mut conn = AppState::from_ctx(ctx).conn().await?;
+        if !model::delete(&mut conn, id).await? {
+            return Err(AppError::NotFound.into());
         }
         Ok(true)
     }

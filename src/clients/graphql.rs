@@ -7,7 +7,7 @@ use diesel_async::AsyncConnection;
 use super::model::{self, ClientFields};
 use crate::accounts::viewer;
 use crate::app::AppState;
-use crate::error::{AppError, AppResult, ResultExt, on_unique_violation};
+use crate::error::{AppError, AppResult, on_unique_violation};
 use crate::pagination::{Connection, PageArgs};
 use crate::validate;
 
@@ -109,21 +109,19 @@ impl ClientsQuery {
         after: Option<String>,
         search: Option<String>,
     ) -> async_graphql::Result<Connection<Client>> {
-        let viewer = viewer(ctx).gql()?;
-        let args = PageArgs::new(first, after.as_deref()).gql()?;
-        let search = search.map(|s| validate::search("search", &s)).transpose().gql()?;
-        let mut conn = AppState::from_ctx(ctx).conn().await.gql()?;
-        let page = model::list(&mut conn, viewer.user_id, search.as_deref(), args)
-            .await
-            .gql()?;
+        let viewer = viewer(ctx)?;
+        let args = PageArgs::new(first, after.as_deref())?;
+        let search = search.map(|s| validate::search("search", &s)).transpose()?;
+        let mut conn = AppState::from_ctx(ctx).conn().await?;
+        let page = model::list(&mut conn, viewer.user_id, search.as_deref(), args).await?;
         Ok(Connection::from_page(page, args, model::Client::cursor, Client))
     }
 
     async fn client(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Client>> {
-        let viewer = viewer(ctx).gql()?;
+        let viewer = viewer(ctx)?;
         let Some(id) = parse_id(&id) else { return Ok(None) };
-        let mut conn = AppState::from_ctx(ctx).conn().await.gql()?;
-        Ok(model::find(&mut conn, viewer.user_id, id).await.gql()?.map(Client))
+        let mut conn = AppState::from_ctx(ctx).conn().await?;
+        Ok(model::find(&mut conn, viewer.user_id, id).await?.map(Client))
     }
 }
 
@@ -133,26 +131,24 @@ pub struct ClientsMutation;
 #[Object]
 impl ClientsMutation {
     async fn create_client(&self, ctx: &Context<'_>, input: ClientInput) -> async_graphql::Result<Client> {
-        let viewer = viewer(ctx).gql()?;
-        let fields = input.validate("input").gql()?;
-        let mut conn = AppState::from_ctx(ctx).conn().await.gql()?;
+        let viewer = viewer(ctx)?;
+        let fields = input.validate("input")?;
+        let mut conn = AppState::from_ctx(ctx).conn().await?;
         let client = model::create(&mut conn, viewer.user_id, &fields)
             .await
-            .map_err(conflict_on_email)
-            .gql()?;
+            .map_err(conflict_on_email)?;
         Ok(Client(client))
     }
 
     async fn update_client(&self, ctx: &Context<'_>, id: ID, input: ClientInput) -> async_graphql::Result<Client> {
-        let viewer = viewer(ctx).gql()?;
-        let id = parse_id(&id).ok_or(AppError::NotFound).gql()?;
-        let fields = input.validate("input").gql()?;
-        let mut conn = AppState::from_ctx(ctx).conn().await.gql()?;
+        let viewer = viewer(ctx)?;
+        let id = parse_id(&id).ok_or(AppError::NotFound)?;
+        let fields = input.validate("input")?;
+        let mut conn = AppState::from_ctx(ctx).conn().await?;
         let client = model::update(&mut conn, viewer.user_id, id, &fields)
             .await
-            .map_err(conflict_on_email)
-            .gql()?;
-        client.map(Client).ok_or(AppError::NotFound).gql()
+            .map_err(conflict_on_email)?;
+        client.map(Client).ok_or(AppError::NotFound).map_err(Into::into)
     }
 
     /// Imports a CSV with the header `email,full_name,comment` (UTF-8, at most 10,000 rows):
@@ -160,10 +156,10 @@ impl ClientsMutation {
     /// reported by line and skipped; the good ones are imported all the same. A cell
     /// written `'=...` (as the export writes formula-like cells) is read as `=...`.
     async fn import_clients(&self, ctx: &Context<'_>, csv: String) -> async_graphql::Result<ImportResult> {
-        let viewer = viewer(ctx).gql()?;
-        let parsed = super::csv::parse(&csv).gql()?;
-        let mut conn = AppState::from_ctx(ctx).conn().await.gql()?;
-        let (created, updated) = model::import(&mut conn, viewer.user_id, &parsed.rows).await.gql()?;
+        let viewer = viewer(ctx)?;
+        let parsed = super::csv::parse(&csv)?;
+        let mut conn = AppState::from_ctx(ctx).conn().await?;
+        let (created, updated) = model::import(&mut conn, viewer.user_id, &parsed.rows).await?;
         Ok(ImportResult {
             created: created as i32,
             updated: updated as i32,
@@ -180,9 +176,9 @@ impl ClientsMutation {
 
     /// Deletes the client from every list; past deliveries to it stay readable.
     async fn delete_client(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<bool> {
-        let viewer = viewer(ctx).gql()?;
-        let id = parse_id(&id).ok_or(AppError::NotFound).gql()?;
-        let mut conn = AppState::from_ctx(ctx).conn().await.gql()?;
+        let viewer = viewer(ctx)?;
+        let id = parse_id(&id).ok_or(AppError::NotFound)?;
+        let mut conn = AppState::from_ctx(ctx).conn().await?;
         conn.transaction::<_, AppError, _>(async |conn| {
             if !model::delete(conn, viewer.user_id, id).await? {
                 return Err(AppError::NotFound);
@@ -191,8 +187,7 @@ impl ClientsMutation {
             crate::deliveries::model::cancel_pending(conn, crate::deliveries::model::Cancel::Client(id)).await?;
             Ok(())
         })
-        .await
-        .gql()?;
+        .await?;
         Ok(true)
     }
 }

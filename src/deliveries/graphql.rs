@@ -12,7 +12,7 @@ use crate::accounts::graphql::Role;
 use crate::accounts::viewer;
 use crate::app::AppState;
 use crate::clients::graphql::{Client, parse_id};
-use crate::error::{AppError, ResultExt};
+use crate::error::AppError;
 use crate::events::Event;
 use crate::mailings::graphql::{Mailing, read_scope};
 use crate::mailings::model::{self as mailings, Scope};
@@ -140,7 +140,10 @@ where
     L: async_graphql::dataloader::Loader<Uuid, Value = V, Error = std::sync::Arc<AppError>>,
     V: Clone + Send + Sync + 'static,
 {
-    ctx.data_unchecked::<DataLoader<L>>().load_one(key).await.gql()
+    ctx.data_unchecked::<DataLoader<L>>()
+        .load_one(key)
+        .await
+        .map_err(Into::into)
 }
 
 /// The mailing a delivery or attempt belongs to.
@@ -149,7 +152,7 @@ async fn mailing_of(ctx: &Context<'_>, id: Uuid) -> async_graphql::Result<Mailin
         .await?
         .map(Mailing)
         .ok_or(AppError::NotFound)
-        .gql()
+        .map_err(Into::into)
 }
 
 fn to_i32(n: i64) -> i32 {
@@ -237,7 +240,7 @@ impl Delivery {
         load::<RunTimeLoader, _>(ctx, self.0.run_id)
             .await?
             .ok_or(AppError::NotFound)
-            .gql()
+            .map_err(Into::into)
     }
 
     async fn status(&self) -> DeliveryStatus {
@@ -277,7 +280,7 @@ impl Attempt {
             .await?
             .map(Delivery)
             .ok_or(AppError::NotFound)
-            .gql()
+            .map_err(Into::into)
     }
 
     async fn email(&self) -> &str {
@@ -367,8 +370,8 @@ impl DeliveriesQuery {
         mailing_id: Option<ID>,
         status: Option<AttemptStatus>,
     ) -> async_graphql::Result<crate::pagination::Connection<Attempt>> {
-        let viewer = viewer(ctx).gql()?;
-        let args = crate::pagination::PageArgs::new(first, after.as_deref()).gql()?;
+        let viewer = viewer(ctx)?;
+        let args = crate::pagination::PageArgs::new(first, after.as_deref())?;
         let mailing = match &mailing_id {
             Some(id) => match parse_id(id) {
                 Some(id) => Some(id),
@@ -388,8 +391,8 @@ impl DeliveriesQuery {
             mailing,
             status: status.map(AttemptStatus::as_db),
         };
-        let mut conn = AppState::from_ctx(ctx).conn().await.gql()?;
-        let page = model::attempts_page(&mut conn, &filter, args).await.gql()?;
+        let mut conn = AppState::from_ctx(ctx).conn().await?;
+        let page = model::attempts_page(&mut conn, &filter, args).await?;
         Ok(crate::pagination::Connection::from_page(
             page,
             args,
@@ -417,9 +420,9 @@ pub mod of_mailing {
         first: Option<i32>,
         after: Option<String>,
     ) -> async_graphql::Result<Connection<Run>> {
-        let args = PageArgs::new(first, after.as_deref()).gql()?;
-        let mut conn = AppState::from_ctx(ctx).conn().await.gql()?;
-        let page = model::runs_page(&mut conn, mailing, args).await.gql()?;
+        let args = PageArgs::new(first, after.as_deref())?;
+        let mut conn = AppState::from_ctx(ctx).conn().await?;
+        let page = model::runs_page(&mut conn, mailing, args).await?;
         Ok(Connection::from_page(page, args, model::Run::cursor, Run))
     }
 
@@ -430,11 +433,9 @@ pub mod of_mailing {
         after: Option<String>,
         status: Option<DeliveryStatus>,
     ) -> async_graphql::Result<Connection<Delivery>> {
-        let args = PageArgs::new(first, after.as_deref()).gql()?;
-        let mut conn = AppState::from_ctx(ctx).conn().await.gql()?;
-        let page = model::deliveries_page(&mut conn, mailing, status.map(DeliveryStatus::as_db), args)
-            .await
-            .gql()?;
+        let args = PageArgs::new(first, after.as_deref())?;
+        let mut conn = AppState::from_ctx(ctx).conn().await?;
+        let page = model::deliveries_page(&mut conn, mailing, status.map(DeliveryStatus::as_db), args).await?;
         Ok(Connection::from_page(page, args, model::Delivery::cursor, Delivery))
     }
 
@@ -445,14 +446,14 @@ pub mod of_mailing {
         after: Option<String>,
         status: Option<AttemptStatus>,
     ) -> async_graphql::Result<Connection<Attempt>> {
-        let args = PageArgs::new(first, after.as_deref()).gql()?;
+        let args = PageArgs::new(first, after.as_deref())?;
         let filter = AttemptFilter {
             owner: None,
             mailing: Some(mailing),
             status: status.map(AttemptStatus::as_db),
         };
-        let mut conn = AppState::from_ctx(ctx).conn().await.gql()?;
-        let page = model::attempts_page(&mut conn, &filter, args).await.gql()?;
+        let mut conn = AppState::from_ctx(ctx).conn().await?;
+        let page = model::attempts_page(&mut conn, &filter, args).await?;
         Ok(Connection::from_page(page, args, model::Attempt::cursor, Attempt))
     }
 }
@@ -468,7 +469,7 @@ impl DeliveriesSubscription {
         ctx: &Context<'_>,
         mailing_id: Option<ID>,
     ) -> async_graphql::Result<impl Stream<Item = Attempt>> {
-        let viewer = viewer(ctx).gql()?.clone();
+        let viewer = viewer(ctx)?.clone();
         let state = AppState::from_ctx(ctx).clone();
         let mailing = match &mailing_id {
             Some(id) => Some(visible_mailing(&state, &viewer, id).await?),
@@ -493,7 +494,7 @@ impl DeliveriesSubscription {
         ctx: &Context<'_>,
         mailing_id: ID,
     ) -> async_graphql::Result<impl Stream<Item = MailingProgress>> {
-        let viewer = viewer(ctx).gql()?.clone();
+        let viewer = viewer(ctx)?.clone();
         let state = AppState::from_ctx(ctx).clone();
         let mailing = visible_mailing(&state, &viewer, &mailing_id).await?;
         Ok(events(&state).filter_map(move |event| async move {
@@ -529,14 +530,13 @@ fn events(state: &AppState) -> impl Stream<Item = std::sync::Arc<Event>> + use<>
 }
 
 async fn visible_mailing(state: &AppState, viewer: &crate::accounts::Viewer, id: &ID) -> async_graphql::Result<Uuid> {
-    let id = parse_id(id).ok_or(AppError::NotFound).gql()?;
-    let mut conn = state.conn().await.gql()?;
+    let id = parse_id(id).ok_or(AppError::NotFound)?;
+    let mut conn = state.conn().await?;
     mailings::find(&mut conn, read_scope(viewer), id)
-        .await
-        .gql()?
+        .await?
         .map(|m| m.id)
         .ok_or(AppError::NotFound)
-        .gql()
+        .map_err(Into::into)
 }
 
 /// Deliveries `retryDeliveries` may re-queue.

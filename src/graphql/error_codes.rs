@@ -9,7 +9,9 @@ use async_graphql::extensions::{
     Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery, NextValidation,
 };
 use async_graphql::parser::types::ExecutableDocument;
-use async_graphql::{Response, ServerError, ServerResult, ValidationResult, Variables};
+use async_graphql::{ErrorExtensions, Response, ServerError, ServerResult, ValidationResult, Variables};
+
+use crate::error::AppError;
 
 /// Put into a request's data by the HTTP handler; set once execution starts.
 #[derive(Debug, Default, Clone)]
@@ -67,6 +69,21 @@ impl Extension for ErrorCodes {
         })
     }
 
+    fn subscribe<'s>(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        stream: futures_util::stream::BoxStream<'s, Response>,
+        next: async_graphql::extensions::NextSubscribe<'_>,
+    ) -> futures_util::stream::BoxStream<'s, Response> {
+        use futures_util::StreamExt;
+        next.run(ctx, stream)
+            .map(|mut response| {
+                response.errors = response.errors.into_iter().map(execution_error).collect();
+                response
+            })
+            .boxed()
+    }
+
     async fn execute(
         &self,
         ctx: &ExtensionContext<'_>,
@@ -82,12 +99,34 @@ impl Extension for ErrorCodes {
     }
 }
 
-/// An error raised during execution without a code of ours: async-graphql's own about an
-/// argument's value (a malformed ID or DateTime) is BAD_USER_INPUT; anything else came
-/// from a resolver that did not say what it was, and is logged and answered as an
-/// internal error, its text hidden.
-fn execution_error(err: ServerError) -> ServerError {
+/// The one place an error raised while executing gets its `extensions.code`, from the error
+/// it came from (resolvers just use `?`): an `AppError` (also shared by a DataLoader) says
+/// its code itself (`AppError::extend`); a database or pool failure is an internal error,
+/// logged; async-graphql's own errors about an argument's value (a malformed ID or
+/// DateTime) are BAD_USER_INPUT; anything else is logged and answered as an internal
+/// error, its text hidden.
+pub fn execution_error(err: ServerError) -> ServerError {
     if err.extensions.as_ref().is_some_and(|ext| ext.get("code").is_some()) {
+        return err;
+    }
+    let known = err
+        .source::<AppError>()
+        .map(AppError::extend)
+        .or_else(|| err.source::<Arc<AppError>>().map(|app| AppError::extend(app)))
+        .or_else(|| {
+            err.source::<diesel::result::Error>().map(|db| match db {
+                diesel::result::Error::NotFound => AppError::NotFound.extend(),
+                other => AppError::Internal(anyhow::anyhow!("database query failed: {other}")).extend(),
+            })
+        })
+        .or_else(|| {
+            err.source::<deadpool::managed::PoolError<diesel_async::pooled_connection::PoolError>>()
+                .map(|pool| AppError::Internal(anyhow::anyhow!("no database connection: {pool}")).extend())
+        });
+    if let Some(coded) = known {
+        let mut err = err;
+        err.message = coded.message;
+        err.extensions = coded.extensions;
         return err;
     }
     if err.message.starts_with("Failed to parse \"") || err.message.starts_with("Invalid value") {

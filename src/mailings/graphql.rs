@@ -22,7 +22,7 @@ use crate::deliveries::graphql::{
     retryable,
 };
 use crate::deliveries::model::{self as deliveries, Cancel};
-use crate::error::{AppError, AppResult, ResultExt};
+use crate::error::{AppError, AppResult};
 use crate::events::{self, Notice};
 use crate::messages::graphql::{Message, MessageLoader};
 use crate::messages::model as messages;
@@ -107,8 +107,7 @@ impl Mailing {
         let started = ctx
             .data_unchecked::<DataLoader<StartedLoader>>()
             .load_one(self.0.id)
-            .await
-            .gql()?
+            .await?
             .unwrap_or(false);
         Ok(if started {
             MailingStatus::Running
@@ -130,18 +129,16 @@ impl Mailing {
         let message = ctx
             .data_unchecked::<DataLoader<MessageLoader>>()
             .load_one(self.0.message_id)
-            .await
-            .gql()?;
-        message.map(Message).ok_or(AppError::NotFound).gql()
+            .await?;
+        message.map(Message).ok_or(AppError::NotFound).map_err(Into::into)
     }
 
     async fn owner(&self, ctx: &Context<'_>) -> async_graphql::Result<User> {
         let owner = ctx
             .data_unchecked::<DataLoader<UserLoader>>()
             .load_one(self.0.owner_id)
-            .await
-            .gql()?;
-        owner.map(User).ok_or(AppError::NotFound).gql()
+            .await?;
+        owner.map(User).ok_or(AppError::NotFound).map_err(Into::into)
     }
 
     /// The mailing's clients now (deleted ones drop out), newest first.
@@ -152,12 +149,11 @@ impl Mailing {
         first: Option<i32>,
         after: Option<String>,
     ) -> async_graphql::Result<Connection<Client>> {
-        let args = PageArgs::new(first, after.as_deref()).gql()?;
+        let args = PageArgs::new(first, after.as_deref())?;
         let loader = ctx.data_unchecked::<DataLoader<MailingClientsLoader>>();
         let page = loader
             .load_one((self.0.id, args))
-            .await
-            .gql()?
+            .await?
             .unwrap_or(crate::pagination::Page {
                 rows: Vec::new(),
                 total: 0,
@@ -204,8 +200,7 @@ impl Mailing {
         let recipients = ctx
             .data_unchecked::<DataLoader<RecipientsLoader>>()
             .load_one(self.0.id)
-            .await
-            .gql()?
+            .await?
             .unwrap_or(0);
         mailing_stats(ctx, self.0.id, recipients).await
     }
@@ -338,20 +333,18 @@ impl MailingsQuery {
         after: Option<String>,
         status: Option<MailingStatus>,
     ) -> async_graphql::Result<Connection<Mailing>> {
-        let viewer = viewer(ctx).gql()?;
-        let args = PageArgs::new(first, after.as_deref()).gql()?;
-        let mut conn = AppState::from_ctx(ctx).conn().await.gql()?;
-        let page = model::list(&mut conn, read_scope(viewer), status.map(Into::into), args)
-            .await
-            .gql()?;
+        let viewer = viewer(ctx)?;
+        let args = PageArgs::new(first, after.as_deref())?;
+        let mut conn = AppState::from_ctx(ctx).conn().await?;
+        let page = model::list(&mut conn, read_scope(viewer), status.map(Into::into), args).await?;
         Ok(Connection::from_page(page, args, model::Mailing::cursor, Mailing))
     }
 
     async fn mailing(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Mailing>> {
-        let viewer = viewer(ctx).gql()?;
+        let viewer = viewer(ctx)?;
         let Some(id) = parse_id(&id) else { return Ok(None) };
-        let mut conn = AppState::from_ctx(ctx).conn().await.gql()?;
-        Ok(model::find(&mut conn, read_scope(viewer), id).await.gql()?.map(Mailing))
+        let mut conn = AppState::from_ctx(ctx).conn().await?;
+        Ok(model::find(&mut conn, read_scope(viewer), id).await?.map(Mailing))
     }
 }
 
@@ -361,8 +354,8 @@ pub struct MailingsMutation;
 #[Object]
 impl MailingsMutation {
     async fn create_mailing(&self, ctx: &Context<'_>, input: MailingInput) -> async_graphql::Result<Mailing> {
-        let viewer = viewer(ctx).gql()?;
-        let mut conn = AppState::from_ctx(ctx).conn().await.gql()?;
+        let viewer = viewer(ctx)?;
+        let mut conn = AppState::from_ctx(ctx).conn().await?;
         let mailing = conn
             .transaction::<_, AppError, _>(async |conn| {
                 let (fields, client_ids) = input.validate(conn, viewer.user_id, None).await?;
@@ -371,8 +364,7 @@ impl MailingsMutation {
                 events::notify(conn, &Notice::Wake).await?;
                 Ok(mailing)
             })
-            .await
-            .gql()?;
+            .await?;
         AppState::from_ctx(ctx).dispatch_wakeup().notify_one();
         Ok(Mailing(mailing))
     }
@@ -380,9 +372,9 @@ impl MailingsMutation {
     /// Replaces the schedule, message and clients; the next run is recomputed. Runs already
     /// started keep what they started with.
     async fn update_mailing(&self, ctx: &Context<'_>, id: ID, input: MailingInput) -> async_graphql::Result<Mailing> {
-        let viewer = viewer(ctx).gql()?;
-        let id = parse_id(&id).ok_or(AppError::NotFound).gql()?;
-        let mut conn = AppState::from_ctx(ctx).conn().await.gql()?;
+        let viewer = viewer(ctx)?;
+        let id = parse_id(&id).ok_or(AppError::NotFound)?;
+        let mut conn = AppState::from_ctx(ctx).conn().await?;
         let mailing = conn
             .transaction::<_, AppError, _>(async |conn| {
                 let existing = visible_for_write(conn, viewer, id).await?;
@@ -395,8 +387,7 @@ impl MailingsMutation {
                     .await?
                     .ok_or(AppError::NotFound)
             })
-            .await
-            .gql()?;
+            .await?;
         Ok(Mailing(mailing))
     }
 
@@ -431,11 +422,11 @@ impl MailingsMutation {
         mailing_id: ID,
         statuses: Vec<DeliveryStatus>,
     ) -> async_graphql::Result<i32> {
-        let viewer = viewer(ctx).gql()?;
-        let statuses = retryable(&statuses).gql()?;
-        let id = parse_id(&mailing_id).ok_or(AppError::NotFound).gql()?;
+        let viewer = viewer(ctx)?;
+        let statuses = retryable(&statuses)?;
+        let id = parse_id(&mailing_id).ok_or(AppError::NotFound)?;
         let state = AppState::from_ctx(ctx);
-        let mut conn = state.conn().await.gql()?;
+        let mut conn = state.conn().await?;
         let retried = conn
             .transaction::<_, AppError, _>(async |conn| {
                 visible_for_write(conn, viewer, id).await?;
@@ -443,25 +434,23 @@ impl MailingsMutation {
                 events::notify(conn, &Notice::Wake).await?;
                 Ok(retried)
             })
-            .await
-            .gql()?;
+            .await?;
         state.dispatch_wakeup().notify_one();
         Ok(i32::try_from(retried).unwrap_or(i32::MAX))
     }
 
     /// Deletes the mailing from every list; what it sent stays in the log.
     async fn delete_mailing(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<bool> {
-        let viewer = viewer(ctx).gql()?;
-        let id = parse_id(&id).ok_or(AppError::NotFound).gql()?;
-        let mut conn = AppState::from_ctx(ctx).conn().await.gql()?;
+        let viewer = viewer(ctx)?;
+        let id = parse_id(&id).ok_or(AppError::NotFound)?;
+        let mut conn = AppState::from_ctx(ctx).conn().await?;
         conn.transaction::<_, AppError, _>(async |conn| {
             let existing = visible_for_write(conn, viewer, id).await?;
             model::delete(conn, existing.owner_id, id).await?;
             deliveries::cancel_pending(conn, Cancel::Mailing(id)).await?;
             Ok(())
         })
-        .await
-        .gql()?;
+        .await?;
         Ok(true)
     }
 }
@@ -474,20 +463,18 @@ impl MailingsMutation {
         id: &ID,
         change: impl AsyncFnOnce(&mut diesel_async::AsyncPgConnection, Uuid) -> AppResult<Option<model::Mailing>>,
     ) -> async_graphql::Result<Mailing> {
-        let viewer = viewer(ctx).gql()?;
-        let id = parse_id(id).ok_or(AppError::NotFound).gql()?;
+        let viewer = viewer(ctx)?;
+        let id = parse_id(id).ok_or(AppError::NotFound)?;
         let state = AppState::from_ctx(ctx);
-        let mut conn = state.conn().await.gql()?;
+        let mut conn = state.conn().await?;
         let mailing = model::find(&mut conn, read_scope(viewer), id)
-            .await
-            .gql()?
-            .ok_or(AppError::NotFound)
-            .gql()?;
+            .await?
+            .ok_or(AppError::NotFound)?;
         if !may_steer(viewer, mailing.owner_id) {
-            return Err(AppError::Forbidden).gql();
+            return Err(AppError::Forbidden.into());
         }
-        let changed = change(&mut conn, id).await.gql()?.ok_or(AppError::NotFound).gql()?;
-        events::notify(&mut conn, &Notice::Wake).await.gql()?;
+        let changed = change(&mut conn, id).await?.ok_or(AppError::NotFound)?;
+        events::notify(&mut conn, &Notice::Wake).await?;
         state.dispatch_wakeup().notify_one();
         Ok(Mailing(changed))
     }

@@ -9,7 +9,7 @@ use super::model::{self, MessageFields};
 use crate::accounts::viewer;
 use crate::app::AppState;
 use crate::clients::graphql::parse_id;
-use crate::error::{AppError, AppResult, ResultExt};
+use crate::error::{AppError, AppResult};
 use crate::pagination::{Connection, PageArgs};
 use crate::validate;
 
@@ -87,18 +87,18 @@ impl MessagesQuery {
         first: Option<i32>,
         after: Option<String>,
     ) -> async_graphql::Result<Connection<Message>> {
-        let viewer = viewer(ctx).gql()?;
-        let args = PageArgs::new(first, after.as_deref()).gql()?;
-        let mut conn = AppState::from_ctx(ctx).conn().await.gql()?;
-        let page = model::list(&mut conn, viewer.user_id, args).await.gql()?;
+        let viewer = viewer(ctx)?;
+        let args = PageArgs::new(first, after.as_deref())?;
+        let mut conn = AppState::from_ctx(ctx).conn().await?;
+        let page = model::list(&mut conn, viewer.user_id, args).await?;
         Ok(Connection::from_page(page, args, model::Message::cursor, Message))
     }
 
     async fn message(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Message>> {
-        let viewer = viewer(ctx).gql()?;
+        let viewer = viewer(ctx)?;
         let Some(id) = parse_id(&id) else { return Ok(None) };
-        let mut conn = AppState::from_ctx(ctx).conn().await.gql()?;
-        Ok(model::find(&mut conn, viewer.user_id, id).await.gql()?.map(Message))
+        let mut conn = AppState::from_ctx(ctx).conn().await?;
+        Ok(model::find(&mut conn, viewer.user_id, id).await?.map(Message))
     }
 }
 
@@ -108,24 +108,23 @@ pub struct MessagesMutation;
 #[Object]
 impl MessagesMutation {
     async fn create_message(&self, ctx: &Context<'_>, input: MessageInput) -> async_graphql::Result<Message> {
-        let viewer = viewer(ctx).gql()?;
-        let fields = input.validate().gql()?;
-        let mut conn = AppState::from_ctx(ctx).conn().await.gql()?;
-        Ok(Message(model::create(&mut conn, viewer.user_id, &fields).await.gql()?))
+        let viewer = viewer(ctx)?;
+        let fields = input.validate()?;
+        let mut conn = AppState::from_ctx(ctx).conn().await?;
+        Ok(Message(model::create(&mut conn, viewer.user_id, &fields).await?))
     }
 
     /// Later runs send the new text; runs already started keep what they started with.
     async fn update_message(&self, ctx: &Context<'_>, id: ID, input: MessageInput) -> async_graphql::Result<Message> {
-        let viewer = viewer(ctx).gql()?;
-        let id = parse_id(&id).ok_or(AppError::NotFound).gql()?;
-        let fields = input.validate().gql()?;
-        let mut conn = AppState::from_ctx(ctx).conn().await.gql()?;
+        let viewer = viewer(ctx)?;
+        let id = parse_id(&id).ok_or(AppError::NotFound)?;
+        let fields = input.validate()?;
+        let mut conn = AppState::from_ctx(ctx).conn().await?;
         model::update(&mut conn, viewer.user_id, id, &fields)
-            .await
-            .gql()?
+            .await?
             .map(Message)
             .ok_or(AppError::NotFound)
-            .gql()
+            .map_err(Into::into)
     }
 
     /// Sends one message to `email` now, outside any mailing, through the same transport,
@@ -136,16 +135,14 @@ impl MessagesMutation {
         message_id: ID,
         email: String,
     ) -> async_graphql::Result<TestSendResult> {
-        let viewer = viewer(ctx).gql()?;
-        let email = validate::email("email", &email).gql()?;
-        let id = parse_id(&message_id).ok_or(AppError::NotFound).gql()?;
+        let viewer = viewer(ctx)?;
+        let email = validate::email("email", &email)?;
+        let id = parse_id(&message_id).ok_or(AppError::NotFound)?;
         let state = AppState::from_ctx(ctx);
-        let mut conn = state.conn().await.gql()?;
+        let mut conn = state.conn().await?;
         let message = model::find(&mut conn, viewer.user_id, id)
-            .await
-            .gql()?
-            .ok_or(AppError::NotFound)
-            .gql()?;
+            .await?
+            .ok_or(AppError::NotFound)?;
         drop(conn);
         let placeholder_link = state.config().http.link("unsubscribe", &[("test", "1")]);
         let values = model::Placeholders {
@@ -160,14 +157,10 @@ impl MessagesMutation {
                 format!("the message would be {size} bytes, more than MAX_MESSAGE_SIZE"),
             )
         };
-        let subject = values
-            .fill_within(&message.subject, max_size)
-            .map_err(too_large)
-            .gql()?;
-        let body = values.fill_within(&message.body, max_size).map_err(too_large).gql()?;
+        let subject = values.fill_within(&message.subject, max_size).map_err(too_large)?;
+        let body = values.fill_within(&message.body, max_size).map_err(too_large)?;
         let mail = crate::mail::plain_mail(&state.config().mail.mail_from, &email, &subject, &body, None, max_size)
-            .map_err(|e| AppError::bad_input("messageId", e))
-            .gql()?;
+            .map_err(|e| AppError::bad_input("messageId", e))?;
         Ok(match state.mailer().send(&mail).await {
             Ok(reply) => TestSendResult {
                 accepted: true,
@@ -182,9 +175,9 @@ impl MessagesMutation {
 
     /// CONFLICT while a mailing that is not deleted uses it.
     async fn delete_message(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<bool> {
-        let viewer = viewer(ctx).gql()?;
-        let id = parse_id(&id).ok_or(AppError::NotFound).gql()?;
-        let mut conn = AppState::from_ctx(ctx).conn().await.gql()?;
+        let viewer = viewer(ctx)?;
+        let id = parse_id(&id).ok_or(AppError::NotFound)?;
+        let mut conn = AppState::from_ctx(ctx).conn().await?;
         conn.transaction::<_, AppError, _>(async |conn| {
             if model::lock(conn, viewer.user_id, id, true).await?.is_none() {
                 return Err(AppError::NotFound);
@@ -198,8 +191,7 @@ impl MessagesMutation {
             model::delete(conn, viewer.user_id, id).await?;
             Ok(())
         })
-        .await
-        .gql()?;
+        .await?;
         Ok(true)
     }
 }

@@ -11,7 +11,7 @@ use crate::accounts::viewer;
 use crate::app::AppState;
 use crate::blog::graphql::BlogPost;
 use crate::clients::graphql::parse_id;
-use crate::error::{AppError, ResultExt};
+use crate::error::AppError;
 use crate::mailings::graphql::read_scope;
 
 /// How long an instance reuses the home page's counts: whole-table counts then run at most
@@ -42,8 +42,8 @@ impl HomeStats {
         #[graphql(default = 3)] count: Option<i32>,
     ) -> async_graphql::Result<Vec<BlogPost>> {
         let count = i64::from(count.unwrap_or(3).clamp(0, 20));
-        let mut conn = AppState::from_ctx(ctx).conn().await.gql()?;
-        let posts = crate::blog::model::random_published(&mut conn, count).await.gql()?;
+        let mut conn = AppState::from_ctx(ctx).conn().await?;
+        let posts = crate::blog::model::random_published(&mut conn, count).await?;
         Ok(posts.into_iter().map(BlogPost).collect())
     }
 }
@@ -81,8 +81,8 @@ impl StatsQuery {
         let counts = match cached {
             Some((at, counts)) if at.elapsed() < HOME_STATS_TTL => counts,
             _ => {
-                let mut conn = AppState::from_ctx(ctx).conn().await.gql()?;
-                let counts = model::home_counts(&mut conn).await.gql()?;
+                let mut conn = AppState::from_ctx(ctx).conn().await?;
+                let counts = model::home_counts(&mut conn).await?;
                 *cache.0.lock().expect("not poisoned") = Some((Instant::now(), counts));
                 counts
             }
@@ -105,35 +105,33 @@ impl StatsQuery {
         mailing_id: Option<ID>,
         time_zone: Option<String>,
     ) -> async_graphql::Result<Vec<DayStats>> {
-        let viewer = viewer(ctx).gql()?;
+        let viewer = viewer(ctx)?;
         if to <= from {
-            return Err(AppError::bad_input("to", "must be after `from`")).gql();
+            return Err(AppError::bad_input("to", "must be after `from`").into());
         }
         if (to - from).num_days() > MAX_DAYS {
-            return Err(AppError::bad_input("to", format!("at most {MAX_DAYS} days at once"))).gql();
+            return Err(AppError::bad_input("to", format!("at most {MAX_DAYS} days at once")).into());
         }
         let time_zone = time_zone.unwrap_or_else(|| "UTC".to_owned());
         if time_zone.parse::<chrono_tz::Tz>().is_err() {
             return Err(AppError::bad_input(
                 "timeZone",
                 format!("`{time_zone}` is not an IANA time zone name such as Europe/Berlin"),
-            ))
-            .gql();
+            )
+            .into());
         }
-        let mut conn = AppState::from_ctx(ctx).conn().await.gql()?;
+        let mut conn = AppState::from_ctx(ctx).conn().await?;
         let of = match mailing_id {
             None => Of::Owner(viewer.user_id),
             Some(id) => {
-                let id = parse_id(&id).ok_or(AppError::NotFound).gql()?;
+                let id = parse_id(&id).ok_or(AppError::NotFound)?;
                 crate::mailings::model::find(&mut conn, read_scope(viewer), id)
-                    .await
-                    .gql()?
-                    .ok_or(AppError::NotFound)
-                    .gql()?;
+                    .await?
+                    .ok_or(AppError::NotFound)?;
                 Of::Mailing(id)
             }
         };
-        let days = model::daily(&mut conn, of, from, to, &time_zone).await.gql()?;
+        let days = model::daily(&mut conn, of, from, to, &time_zone).await?;
         Ok(days
             .into_iter()
             .map(|d| DayStats {
