@@ -6,14 +6,14 @@ use std::time::Instant;
 use futures_util::StreamExt;
 use lettre::message::Mailbox;
 use mailwarm::config::Config;
-use mailwarm::mail::{Mailer, plain_mail};
+use mailwarm::mail::plain_mail;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let url = std::env::var("BENCH_SMTP_URL").unwrap_or_else(|_| "smtp://127.0.0.1:25250".to_owned());
     let concurrency = std::env::var("BENCH_CONCURRENCY").unwrap_or_else(|_| "8".to_owned());
     let config = Config::from_args(["server", "--smtp-url", &url, "--smtp-concurrency", &concurrency])?;
-    let mailer = Mailer::from_config(&config.mail, &config.data_dir)?;
+    let mailer = config.mail.mailer(&config.data_dir)?;
     let from: Mailbox = "bench@example.com".parse()?;
     let n = 20_000;
     let started = Instant::now();

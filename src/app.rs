@@ -14,6 +14,9 @@ use crate::events::EventHub;
 use crate::mail::Mailer;
 use crate::metrics::Metrics;
 
+/// How often expired sessions, tokens and rate-limit windows are deleted.
+const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+
 #[derive(Clone)]
 pub struct AppState {
     inner: Arc<Inner>,
@@ -27,7 +30,7 @@ struct Inner {
     /// This process's identity as a lease owner in the queues.
     instance_id: Uuid,
     /// Wakes this instance's account-mail worker when a request queues a mail.
-    account_mail_queued: Arc<Notify>,
+    jobs_queued: Arc<Notify>,
     /// Wakes this instance's dispatcher (new work, from here or, via NOTIFY, elsewhere).
     dispatch_wakeup: Arc<Notify>,
     /// Live events for this instance's subscribers.
@@ -50,7 +53,7 @@ impl AppState {
                 mailer,
                 passwords: Passwords::default(),
                 instance_id: Uuid::new_v4(),
-                account_mail_queued: Arc::new(Notify::new()),
+                jobs_queued: Arc::new(Notify::new()),
                 dispatch_wakeup: Arc::new(Notify::new()),
                 events: EventHub::default(),
                 metrics: Metrics::default(),
@@ -86,8 +89,8 @@ impl AppState {
         self.inner.instance_id
     }
 
-    pub fn account_mail_queued(&self) -> &Arc<Notify> {
-        &self.inner.account_mail_queued
+    pub fn jobs_queued(&self) -> &Arc<Notify> {
+        &self.inner.jobs_queued
     }
 
     pub fn dispatch_wakeup(&self) -> &Arc<Notify> {
@@ -130,15 +133,30 @@ impl AppState {
         Ok(self.inner.pool.get().await?)
     }
 
-    /// The worker that sends this instance's share of queued account mails.
-    pub fn account_mail_worker(&self) -> crate::mail::queue::AccountMailWorker {
-        crate::mail::queue::AccountMailWorker {
-            pool: self.inner.pool.clone(),
+    /// This instance's background-job runner: account mails and the sweep.
+    pub fn job_runner(&self) -> crate::jobs::Runner {
+        use crate::jobs::{Runner, RunnerSettings, account_mail, sweep};
+        let config = &self.inner.config;
+        let settings = RunnerSettings {
+            poll: config.dispatch.dispatch_interval,
+            lease: config.mail.send_timeout + std::time::Duration::from_secs(30),
+            concurrency: 20,
+            max_attempts: u32::from(config.dispatch.max_attempts),
+            retry_base: config.dispatch.retry_base,
+            retry_max: config.dispatch.retry_max,
+        };
+        let sender = account_mail::Sender {
             mailer: self.inner.mailer.clone(),
-            mail: self.inner.config.mail.clone(),
-            dispatch: self.inner.config.dispatch.clone(),
-            instance_id: self.inner.instance_id,
-            wakeup: self.inner.account_mail_queued.clone(),
-        }
+            from: config.mail.mail_from.clone(),
+            max_message_size: config.mail.max_message_size,
+        };
+        Runner::new(
+            self.inner.pool.clone(),
+            self.inner.instance_id,
+            settings,
+            self.inner.jobs_queued.clone(),
+        )
+        .register::<account_mail::AccountMail>(sender)
+        .register_recurring(&sweep::Sweep, SWEEP_EVERY, self.inner.pool.clone())
     }
 }

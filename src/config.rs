@@ -9,6 +9,9 @@ use std::time::Duration;
 use clap::{ArgAction, Args, ValueEnum};
 use url::Url;
 
+use crate::mail::Mailer;
+use crate::mail::smtp::{SmtpPool, SmtpTarget, SmtpTimeouts};
+
 /// Everything the service can be told, grouped by concern.
 #[derive(Debug, Clone, Args)]
 pub struct Config {
@@ -222,6 +225,44 @@ pub struct MailConfig {
     /// (PERMANENT_FAILURE) instead of being built.
     #[arg(long, env = "MAX_MESSAGE_SIZE", default_value = "10MiB", value_parser = parse_message_size, global = true)]
     pub max_message_size: usize,
+}
+
+impl MailConfig {
+    /// Where mail goes: SMTP when SMTP_URL is set, else the outbox folder.
+    pub fn mailer(&self, data_dir: &std::path::Path) -> anyhow::Result<Mailer> {
+        let config = self;
+        match &config.smtp_url {
+            Some(url) => {
+                let target = SmtpTarget::from_url(url).map_err(|e| anyhow::anyhow!("SMTP_URL: {e}"))?;
+                let timeouts = SmtpTimeouts {
+                    connect: config.smtp_connect_timeout,
+                    command: config.smtp_command_timeout,
+                    send: config.send_timeout,
+                };
+                let extra_roots = match &config.smtp_tls_ca {
+                    Some(path) => {
+                        crate::mail::smtp::load_roots(path).map_err(|e| anyhow::anyhow!("SMTP_TLS_CA: {e}"))?
+                    }
+                    None => Vec::new(),
+                };
+                tracing::info!(host = %target.host, port = target.port, security = ?target.security, "sending mail over SMTP");
+                Ok(Mailer::Smtp(std::sync::Arc::new(SmtpPool::new(
+                    target,
+                    timeouts,
+                    usize::from(config.smtp_concurrency),
+                    extra_roots,
+                ))))
+            }
+            None => {
+                let dir = config.outbox_dir.clone().unwrap_or_else(|| data_dir.join("outbox"));
+                anyhow::Context::with_context(std::fs::create_dir_all(&dir), || {
+                    format!("OUTBOX_DIR: cannot create {}", dir.display())
+                })?;
+                tracing::info!(dir = %dir.display(), "SMTP_URL is not set: writing mail to the outbox folder");
+                Ok(Mailer::Outbox(dir))
+            }
+        }
+    }
 }
 
 /// Sign-in: sessions and e-mailed tokens.

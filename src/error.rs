@@ -24,12 +24,19 @@ pub enum AppError {
     EmailNotVerified,
     #[error("too many attempts; try again in {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64 },
+    /// No database connection within DB_POOL_TIMEOUT (every one busy, or the database
+    /// unreachable): worth trying again in a moment; HTTP 503 where nothing was answered.
+    #[error("the service is busy; try again in a moment")]
+    Unavailable(#[source] anyhow::Error),
     /// Anything else: logged with its context, shown only as "internal error".
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
 
 pub type AppResult<T> = Result<T, AppError>;
+
+/// The `Retry-After` of an unavailable answer: pool waits are short, so is the advice.
+pub const UNAVAILABLE_RETRY_AFTER_SECS: u64 = 1;
 
 impl AppError {
     pub fn bad_input(field: impl Into<String>, message: impl Into<String>) -> Self {
@@ -56,6 +63,7 @@ impl AppError {
             AppError::Conflict { .. } => "CONFLICT",
             AppError::EmailNotVerified => "EMAIL_NOT_VERIFIED",
             AppError::RateLimited { .. } => "RATE_LIMITED",
+            AppError::Unavailable(_) => "SERVICE_UNAVAILABLE",
             AppError::Internal(_) => "INTERNAL_SERVER_ERROR",
         }
     }
@@ -63,8 +71,10 @@ impl AppError {
 
 impl ErrorExtensions for AppError {
     fn extend(&self) -> async_graphql::Error {
-        if let AppError::Internal(source) = self {
-            tracing::error!(error = format!("{source:#}"), "internal error");
+        match self {
+            AppError::Internal(source) => tracing::error!(error = format!("{source:#}"), "internal error"),
+            AppError::Unavailable(source) => tracing::warn!(error = format!("{source:#}"), "answered unavailable"),
+            _ => {}
         }
         async_graphql::Error::new(self.to_string()).extend_with(|_, ext| {
             ext.set("code", self.code());
@@ -72,6 +82,7 @@ impl ErrorExtensions for AppError {
                 AppError::BadUserInput { field, .. } => ext.set("field", field.as_str()),
                 AppError::Conflict { field: Some(field), .. } => ext.set("field", field.as_str()),
                 AppError::RateLimited { retry_after_secs } => ext.set("retryAfter", *retry_after_secs),
+                AppError::Unavailable(_) => ext.set("retryAfter", UNAVAILABLE_RETRY_AFTER_SECS),
                 _ => {}
             }
         })
@@ -89,7 +100,7 @@ impl From<diesel::result::Error> for AppError {
 
 impl From<deadpool::managed::PoolError<diesel_async::pooled_connection::PoolError>> for AppError {
     fn from(err: deadpool::managed::PoolError<diesel_async::pooled_connection::PoolError>) -> Self {
-        AppError::Internal(anyhow::anyhow!("no database connection: {err}"))
+        AppError::Unavailable(anyhow::anyhow!("no database connection: {err}"))
     }
 }
 
@@ -107,8 +118,15 @@ impl From<std::sync::Arc<AppError>> for AppError {
             AppError::RateLimited { retry_after_secs } => AppError::RateLimited {
                 retry_after_secs: *retry_after_secs,
             },
+            AppError::Unavailable(source) => AppError::Unavailable(anyhow::anyhow!("{source:#}")),
             AppError::Internal(source) => AppError::Internal(anyhow::anyhow!("{source:#}")),
         }
+    }
+}
+
+impl From<crate::db::page::BadPageArg> for AppError {
+    fn from(err: crate::db::page::BadPageArg) -> Self {
+        AppError::bad_input(err.field, err.message)
     }
 }
 

@@ -29,6 +29,8 @@ pub mod blog;
 /// Statistics: the public home page numbers, per-day numbers of a user's mailings.
 pub mod stats;
 
+/// Background jobs other than deliveries (account mails, sweeps) on one PostgreSQL queue.
+pub mod jobs;
 /// The dispatcher: starts runs, claims deliveries with leases, sends, records attempts.
 pub mod dispatch;
 /// Live events for subscriptions, from every instance through LISTEN/NOTIFY.
@@ -38,14 +40,12 @@ pub mod metrics;
 /// Background tasks under a supervisor; the health `/readyz` reports.
 pub mod tasks;
 
-/// Mail: composing messages; SMTP, outbox folder and in-memory transports; the account-mail queue.
+/// Mail: composing messages; SMTP, outbox folder and in-memory transports.
 pub mod mail;
 /// Pool, embedded migrations, table definitions, the embedded PostgreSQL.
 pub mod db;
 /// The backoff every retrying queue shares.
 pub mod retry;
-/// Cursor pagination shared by every list.
-pub mod pagination;
 /// Input checks that name the offending field.
 pub mod validate;
 /// Logging set-up (text or JSON lines).

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use mailwarm::accounts::graphql::Role;
+use mailwarm::accounts::role::Role;
 use mailwarm::config::Config;
 use mailwarm::server::Mode;
 

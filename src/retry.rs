@@ -1,4 +1,4 @@
-//! The backoff every retrying queue shares (deliveries, account mails): exponential from
+//! The backoff every retrying queue shares (deliveries, background jobs): exponential from
 //! RETRY_BASE, capped at RETRY_MAX, spread by ±10% so retries of one moment do not come
 //! back together.
 

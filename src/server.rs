@@ -3,14 +3,13 @@
 use anyhow::Context;
 use tokio::net::TcpListener;
 
-use crate::accounts::graphql::Role;
+use crate::accounts::role::Role;
 use crate::app::AppState;
 use crate::config::Config;
 use crate::db::embedded::{EmbeddedOptions, EmbeddedPostgres};
 use crate::db::{build_pool, migrations};
 use crate::dispatch::{Dispatcher, listener};
 use crate::error::AppError;
-use crate::mail::Mailer;
 
 /// The database the embedded PostgreSQL creates for the service.
 const EMBEDDED_DATABASE: &str = "mailwarm";
@@ -42,14 +41,15 @@ pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
 async fn run_on(config: Config, database_url: &str, mode: Mode) -> anyhow::Result<()> {
     migrations::run_pending(database_url).await?;
     let pool = build_pool(database_url, config.db.db_pool_size, config.db.db_pool_timeout)?;
-    let mailer = Mailer::from_config(&config.mail, &config.data_dir)?;
+    let mailer = config.mail.mailer(&config.data_dir)?;
     let grace = config.shutdown_grace;
     let state = AppState::new(config.clone(), pool, mailer);
 
     if mode == Mode::DispatchOnce {
         let totals = Dispatcher::new(state.clone()).run_once().await?;
-        let account_mails = state.account_mail_worker();
-        while account_mails.send_due().await? > 0 {}
+        let jobs = state.job_runner();
+        jobs.schedule_recurring().await?;
+        while jobs.run_due().await? > 0 {}
         println!("dispatch-once: {totals}");
         return Ok(());
     }
@@ -107,7 +107,7 @@ async fn serve_http(
 }
 
 /// The background tasks of `mode`, each under the supervisor (`crate::tasks`): the event
-/// listener always; the dispatcher, the account-mail worker and the sweeper unless the
+/// listener always; the dispatcher and the job runner (account mails, sweeps) unless the
 /// instance only serves.
 pub fn spawn_background(
     state: &AppState,
@@ -137,13 +137,8 @@ pub fn spawn_background(
         ));
         let (s, rx) = (state.clone(), stop.clone());
         tasks.push(supervised(
-            "account-mail",
-            Box::new(move || Box::pin(s.account_mail_worker().run(rx.clone()))),
-        ));
-        let (s, rx) = (state.clone(), stop.clone());
-        tasks.push(supervised(
-            "sweeper",
-            Box::new(move || Box::pin(crate::accounts::sweep_expired(s.clone(), rx.clone()))),
+            "jobs",
+            Box::new(move || Box::pin(s.job_runner().run(rx.clone()))),
         ));
     }
     tasks
@@ -173,7 +168,7 @@ pub async fn create_user(
     let result = async {
         migrations::run_pending(&database_url).await?;
         let pool = build_pool(&database_url, 2, config.db.db_pool_timeout)?;
-        let mailer = Mailer::from_config(&config.mail, &config.data_dir)?;
+        let mailer = config.mail.mailer(&config.data_dir)?;
         let state = AppState::new(config.clone(), pool, mailer);
         crate::accounts::flows::create_user(&state, email, full_name, password, role)
             .await

@@ -1,8 +1,8 @@
 //! The browser session cookie: the same session token as the bearer header, kept where
 //! page scripts cannot read it (HttpOnly), sent only on same-site requests and top-level
-//! navigations (SameSite=Lax), over https only when PUBLIC_URL is https.
+//! navigations (SameSite=Lax), over https only when PUBLIC_URL is https. Reading it from a
+//! request is the HTTP layer's (`http::auth::cookie_token`).
 
-use axum::http::{HeaderMap, header};
 use cookie::{Cookie, SameSite};
 
 use crate::config::Config;
@@ -29,16 +29,4 @@ fn build(config: &Config, value: String) -> cookie::CookieBuilder<'static> {
         .http_only(true)
         .same_site(SameSite::Lax)
         .secure(config.http.public_url().scheme() == "https")
-}
-
-/// The session token from the request's `Cookie` headers.
-pub fn token_from(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(Cookie::split_parse)
-        .filter_map(Result::ok)
-        .find(|cookie| cookie.name() == SESSION_COOKIE && !cookie.value().is_empty())
-        .map(|cookie| cookie.value().to_owned())
 }

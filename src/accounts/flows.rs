@@ -4,14 +4,14 @@ use std::net::IpAddr;
 
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 
-use super::graphql::Role;
 use super::model::{self, NewUser, TokenPurpose, User};
+use super::role::Role;
 use super::{Viewer, throttle, tokens};
 use crate::app::AppState;
 use crate::config::Registration;
 use crate::deliveries::model::{self as deliveries, Cancel};
 use crate::error::{AppError, AppResult, on_unique_violation};
-use crate::mail::queue;
+use crate::jobs::account_mail;
 use crate::validate;
 
 /// Counts a request that mails an address (register, resendVerification,
@@ -39,7 +39,7 @@ where
 {
     let state = state.clone();
     tokio::spawn(async move {
-        let wakeup = state.account_mail_queued().clone();
+        let wakeup = state.jobs_queued().clone();
         match work(state).await {
             Ok(()) => wakeup.notify_one(),
             Err(err) => tracing::warn!(error = %err, what, "account mail not queued"),
@@ -80,7 +80,7 @@ pub async fn register(
                 owner.full_name,
                 config.http.public_url()
             );
-            queue::enqueue(
+            account_mail::enqueue(
                 conn,
                 Some(owner.id),
                 &owner.email,
@@ -108,7 +108,7 @@ pub async fn register(
         send_verification(state, conn, &user).await
     })
     .await?;
-    state.account_mail_queued().notify_one();
+    state.jobs_queued().notify_one();
     Ok(())
 }
 
@@ -138,7 +138,7 @@ pub async fn send_verification(
          If you did not sign up for mailwarm, ignore this mail.\n",
         user.full_name
     );
-    queue::enqueue(
+    account_mail::enqueue(
         conn,
         Some(user.id),
         &user.email,
@@ -270,7 +270,7 @@ pub async fn request_password_reset(state: &AppState, ip: Option<IpAddr>, email:
                 return Ok(());
             }
             model::create_email_token(conn, user.id, TokenPurpose::ResetPassword, &hash, ttl).await?;
-            queue::enqueue(conn, Some(user.id), &user.email, "Reset your mailwarm password", &body).await?;
+            account_mail::enqueue(conn, Some(user.id), &user.email, "Reset your mailwarm password", &body).await?;
             Ok(())
         })
         .await
@@ -304,7 +304,7 @@ pub async fn reset_password(state: &AppState, token: &str, new_password: &str) -
         password_changed_notice(state, conn, &user).await
     })
     .await?;
-    state.account_mail_queued().notify_one();
+    state.jobs_queued().notify_one();
     Ok(())
 }
 
@@ -362,7 +362,7 @@ pub async fn change_password(
         password_changed_notice(state, conn, &user).await
     })
     .await?;
-    state.account_mail_queued().notify_one();
+    state.jobs_queued().notify_one();
     Ok(())
 }
 
@@ -376,7 +376,7 @@ async fn password_changed_notice(state: &AppState, conn: &mut AsyncPgConnection,
         user.full_name,
         state.config().http.public_url()
     );
-    queue::enqueue(
+    account_mail::enqueue(
         conn,
         Some(user.id),
         &user.email,

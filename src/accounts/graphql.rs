@@ -1,56 +1,22 @@
 //! The accounts part of the GraphQL API.
 
-use async_graphql::{Context, Enum, ID, Object, SimpleObject};
-use axum::http::header::SET_COOKIE;
+use async_graphql::{Context, ID, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use diesel_async::AsyncConnection;
 
 use super::api_keys::{self, ApiKey, ApiKeyScope, CreatedApiKey};
-use super::{client_ip, cookie, flows, model, roles, viewer};
+use super::auth::RoleGuard;
+use super::role::Role;
+use super::{client_ip, cookie, flows, model, moderation, viewer};
 use crate::app::AppState;
-use crate::clients::graphql::parse_id;
+use crate::db::page::PageArgs;
 use crate::error::AppError;
-use crate::graphql::RoleGuard;
-use crate::pagination::{Connection, PageArgs};
+use crate::graphql::connection::Connection;
+use crate::graphql::ids::parse_id;
 use crate::validate;
 
-/// What an account may do.
-#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
-pub enum Role {
-    /// Owns clients, messages and mailings.
-    User,
-    /// Also sees every mailing and user, may pause mailings and block users.
-    Manager,
-    /// Also edits the blog and roles.
-    Admin,
-}
-
-impl Role {
-    pub fn from_db(role: &str) -> Role {
-        match role {
-            "admin" => Role::Admin,
-            "manager" => Role::Manager,
-            _ => Role::User,
-        }
-    }
-
-    /// USER < MANAGER < ADMIN: each role can do what the ones below it can.
-    pub fn rank(self) -> u8 {
-        match self {
-            Role::User => 0,
-            Role::Manager => 1,
-            Role::Admin => 2,
-        }
-    }
-
-    pub fn as_db(self) -> &'static str {
-        match self {
-            Role::User => "user",
-            Role::Manager => "manager",
-            Role::Admin => "admin",
-        }
-    }
-}
+/// The header a sign-in or sign-out sets the browser's session cookie with.
+const SET_COOKIE_HEADER: &str = "set-cookie";
 
 /// An account.
 pub struct User(pub model::User);
@@ -120,7 +86,7 @@ impl AccountsQuery {
     /// Every account, newest first (MANAGER, ADMIN).
     #[graphql(
         guard = "RoleGuard::at_least(Role::Manager)",
-        complexity = "crate::pagination::page_cost(first, child_complexity)"
+        complexity = "crate::graphql::connection::page_cost(first, child_complexity)"
     )]
     async fn users(
         &self,
@@ -222,7 +188,7 @@ impl AccountsMutation {
     async fn login(&self, ctx: &Context<'_>, email: String, password: String) -> async_graphql::Result<AuthPayload> {
         let state = AppState::from_ctx(ctx);
         let (token, user) = flows::login(state, client_ip(ctx), &email, &password).await?;
-        ctx.append_http_header(SET_COOKIE, cookie::session_cookie(state.config(), &token));
+        ctx.append_http_header(SET_COOKIE_HEADER, cookie::session_cookie(state.config(), &token));
         Ok(AuthPayload {
             token,
             user: User(user),
@@ -243,7 +209,10 @@ impl AccountsMutation {
             Ok(())
         })
         .await?;
-        ctx.append_http_header(SET_COOKIE, cookie::clearing_cookie(AppState::from_ctx(ctx).config()));
+        ctx.append_http_header(
+            SET_COOKIE_HEADER,
+            cookie::clearing_cookie(AppState::from_ctx(ctx).config()),
+        );
         Ok(true)
     }
 
@@ -290,7 +259,7 @@ impl AccountsMutation {
         let viewer = viewer(ctx)?;
         let state = AppState::from_ctx(ctx);
         flows::delete_account(state, viewer, &password).await?;
-        ctx.append_http_header(SET_COOKIE, cookie::clearing_cookie(state.config()));
+        ctx.append_http_header(SET_COOKIE_HEADER, cookie::clearing_cookie(state.config()));
         Ok(true)
     }
 
@@ -316,7 +285,7 @@ impl AccountsMutation {
     async fn set_user_active(&self, ctx: &Context<'_>, id: ID, active: bool) -> async_graphql::Result<User> {
         let viewer = viewer(ctx)?;
         let id = parse_id(&id).ok_or(AppError::NotFound)?;
-        let user = roles::set_user_active(AppState::from_ctx(ctx), viewer, id, active).await?;
+        let user = moderation::set_user_active(AppState::from_ctx(ctx), viewer, id, active).await?;
         Ok(User(user))
     }
 
@@ -325,7 +294,7 @@ impl AccountsMutation {
     async fn set_user_role(&self, ctx: &Context<'_>, id: ID, role: Role) -> async_graphql::Result<User> {
         let viewer = viewer(ctx)?;
         let id = parse_id(&id).ok_or(AppError::NotFound)?;
-        let user = roles::set_user_role(AppState::from_ctx(ctx), viewer, id, role).await?;
+        let user = moderation::set_user_role(AppState::from_ctx(ctx), viewer, id, role).await?;
         Ok(User(user))
     }
 }

@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
-use super::graphql::Role;
+use super::role::Role;
 use super::{Credential, Viewer};
-use crate::app::AppState;
+use crate::db::DbPool;
 use crate::error::AppResult;
 
 /// How long a session's state is taken from the cache before it is read again.
@@ -50,7 +50,7 @@ impl LiveSessions {
     /// `fresh`: read the database whatever the cache holds (an operation starting, as an
     /// HTTP request authenticates each time); else a cached answer of at most [`FRESH`]
     /// (each event of a subscription).
-    pub async fn viewer(&self, state: &AppState, credential: Credential, fresh: bool) -> AppResult<Option<Viewer>> {
+    pub async fn viewer(&self, pool: &DbPool, credential: Credential, fresh: bool) -> AppResult<Option<Viewer>> {
         let key = credential.id();
         if !fresh
             && let Some(cached) = self.cache.lock().expect("session cache lock").get(&key)
@@ -59,7 +59,7 @@ impl LiveSessions {
             return Ok(cached.viewer.clone());
         }
         let read_at = Instant::now();
-        let mut conn = state.conn().await?;
+        let mut conn = pool.get().await?;
         let found = match credential {
             Credential::Session(id) => super::model::session_user(&mut conn, id)
                 .await?

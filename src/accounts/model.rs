@@ -7,9 +7,9 @@ use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
+use crate::db::page::{Cursor, Page, PageArgs};
 use crate::db::schema::{email_tokens, sessions, users};
 use crate::db::{now, now_plus};
-use crate::pagination::{Cursor, Page, PageArgs};
 
 /// A row of `users`, as the API shows it (the password hash is never loaded with it).
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -361,7 +361,7 @@ pub async fn anonymise(conn: &mut AsyncPgConnection, user_id: Uuid) -> QueryResu
         "UPDATE runs r SET subject = '', body = '' FROM mailings m WHERE m.id = r.mailing_id AND m.owner_id = $1",
         "DELETE FROM sessions WHERE user_id = $1",
         "DELETE FROM email_tokens WHERE user_id = $1",
-        "DELETE FROM account_emails WHERE user_id = $1",
+        crate::jobs::account_mail::FORGET_USER,
     ] {
         diesel::sql_query(statement)
             .bind::<SqlUuid, _>(user_id)

@@ -6,10 +6,8 @@ use std::net::IpAddr;
 use async_graphql::Context;
 use uuid::Uuid;
 
-use super::api_keys::{self, ApiKeyScope};
-use super::graphql::Role;
-use super::{model, tokens};
-use crate::app::AppState;
+use super::api_keys::ApiKeyScope;
+use super::role::Role;
 use crate::error::{AppError, AppResult};
 
 #[derive(Debug, Clone)]
@@ -61,39 +59,6 @@ impl Viewer {
 /// TRUSTED_PROXIES); absent when unknown. Rate limits key on it.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientIp(pub IpAddr);
-
-/// The one sign-in path, for every endpoint: the viewer a bearer token (a session token or
-/// an API key) belongs to, and whether a session's expiry just slid forward (a browser's
-/// cookie follows); None for an unknown, expired or revoked token, or a blocked or deleted
-/// account.
-pub async fn authenticate(state: &AppState, token: &str) -> AppResult<Option<(Viewer, bool)>> {
-    let mut conn = state.conn().await?;
-    if api_keys::is_api_key(token) {
-        let found = api_keys::authenticate(&mut conn, &tokens::hash_token(token)).await?;
-        return Ok(found.map(|(id, scope, user)| {
-            let viewer = Viewer {
-                user_id: user.id,
-                role: Role::from_db(&user.role),
-                credential: Credential::ApiKey { id, scope },
-            };
-            (viewer, false)
-        }));
-    }
-    let found = model::authenticate(
-        &mut conn,
-        &tokens::hash_token(token),
-        state.config().accounts.session_ttl,
-    )
-    .await?;
-    Ok(found.map(|found| {
-        let viewer = Viewer {
-            user_id: found.user.id,
-            role: Role::from_db(&found.user.role),
-            credential: Credential::Session(found.session_id),
-        };
-        (viewer, found.slid)
-    }))
-}
 
 /// The signed-in viewer, or UNAUTHENTICATED.
 pub fn viewer<'a>(ctx: &Context<'a>) -> AppResult<&'a Viewer> {

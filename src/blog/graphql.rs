@@ -4,13 +4,14 @@ use async_graphql::{Context, ID, InputObject, Object};
 use chrono::{DateTime, Utc};
 
 use super::model::{self, PostFields, Readers};
-use crate::accounts::graphql::Role;
+use crate::accounts::auth::RoleGuard;
+use crate::accounts::role::Role;
 use crate::accounts::viewer;
 use crate::app::AppState;
-use crate::clients::graphql::parse_id;
+use crate::db::page::PageArgs;
 use crate::error::{AppError, AppResult};
-use crate::graphql::RoleGuard;
-use crate::pagination::{Connection, PageArgs};
+use crate::graphql::connection::Connection;
+use crate::graphql::ids::parse_id;
 use crate::validate;
 
 /// A post of the service's blog.
@@ -112,7 +113,7 @@ pub struct BlogQuery;
 #[Object]
 impl BlogQuery {
     /// Published posts, newest first; admins also see drafts. Public.
-    #[graphql(complexity = "crate::pagination::page_cost(first, child_complexity)")]
+    #[graphql(complexity = "crate::graphql::connection::page_cost(first, child_complexity)")]
     async fn blog_posts(
         &self,
         ctx: &Context<'_>,

@@ -7,8 +7,8 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use crate::db::now;
+use crate::db::page::{Cursor, Page, PageArgs};
 use crate::db::schema::blog_posts;
-use crate::pagination::{Cursor, Page, PageArgs};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = blog_posts, check_for_backend(Pg))]

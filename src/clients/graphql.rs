@@ -7,8 +7,10 @@ use diesel_async::AsyncConnection;
 use super::model::{self, ClientFields};
 use crate::accounts::viewer;
 use crate::app::AppState;
+use crate::db::page::PageArgs;
 use crate::error::{AppError, AppResult, on_unique_violation};
-use crate::pagination::{Connection, PageArgs};
+use crate::graphql::connection::Connection;
+use crate::graphql::ids::parse_id;
 use crate::validate;
 
 /// Someone a user mails.
@@ -81,11 +83,6 @@ impl ClientInput {
     }
 }
 
-/// An ID that is not a UUID names nothing: it behaves like a missing object.
-pub fn parse_id(id: &ID) -> Option<uuid::Uuid> {
-    id.parse().ok()
-}
-
 fn conflict_on_email(err: diesel::result::Error) -> AppError {
     on_unique_violation(
         err,
@@ -101,7 +98,7 @@ pub struct ClientsQuery;
 #[Object]
 impl ClientsQuery {
     /// Your clients, newest first; `search` matches e-mail or name.
-    #[graphql(complexity = "crate::pagination::page_cost(first, child_complexity)")]
+    #[graphql(complexity = "crate::graphql::connection::page_cost(first, child_complexity)")]
     async fn clients(
         &self,
         ctx: &Context<'_>,

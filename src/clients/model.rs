@@ -8,8 +8,8 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use crate::db::now;
+use crate::db::page::{Cursor, Page, PageArgs};
 use crate::db::schema::clients;
-use crate::pagination::{Cursor, Page, PageArgs};
 
 #[derive(Debug, Clone, Queryable, QueryableByName, Selectable)]
 #[diesel(table_name = clients, check_for_backend(Pg))]

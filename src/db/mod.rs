@@ -3,6 +3,7 @@
 
 pub mod embedded;
 pub mod migrations;
+pub mod page;
 pub mod schema;
 
 use std::time::Duration;

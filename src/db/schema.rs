@@ -2,24 +2,6 @@
 // tests/integration/migrations.rs checks every table and column here against the migrated database.
 
 diesel::table! {
-    account_emails (id) {
-        id -> Uuid,
-        user_id -> Nullable<Uuid>,
-        to_address -> Text,
-        subject -> Text,
-        body -> Text,
-        status -> Text,
-        attempt_count -> Int4,
-        next_attempt_at -> Timestamptz,
-        lease_owner -> Nullable<Uuid>,
-        lease_expires_at -> Nullable<Timestamptz>,
-        last_error -> Nullable<Text>,
-        created_at -> Timestamptz,
-        sent_at -> Nullable<Timestamptz>,
-    }
-}
-
-diesel::table! {
     api_keys (id) {
         id -> Uuid,
         user_id -> Uuid,
@@ -50,6 +32,22 @@ diesel::table! {
         attempted_at -> Timestamptz,
         status -> Text,
         server_response -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    background_jobs (id) {
+        id -> Uuid,
+        kind -> Text,
+        payload -> Jsonb,
+        singleton -> Bool,
+        status -> Text,
+        run_at -> Timestamptz,
+        attempts -> Int4,
+        lease_owner -> Nullable<Uuid>,
+        lease_expires_at -> Nullable<Timestamptz>,
+        last_error -> Nullable<Text>,
+        created_at -> Timestamptz,
     }
 }
 
@@ -212,7 +210,6 @@ diesel::table! {
     }
 }
 
-diesel::joinable!(account_emails -> users (user_id));
 diesel::joinable!(api_keys -> users (user_id));
 diesel::joinable!(attempts -> deliveries (delivery_id));
 diesel::joinable!(blog_posts -> users (author_id));
@@ -230,10 +227,10 @@ diesel::joinable!(runs -> mailings (mailing_id));
 diesel::joinable!(sessions -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
-    account_emails,
     api_keys,
     app_secrets,
     attempts,
+    background_jobs,
     blog_posts,
     clients,
     daily_sends,

@@ -2,19 +2,22 @@
 //! and the live subscriptions fed by every instance.
 
 use async_graphql::dataloader::DataLoader;
-use async_graphql::{Context, Enum, ID, Object, SimpleObject, Subscription};
+use std::borrow::Cow;
+use std::marker::PhantomData;
+
+use async_graphql::{Context, Enum, ID, Object, OutputType, SimpleObject, Subscription, TypeName};
 use chrono::{DateTime, Utc};
 use futures_util::{Stream, StreamExt};
 use uuid::Uuid;
 
 use super::model::{self, AttemptFilter, Counts};
-use crate::accounts::graphql::Role;
 use crate::accounts::viewer;
 use crate::app::AppState;
-use crate::clients::graphql::{Client, parse_id};
+use crate::clients::graphql::Client;
 use crate::error::AppError;
 use crate::events::Event;
-use crate::mailings::graphql::{Mailing, read_scope};
+use crate::graphql::ids::parse_id;
+use crate::mailings::access::read_scope;
 use crate::mailings::model::{self as mailings, Scope};
 
 #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
@@ -146,11 +149,16 @@ where
         .map_err(Into::into)
 }
 
+/// The API's `Mailing`, as the log's `mailing` fields answer it. The mailings' API lists
+/// the log (`Mailing.deliveries`), so the log names its parent through this trait instead
+/// of importing it, and dependencies point one way: mailings -> deliveries.
+pub trait MailingNode: OutputType + From<mailings::Mailing> + Send + Sync + 'static {}
+
 /// The mailing a delivery or attempt belongs to.
-async fn mailing_of(ctx: &Context<'_>, id: Uuid) -> async_graphql::Result<Mailing> {
+async fn mailing_of<M: MailingNode>(ctx: &Context<'_>, id: Uuid) -> async_graphql::Result<M> {
     load::<MailingLoader, _>(ctx, id)
         .await?
-        .map(Mailing)
+        .map(M::from)
         .ok_or(AppError::NotFound)
         .map_err(Into::into)
 }
@@ -213,15 +221,27 @@ impl Run {
 }
 
 /// One message to one client for one run of a mailing.
-pub struct Delivery(pub model::Delivery);
+pub struct Delivery<M>(pub model::Delivery, PhantomData<fn() -> M>);
 
-#[Object]
-impl Delivery {
+impl<M> Delivery<M> {
+    pub fn new(row: model::Delivery) -> Self {
+        Delivery(row, PhantomData)
+    }
+}
+
+impl<M> TypeName for Delivery<M> {
+    fn type_name() -> Cow<'static, str> {
+        "Delivery".into()
+    }
+}
+
+#[Object(name_type)]
+impl<M: MailingNode> Delivery<M> {
     async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
 
-    async fn mailing(&self, ctx: &Context<'_>) -> async_graphql::Result<Mailing> {
+    async fn mailing(&self, ctx: &Context<'_>) -> async_graphql::Result<M> {
         mailing_of(ctx, self.0.mailing_id).await
     }
 
@@ -249,36 +269,48 @@ impl Delivery {
 
     /// The Message-ID header, stable across retries.
     async fn message_id(&self, ctx: &Context<'_>) -> String {
-        crate::dispatch::compose::message_id(self.0.id, &AppState::from_ctx(ctx).config().mail.mail_from)
+        crate::mail::message::message_id(self.0.id, &AppState::from_ctx(ctx).config().mail.mail_from)
     }
 
-    async fn attempts(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Attempt>> {
+    async fn attempts(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Attempt<M>>> {
         Ok(load::<AttemptsOfLoader, _>(ctx, self.0.id)
             .await?
             .unwrap_or_default()
             .into_iter()
-            .map(Attempt)
+            .map(Attempt::new)
             .collect())
     }
 }
 
 /// The mailing log: one row per try to hand a message to the mail server.
-pub struct Attempt(pub model::Attempt);
+pub struct Attempt<M>(pub model::Attempt, PhantomData<fn() -> M>);
 
-#[Object]
-impl Attempt {
+impl<M> Attempt<M> {
+    pub fn new(row: model::Attempt) -> Self {
+        Attempt(row, PhantomData)
+    }
+}
+
+impl<M> TypeName for Attempt<M> {
+    fn type_name() -> Cow<'static, str> {
+        "Attempt".into()
+    }
+}
+
+#[Object(name_type)]
+impl<M: MailingNode> Attempt<M> {
     async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
 
-    async fn mailing(&self, ctx: &Context<'_>) -> async_graphql::Result<Mailing> {
+    async fn mailing(&self, ctx: &Context<'_>) -> async_graphql::Result<M> {
         mailing_of(ctx, self.0.mailing_id).await
     }
 
-    async fn delivery(&self, ctx: &Context<'_>) -> async_graphql::Result<Delivery> {
+    async fn delivery(&self, ctx: &Context<'_>) -> async_graphql::Result<Delivery<M>> {
         load::<DeliveryLoader, _>(ctx, self.0.delivery_id)
             .await?
-            .map(Delivery)
+            .map(Delivery::new)
             .ok_or(AppError::NotFound)
             .map_err(Into::into)
     }
@@ -355,13 +387,19 @@ fn owner_filter(scope: Scope) -> Option<Uuid> {
     }
 }
 
-#[derive(Default)]
-pub struct DeliveriesQuery;
+/// The log's queries; `M` is the API's `Mailing` (see [`MailingNode`]).
+pub struct DeliveriesQuery<M>(PhantomData<fn() -> M>);
+
+impl<M> Default for DeliveriesQuery<M> {
+    fn default() -> Self {
+        DeliveriesQuery(PhantomData)
+    }
+}
 
 #[Object]
-impl DeliveriesQuery {
+impl<M: MailingNode> DeliveriesQuery<M> {
     /// The mailing log, newest first: your mailings' attempts (MANAGER, ADMIN: everyone's).
-    #[graphql(complexity = "crate::pagination::page_cost(first, child_complexity)")]
+    #[graphql(complexity = "crate::graphql::connection::page_cost(first, child_complexity)")]
     async fn attempts(
         &self,
         ctx: &Context<'_>,
@@ -369,18 +407,18 @@ impl DeliveriesQuery {
         after: Option<String>,
         mailing_id: Option<ID>,
         status: Option<AttemptStatus>,
-    ) -> async_graphql::Result<crate::pagination::Connection<Attempt>> {
+    ) -> async_graphql::Result<crate::graphql::connection::Connection<Attempt<M>>> {
         let viewer = viewer(ctx)?;
-        let args = crate::pagination::PageArgs::new(first, after.as_deref())?;
+        let args = crate::db::page::PageArgs::new(first, after.as_deref())?;
         let mailing = match &mailing_id {
             Some(id) => match parse_id(id) {
                 Some(id) => Some(id),
                 None => {
-                    return Ok(crate::pagination::Connection::from_page(
+                    return Ok(crate::graphql::connection::Connection::from_page(
                         empty(),
                         args,
                         model::Attempt::cursor,
-                        Attempt,
+                        Attempt::new,
                     ));
                 }
             },
@@ -393,17 +431,17 @@ impl DeliveriesQuery {
         };
         let mut conn = AppState::from_ctx(ctx).conn().await?;
         let page = model::attempts_page(&mut conn, &filter, args).await?;
-        Ok(crate::pagination::Connection::from_page(
+        Ok(crate::graphql::connection::Connection::from_page(
             page,
             args,
             model::Attempt::cursor,
-            Attempt,
+            Attempt::new,
         ))
     }
 }
 
-fn empty<T>() -> crate::pagination::Page<T> {
-    crate::pagination::Page {
+fn empty<T>() -> crate::db::page::Page<T> {
+    crate::db::page::Page {
         rows: Vec::new(),
         total: 0,
     }
@@ -412,7 +450,8 @@ fn empty<T>() -> crate::pagination::Page<T> {
 /// `Mailing.runs`, `deliveries` and `attempts`: pages of one mailing's log.
 pub mod of_mailing {
     use super::*;
-    use crate::pagination::{Connection, PageArgs};
+    use crate::db::page::PageArgs;
+    use crate::graphql::connection::Connection;
 
     pub async fn runs(
         ctx: &Context<'_>,
@@ -426,26 +465,31 @@ pub mod of_mailing {
         Ok(Connection::from_page(page, args, model::Run::cursor, Run))
     }
 
-    pub async fn deliveries(
+    pub async fn deliveries<M: MailingNode>(
         ctx: &Context<'_>,
         mailing: Uuid,
         first: Option<i32>,
         after: Option<String>,
         status: Option<DeliveryStatus>,
-    ) -> async_graphql::Result<Connection<Delivery>> {
+    ) -> async_graphql::Result<Connection<Delivery<M>>> {
         let args = PageArgs::new(first, after.as_deref())?;
         let mut conn = AppState::from_ctx(ctx).conn().await?;
         let page = model::deliveries_page(&mut conn, mailing, status.map(DeliveryStatus::as_db), args).await?;
-        Ok(Connection::from_page(page, args, model::Delivery::cursor, Delivery))
+        Ok(Connection::from_page(
+            page,
+            args,
+            model::Delivery::cursor,
+            Delivery::new,
+        ))
     }
 
-    pub async fn attempts(
+    pub async fn attempts<M: MailingNode>(
         ctx: &Context<'_>,
         mailing: Uuid,
         first: Option<i32>,
         after: Option<String>,
         status: Option<AttemptStatus>,
-    ) -> async_graphql::Result<Connection<Attempt>> {
+    ) -> async_graphql::Result<Connection<Attempt<M>>> {
         let args = PageArgs::new(first, after.as_deref())?;
         let filter = AttemptFilter {
             owner: None,
@@ -454,21 +498,27 @@ pub mod of_mailing {
         };
         let mut conn = AppState::from_ctx(ctx).conn().await?;
         let page = model::attempts_page(&mut conn, &filter, args).await?;
-        Ok(Connection::from_page(page, args, model::Attempt::cursor, Attempt))
+        Ok(Connection::from_page(page, args, model::Attempt::cursor, Attempt::new))
     }
 }
 
-#[derive(Default)]
-pub struct DeliveriesSubscription;
+/// The log's subscriptions; `M` is the API's `Mailing` (see [`MailingNode`]).
+pub struct DeliveriesSubscription<M>(PhantomData<fn() -> M>);
+
+impl<M> Default for DeliveriesSubscription<M> {
+    fn default() -> Self {
+        DeliveriesSubscription(PhantomData)
+    }
+}
 
 #[Subscription]
-impl DeliveriesSubscription {
+impl<M: MailingNode> DeliveriesSubscription<M> {
     /// Every attempt as it is recorded, by any instance; only mailings the viewer may see.
     async fn attempts(
         &self,
         ctx: &Context<'_>,
         mailing_id: Option<ID>,
-    ) -> async_graphql::Result<impl Stream<Item = Attempt>> {
+    ) -> async_graphql::Result<impl Stream<Item = Attempt<M>> + use<M>> {
         let viewer = viewer(ctx)?.clone();
         let state = AppState::from_ctx(ctx).clone();
         let mailing = match &mailing_id {
@@ -481,7 +531,7 @@ impl DeliveriesSubscription {
                 Event::Attempt(a)
                     if mailing.is_none_or(|m| m == a.mailing_id) && owner.is_none_or(|o| o == a.owner_id) =>
                 {
-                    Some(Attempt(a.clone()))
+                    Some(Attempt::new(a.clone()))
                 }
                 _ => None,
             }
@@ -537,29 +587,4 @@ async fn visible_mailing(state: &AppState, viewer: &crate::accounts::Viewer, id:
         .map(|m| m.id)
         .ok_or(AppError::NotFound)
         .map_err(Into::into)
-}
-
-/// Deliveries `retryDeliveries` may re-queue.
-pub fn retryable(statuses: &[DeliveryStatus]) -> Result<Vec<&'static str>, AppError> {
-    if statuses.is_empty() {
-        return Err(AppError::bad_input(
-            "statuses",
-            "name at least one of FAILED, UNKNOWN, CANCELLED",
-        ));
-    }
-    statuses
-        .iter()
-        .map(|s| match s {
-            DeliveryStatus::Failed | DeliveryStatus::Unknown | DeliveryStatus::Cancelled => Ok(s.as_db()),
-            other => Err(AppError::bad_input(
-                "statuses",
-                format!("{other:?} deliveries cannot be retried; use FAILED, UNKNOWN or CANCELLED"),
-            )),
-        })
-        .collect()
-}
-
-/// Role check shared by pause, resume and complete: the owner, managers and admins.
-pub fn may_steer(viewer: &crate::accounts::Viewer, owner: Uuid) -> bool {
-    viewer.user_id == owner || matches!(viewer.role, Role::Manager | Role::Admin)
 }

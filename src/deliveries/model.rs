@@ -10,8 +10,8 @@ use diesel::sql_types::{Array, BigInt, Nullable, Text, Timestamptz, Uuid as SqlU
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
+use crate::db::page::{Cursor, Page, PageArgs};
 use crate::db::schema::{attempts, deliveries, runs};
-use crate::pagination::{Cursor, Page, PageArgs};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = runs, check_for_backend(Pg))]

@@ -10,13 +10,8 @@ use sha2::Sha256;
 use uuid::Uuid;
 
 use crate::config::HttpConfig;
-use crate::mail::message::{Draft, Outgoing};
+use crate::mail::message::{Draft, Outgoing, message_id};
 use crate::messages::model::Placeholders;
-
-/// `<delivery-id@domain of MAIL_FROM>`.
-pub fn message_id(delivery_id: Uuid, mail_from: &Mailbox) -> String {
-    format!("<{delivery_id}@{}>", mail_from.email.domain())
-}
 
 fn signature(key: &[u8], client_id: Uuid) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");

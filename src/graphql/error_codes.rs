@@ -11,6 +11,7 @@ use async_graphql::extensions::{
 use async_graphql::parser::types::ExecutableDocument;
 use async_graphql::{ErrorExtensions, Response, ServerError, ServerResult, ValidationResult, Variables};
 
+use crate::db::page::BadPageArg;
 use crate::error::AppError;
 
 /// Put into a request's data by the HTTP handler; set once execution starts.
@@ -101,10 +102,10 @@ impl Extension for ErrorCodes {
 
 /// The one place an error raised while executing gets its `extensions.code`, from the error
 /// it came from (resolvers just use `?`): an `AppError` (also shared by a DataLoader) says
-/// its code itself (`AppError::extend`); a database or pool failure is an internal error,
-/// logged; async-graphql's own errors about an argument's value (a malformed ID or
-/// DateTime) are BAD_USER_INPUT; anything else is logged and answered as an internal
-/// error, its text hidden.
+/// its code itself (`AppError::extend`); a database failure is an internal error, logged;
+/// no connection from the pool is SERVICE_UNAVAILABLE; async-graphql's own errors about an
+/// argument's value (a malformed ID or DateTime) are BAD_USER_INPUT; anything else is
+/// logged and answered as an internal error, its text hidden.
 pub fn execution_error(err: ServerError) -> ServerError {
     if err.extensions.as_ref().is_some_and(|ext| ext.get("code").is_some()) {
         return err;
@@ -114,6 +115,10 @@ pub fn execution_error(err: ServerError) -> ServerError {
         .map(AppError::extend)
         .or_else(|| err.source::<Arc<AppError>>().map(|app| AppError::extend(app)))
         .or_else(|| {
+            err.source::<BadPageArg>()
+                .map(|bad| AppError::bad_input(bad.field, bad.message.clone()).extend())
+        })
+        .or_else(|| {
             err.source::<diesel::result::Error>().map(|db| match db {
                 diesel::result::Error::NotFound => AppError::NotFound.extend(),
                 other => AppError::Internal(anyhow::anyhow!("database query failed: {other}")).extend(),
@@ -121,7 +126,7 @@ pub fn execution_error(err: ServerError) -> ServerError {
         })
         .or_else(|| {
             err.source::<deadpool::managed::PoolError<diesel_async::pooled_connection::PoolError>>()
-                .map(|pool| AppError::Internal(anyhow::anyhow!("no database connection: {pool}")).extend())
+                .map(|pool| AppError::Unavailable(anyhow::anyhow!("no database connection: {pool}")).extend())
         });
     if let Some(coded) = known {
         let mut err = err;

@@ -1,14 +1,14 @@
 //! The GraphQL schema: assembled here from each domain's part, with the limits that
 //! protect the server. Domains own their types and resolvers; this module only joins them.
 
+pub mod connection;
 mod error_codes;
-mod guards;
+pub mod ids;
 mod limits;
 mod loaders;
 mod read_only;
 
 pub use error_codes::{ExecutionStarted, with_code};
-pub use guards::RoleGuard;
 pub use loaders::add_loaders;
 
 use async_graphql::{MergedObject, MergedSubscription, Schema};
@@ -17,8 +17,7 @@ use crate::accounts::graphql::{AccountsMutation, AccountsQuery};
 use crate::app::AppState;
 use crate::blog::graphql::{BlogMutation, BlogQuery};
 use crate::clients::graphql::{ClientsMutation, ClientsQuery};
-use crate::deliveries::graphql::{DeliveriesQuery, DeliveriesSubscription};
-use crate::mailings::graphql::{MailingsMutation, MailingsQuery};
+use crate::mailings::graphql::{DeliveriesQuery, DeliveriesSubscription, MailingsMutation, MailingsQuery};
 use crate::messages::graphql::{MessagesMutation, MessagesQuery};
 use crate::stats::graphql::{HomeStatsCache, StatsQuery};
 

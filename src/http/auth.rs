@@ -11,7 +11,9 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::HttpState;
-use crate::accounts::{Viewer, authenticate, cookie};
+use crate::accounts::cookie::{self, SESSION_COOKIE};
+use crate::accounts::{Viewer, authenticate};
+use crate::error::{AppError, UNAVAILABLE_RETRY_AFTER_SECS};
 
 /// The session token or API key a request carries.
 pub struct SessionToken {
@@ -34,7 +36,7 @@ pub fn session_token(headers: &HeaderMap) -> Option<SessionToken> {
             value: token.to_owned(),
             from_cookie: false,
         }),
-        None => cookie::token_from(headers).map(|value| SessionToken {
+        None => cookie_token(headers).map(|value| SessionToken {
             value,
             from_cookie: true,
         }),
@@ -75,18 +77,38 @@ impl FromRequestParts<HttpState> for Caller {
                 })
             }
             Err(err) => {
-                tracing::error!(error = %err, "cannot check a request's credential");
+                tracing::warn!(error = %err, "cannot check a request's credential");
+                let code = err.code();
+                let status = match err {
+                    AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+                    _ => StatusCode::INTERNAL_SERVER_ERROR,
+                };
                 let body = serde_json::json!({ "errors": [{
                     "message": "the service cannot check who is asking now; try again",
-                    "extensions": { "code": "INTERNAL_SERVER_ERROR" },
+                    "extensions": { "code": code, "retryAfter": UNAVAILABLE_RETRY_AFTER_SECS },
                 }] });
                 Err((
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
+                    status,
+                    [
+                        (header::CONTENT_TYPE, "application/json; charset=utf-8".to_owned()),
+                        (header::RETRY_AFTER, UNAVAILABLE_RETRY_AFTER_SECS.to_string()),
+                    ],
                     body.to_string(),
                 )
                     .into_response())
             }
         }
     }
+}
+
+/// The session token from the request's `Cookie` headers.
+pub fn cookie_token(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(::cookie::Cookie::split_parse)
+        .filter_map(Result::ok)
+        .find(|cookie| cookie.name() == SESSION_COOKIE && !cookie.value().is_empty())
+        .map(|cookie| cookie.value().to_owned())
 }

@@ -10,7 +10,7 @@ use futures_util::{StreamExt, stream};
 use super::HttpState;
 use super::auth::Caller;
 use crate::clients::{csv, model};
-use crate::pagination::Cursor;
+use crate::db::page::Cursor;
 
 const PAGE: i64 = 1_000;
 

@@ -17,6 +17,7 @@ use super::HttpState;
 use super::auth::Caller;
 use super::client_ip::RequestIp;
 use crate::accounts::ClientIp;
+use crate::error::UNAVAILABLE_RETRY_AFTER_SECS;
 use crate::graphql::ExecutionStarted;
 
 const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
@@ -339,6 +340,13 @@ fn bounded_response(media: MediaType, response: &async_graphql::Response, limit:
         }
     };
     if bytes.len() <= limit {
+        if unavailable(response) {
+            let mut answer = json_bytes(StatusCode::SERVICE_UNAVAILABLE, media, bytes);
+            answer
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(UNAVAILABLE_RETRY_AFTER_SECS));
+            return answer;
+        }
         return json_bytes(StatusCode::OK, media, bytes);
     }
     let error = json!({
@@ -349,6 +357,21 @@ fn bounded_response(media: MediaType, response: &async_graphql::Response, limit:
         "extensions": { "code": "BAD_USER_INPUT", "field": "query" },
     });
     json_response(StatusCode::OK, media, &json!({ "data": null, "errors": [error] }))
+}
+
+/// Nothing answered because no database connection was free (`AppError::Unavailable`):
+/// a 503 with Retry-After, as for any overloaded HTTP service, so clients and proxies back
+/// off; a partial answer stays a 200.
+fn unavailable(response: &async_graphql::Response) -> bool {
+    !response.errors.is_empty()
+        && matches!(response.data, async_graphql::Value::Null)
+        && response.errors.iter().all(|error| {
+            error
+                .extensions
+                .as_ref()
+                .and_then(|ext| ext.get("code"))
+                .is_some_and(|code| *code == async_graphql::Value::from("SERVICE_UNAVAILABLE"))
+        })
 }
 
 fn json_response(status: StatusCode, media: MediaType, body: &impl serde::Serialize) -> Response {

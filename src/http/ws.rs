@@ -36,8 +36,8 @@ use uuid::Uuid;
 use super::HttpState;
 use super::client_ip::RequestIp;
 use super::sockets::{Admitted, Refused};
-use crate::accounts::graphql::Role;
-use crate::accounts::{Credential, Viewer, authenticate, cookie};
+use crate::accounts::role::Role;
+use crate::accounts::{Credential, Viewer, authenticate};
 use crate::app::AppState;
 use crate::config::HttpConfig;
 use crate::graphql::MailwarmSchema;
@@ -87,7 +87,7 @@ pub async fn graphql_ws(
     // Only with an allowed Origin (checked above; a browser always sends one).
     let cookie_token = headers
         .contains_key(header::ORIGIN)
-        .then(|| cookie::token_from(&headers))
+        .then(|| super::auth::cookie_token(&headers))
         .flatten();
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
@@ -136,7 +136,7 @@ impl Live {
         let Some(credential) = self.credential() else {
             return Ok(None);
         };
-        match app.live_sessions().viewer(app, credential, fresh).await {
+        match app.live_sessions().viewer(app.pool(), credential, fresh).await {
             Ok(Some(viewer)) => {
                 let now = Some((viewer.user_id, viewer.role));
                 let mut seen = self.viewer.lock().expect("socket lock");

@@ -23,6 +23,12 @@ const FOLD_AT: usize = 78;
 /// Longest display name put into a header (a client's name is at most 200 characters).
 const MAX_DISPLAY_NAME: usize = 200;
 
+/// `<delivery-id@domain of MAIL_FROM>`: the same on every retry of a delivery, so a rare
+/// duplicate is traceable.
+pub fn message_id(delivery_id: uuid::Uuid, mail_from: &Mailbox) -> String {
+    format!("<{delivery_id}@{}>", mail_from.email.domain())
+}
+
 /// A mail ready for a transport: its envelope and its bytes as they go on the wire.
 #[derive(Debug, Clone)]
 pub struct Outgoing {

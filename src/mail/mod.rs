@@ -4,19 +4,16 @@
 
 pub mod address;
 pub mod message;
-pub mod queue;
 pub mod smtp;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::Context;
 use lettre::message::Mailbox;
 
-use crate::config::MailConfig;
 use message::{Draft, Outgoing};
-use smtp::{SmtpPool, SmtpTarget, SmtpTimeouts};
+use smtp::SmtpPool;
 
 /// How far an SMTP exchange got when it failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,38 +73,6 @@ pub enum Mailer {
 }
 
 impl Mailer {
-    /// SMTP when SMTP_URL is set, else the outbox folder.
-    pub fn from_config(config: &MailConfig, data_dir: &std::path::Path) -> anyhow::Result<Mailer> {
-        match &config.smtp_url {
-            Some(url) => {
-                let target = SmtpTarget::from_url(url).map_err(|e| anyhow::anyhow!("SMTP_URL: {e}"))?;
-                let timeouts = SmtpTimeouts {
-                    connect: config.smtp_connect_timeout,
-                    command: config.smtp_command_timeout,
-                    send: config.send_timeout,
-                };
-                let extra_roots = match &config.smtp_tls_ca {
-                    Some(path) => smtp::load_roots(path).map_err(|e| anyhow::anyhow!("SMTP_TLS_CA: {e}"))?,
-                    None => Vec::new(),
-                };
-                tracing::info!(host = %target.host, port = target.port, security = ?target.security, "sending mail over SMTP");
-                Ok(Mailer::Smtp(Arc::new(SmtpPool::new(
-                    target,
-                    timeouts,
-                    usize::from(config.smtp_concurrency),
-                    extra_roots,
-                ))))
-            }
-            None => {
-                let dir = config.outbox_dir.clone().unwrap_or_else(|| data_dir.join("outbox"));
-                std::fs::create_dir_all(&dir)
-                    .with_context(|| format!("OUTBOX_DIR: cannot create {}", dir.display()))?;
-                tracing::info!(dir = %dir.display(), "SMTP_URL is not set: writing mail to the outbox folder");
-                Ok(Mailer::Outbox(dir))
-            }
-        }
-    }
-
     /// Hands the message over; returns the server's reply (or where it was written).
     pub async fn send(&self, message: &Outgoing) -> Result<String, SendError> {
         let raw = &message.raw;

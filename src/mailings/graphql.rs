@@ -9,24 +9,26 @@ use chrono::{DateTime, Utc};
 use diesel_async::AsyncConnection;
 use uuid::Uuid;
 
-use super::model::{self, MailingFields, Scope};
+use super::access::{may_steer, read_scope};
+use super::model::{self, MailingFields};
 use super::schedule::{Periodicity as SchedulePeriodicity, Schedule};
-use crate::accounts::graphql::{Role, User, UserLoader};
+use crate::accounts::graphql::{User, UserLoader};
 use crate::accounts::{Viewer, viewer};
 use crate::app::AppState;
-use crate::clients::graphql::{Client, parse_id};
+use crate::clients::graphql::Client;
 use crate::clients::model as clients;
 use crate::db::DbPool;
+use crate::db::page::PageArgs;
 use crate::deliveries::graphql::{
-    Attempt, AttemptStatus, Delivery, DeliveryStatus, MailingStats, Run, mailing_stats, may_steer, of_mailing,
-    retryable,
+    self as log, AttemptStatus, DeliveryStatus, MailingNode, MailingStats, Run, mailing_stats, of_mailing,
 };
 use crate::deliveries::model::{self as deliveries, Cancel};
 use crate::error::{AppError, AppResult};
 use crate::events::{self, Notice};
+use crate::graphql::connection::Connection;
+use crate::graphql::ids::parse_id;
 use crate::messages::graphql::{Message, MessageLoader};
 use crate::messages::model as messages;
-use crate::pagination::{Connection, PageArgs};
 
 /// Most clients one mailing may have.
 pub const MAX_CLIENTS: usize = 10_000;
@@ -75,6 +77,20 @@ pub enum MailingStatus {
 
 /// A message to a set of clients on a schedule.
 pub struct Mailing(pub model::Mailing);
+
+impl From<model::Mailing> for Mailing {
+    fn from(row: model::Mailing) -> Self {
+        Mailing(row)
+    }
+}
+
+impl MailingNode for Mailing {}
+
+/// The log's types with their `mailing` fields answering this `Mailing`.
+pub type Delivery = log::Delivery<Mailing>;
+pub type Attempt = log::Attempt<Mailing>;
+pub type DeliveriesQuery = log::DeliveriesQuery<Mailing>;
+pub type DeliveriesSubscription = log::DeliveriesSubscription<Mailing>;
 
 #[Object]
 impl Mailing {
@@ -142,7 +158,7 @@ impl Mailing {
     }
 
     /// The mailing's clients now (deleted ones drop out), newest first.
-    #[graphql(complexity = "crate::pagination::page_cost(first, child_complexity)")]
+    #[graphql(complexity = "crate::graphql::connection::page_cost(first, child_complexity)")]
     async fn clients(
         &self,
         ctx: &Context<'_>,
@@ -154,7 +170,7 @@ impl Mailing {
         let page = loader
             .load_one((self.0.id, args))
             .await?
-            .unwrap_or(crate::pagination::Page {
+            .unwrap_or(crate::db::page::Page {
                 rows: Vec::new(),
                 total: 0,
             });
@@ -162,7 +178,7 @@ impl Mailing {
     }
 
     /// Its runs, newest first (SKIPPED and CANCELLED ones included).
-    #[graphql(complexity = "crate::pagination::page_cost(first, child_complexity)")]
+    #[graphql(complexity = "crate::graphql::connection::page_cost(first, child_complexity)")]
     async fn runs(
         &self,
         ctx: &Context<'_>,
@@ -173,7 +189,7 @@ impl Mailing {
     }
 
     /// Its deliveries over all runs, newest first.
-    #[graphql(complexity = "crate::pagination::page_cost(first, child_complexity)")]
+    #[graphql(complexity = "crate::graphql::connection::page_cost(first, child_complexity)")]
     async fn deliveries(
         &self,
         ctx: &Context<'_>,
@@ -185,7 +201,7 @@ impl Mailing {
     }
 
     /// Its log: every try to hand a message to the mail server, newest first.
-    #[graphql(complexity = "crate::pagination::page_cost(first, child_complexity)")]
+    #[graphql(complexity = "crate::graphql::connection::page_cost(first, child_complexity)")]
     async fn attempts(
         &self,
         ctx: &Context<'_>,
@@ -311,21 +327,13 @@ impl MailingInput {
     }
 }
 
-/// Users read their own mailings; managers and admins read everyone's.
-pub fn read_scope(viewer: &Viewer) -> Scope {
-    match viewer.role {
-        Role::User => Scope::Owner(viewer.user_id),
-        Role::Manager | Role::Admin => Scope::Everyone,
-    }
-}
-
 #[derive(Default)]
 pub struct MailingsQuery;
 
 #[Object]
 impl MailingsQuery {
     /// USER: own mailings; MANAGER and ADMIN: everyone's. Newest first.
-    #[graphql(complexity = "crate::pagination::page_cost(first, child_complexity)")]
+    #[graphql(complexity = "crate::graphql::connection::page_cost(first, child_complexity)")]
     async fn mailings(
         &self,
         ctx: &Context<'_>,
@@ -509,7 +517,7 @@ crate::batch_loader!(
 pub struct MailingClientsLoader(pub DbPool);
 
 impl Loader<(Uuid, PageArgs)> for MailingClientsLoader {
-    type Value = crate::pagination::Page<clients::Client>;
+    type Value = crate::db::page::Page<clients::Client>;
     type Error = Arc<AppError>;
 
     async fn load(&self, keys: &[(Uuid, PageArgs)]) -> Result<HashMap<(Uuid, PageArgs), Self::Value>, Self::Error> {
@@ -527,4 +535,24 @@ impl Loader<(Uuid, PageArgs)> for MailingClientsLoader {
         }
         Ok(result)
     }
+}
+
+/// Deliveries `retryDeliveries` may re-queue.
+pub fn retryable(statuses: &[DeliveryStatus]) -> Result<Vec<&'static str>, AppError> {
+    if statuses.is_empty() {
+        return Err(AppError::bad_input(
+            "statuses",
+            "name at least one of FAILED, UNKNOWN, CANCELLED",
+        ));
+    }
+    statuses
+        .iter()
+        .map(|s| match s {
+            DeliveryStatus::Failed | DeliveryStatus::Unknown | DeliveryStatus::Cancelled => Ok(s.as_db()),
+            other => Err(AppError::bad_input(
+                "statuses",
+                format!("{other:?} deliveries cannot be retried; use FAILED, UNKNOWN or CANCELLED"),
+            )),
+        })
+        .collect()
 }

@@ -1,5 +1,6 @@
 //! Mailings: a message to a set of clients on a schedule.
 
+pub mod access;
 pub mod graphql;
 pub mod model;
 pub mod schedule;

@@ -13,8 +13,8 @@ use uuid::Uuid;
 use super::schedule::{Periodicity, Schedule};
 use crate::clients::model::Client;
 use crate::db::now;
+use crate::db::page::{Cursor, Page, PageArgs};
 use crate::db::schema::{mailing_clients, mailings, runs};
-use crate::pagination::{Cursor, Page, PageArgs};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = mailings, check_for_backend(Pg))]

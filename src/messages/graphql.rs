@@ -8,9 +8,10 @@ use uuid::Uuid;
 use super::model::{self, MessageFields};
 use crate::accounts::viewer;
 use crate::app::AppState;
-use crate::clients::graphql::parse_id;
+use crate::db::page::PageArgs;
 use crate::error::{AppError, AppResult};
-use crate::pagination::{Connection, PageArgs};
+use crate::graphql::connection::Connection;
+use crate::graphql::ids::parse_id;
 use crate::validate;
 
 /// What a mailing sends. The body is plain text; `{{full_name}}`, `{{email}}` and
@@ -80,7 +81,7 @@ pub struct MessagesQuery;
 #[Object]
 impl MessagesQuery {
     /// Your messages, newest first.
-    #[graphql(complexity = "crate::pagination::page_cost(first, child_complexity)")]
+    #[graphql(complexity = "crate::graphql::connection::page_cost(first, child_complexity)")]
     async fn messages(
         &self,
         ctx: &Context<'_>,

@@ -7,8 +7,8 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use crate::db::now;
+use crate::db::page::{Cursor, Page, PageArgs};
 use crate::db::schema::{mailings, messages};
-use crate::pagination::{Cursor, Page, PageArgs};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = messages, check_for_backend(Pg))]

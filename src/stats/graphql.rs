@@ -10,9 +10,9 @@ use super::model::{self, HomeCounts, Of};
 use crate::accounts::viewer;
 use crate::app::AppState;
 use crate::blog::graphql::BlogPost;
-use crate::clients::graphql::parse_id;
 use crate::error::AppError;
-use crate::mailings::graphql::read_scope;
+use crate::graphql::ids::parse_id;
+use crate::mailings::access::read_scope;
 
 /// How long an instance reuses the home page's counts: whole-table counts then run at most
 /// this often, however many people open the home page.

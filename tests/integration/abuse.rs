@@ -7,7 +7,7 @@ use crate::common::{Reply, TestApp};
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::Request;
-use mailwarm::accounts::graphql::Role;
+use mailwarm::accounts::role::Role;
 use serde_json::{Value, json};
 
 const PASSWORD: &str = "long enough secret";

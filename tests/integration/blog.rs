@@ -1,7 +1,7 @@
 //! The blog: admins write, anyone reads published posts, views are counted exactly.
 
 use crate::common::TestApp;
-use mailwarm::accounts::graphql::Role;
+use mailwarm::accounts::role::Role;
 use serde_json::{Value, json};
 
 const CREATE: &str =

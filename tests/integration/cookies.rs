@@ -6,7 +6,7 @@ use crate::common::{Reply, TestApp};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use futures_util::{SinkExt, StreamExt};
-use mailwarm::accounts::graphql::Role;
+use mailwarm::accounts::role::Role;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;

@@ -3,7 +3,7 @@
 use crate::common::TestApp;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use mailwarm::accounts::graphql::Role;
+use mailwarm::accounts::role::Role;
 use serde_json::json;
 
 const IMPORT: &str = "mutation($csv: String!) { importClients(csv: $csv) { created updated errors { line message } } }";

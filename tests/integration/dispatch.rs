@@ -52,7 +52,7 @@ struct Owner {
 
 async fn owner(app: &TestApp) -> Owner {
     let token = app
-        .verified_user("owner@example.com", mailwarm::accounts::graphql::Role::User)
+        .verified_user("owner@example.com", mailwarm::accounts::role::Role::User)
         .await;
     let reply = app
         .graphql_as(
@@ -672,7 +672,7 @@ async fn mailing_progress_streams_over_the_websocket() {
 
     // Someone else's mailing cannot be watched.
     let other = app
-        .verified_user("other@example.com", mailwarm::accounts::graphql::Role::User)
+        .verified_user("other@example.com", mailwarm::accounts::role::Role::User)
         .await;
     let mut request = format!("ws://{addr}/graphql/ws").into_client_request().unwrap();
     request

@@ -11,7 +11,7 @@ use crate::common::smtp::TestSmtpServer;
 use crate::common::{ServerProcess, TestApp};
 use diesel::sql_types::{BigInt, Text};
 use diesel_async::RunQueryDsl;
-use mailwarm::accounts::graphql::Role;
+use mailwarm::accounts::role::Role;
 use serde_json::json;
 
 const CONCURRENCY: usize = 8;

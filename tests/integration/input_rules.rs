@@ -4,7 +4,7 @@
 //! (proptest) as well as listed.
 
 use crate::common::TestApp;
-use mailwarm::accounts::graphql::Role;
+use mailwarm::accounts::role::Role;
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, TestRunner};
 use serde_json::{Value, json};

@@ -24,7 +24,7 @@ fn smtp_mailer_with(url: &str, command_timeout: &str, send_timeout: &str) -> Mai
         "2",
     ])
     .unwrap();
-    Mailer::from_config(&config.mail, &config.data_dir).unwrap()
+    config.mail.mailer(&config.data_dir).unwrap()
 }
 
 fn smtp_mailer(url: &str) -> Mailer {
@@ -166,7 +166,7 @@ async fn the_outbox_holds_readable_eml_files() {
     let dir = tempfile::tempdir().unwrap();
     let outbox = dir.path().join("outbox");
     let config = Config::from_args(["server", "--outbox-dir", outbox.to_str().unwrap()]).unwrap();
-    let mailer = Mailer::from_config(&config.mail, &config.data_dir).unwrap();
+    let mailer = config.mail.mailer(&config.data_dir).unwrap();
     let reply = mailer
         .send(&mail_to(
             "ann@example.com",
@@ -318,7 +318,7 @@ fn tls_mailer(url: &str, ca_pem: &str, dir: &std::path::Path) -> Mailer {
         "10s",
     ])
     .unwrap();
-    Mailer::from_config(&config.mail, &config.data_dir).unwrap()
+    config.mail.mailer(&config.data_dir).unwrap()
 }
 
 #[tokio::test]

@@ -20,6 +20,8 @@ mod examples;
 mod graphql_http_audit;
 mod http_graphql;
 mod input_rules;
+mod jobs;
+mod layout;
 mod mail_transport;
 mod migrations;
 mod n_plus_one;

@@ -97,6 +97,7 @@ async fn schema_rs_matches_the_migrated_database() {
             "bytea" => "Bytea",
             "timestamp with time zone" => "Timestamptz",
             "date" => "Date",
+            "jsonb" => "Jsonb",
             other => panic!("no diesel type mapped for {other}"),
         };
         let ty = if column.is_nullable == "YES" {

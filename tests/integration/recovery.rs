@@ -3,7 +3,7 @@
 
 use crate::common::TestApp;
 use diesel_async::RunQueryDsl;
-use mailwarm::accounts::graphql::Role;
+use mailwarm::accounts::role::Role;
 use serde_json::json;
 
 const PASSWORD: &str = "long enough secret";

@@ -9,7 +9,7 @@ use crate::common::TestApp;
 use crate::common::smtp::TestSmtpServer;
 use diesel::sql_types::BigInt;
 use diesel_async::RunQueryDsl;
-use mailwarm::accounts::graphql::Role;
+use mailwarm::accounts::role::Role;
 use serde_json::{Value, json};
 
 /// Dispatching with quick settings; `more` overrides any of them.
@@ -369,4 +369,33 @@ async fn a_failing_data_loader_is_an_internal_error_not_bad_input() {
     let error = &reply.json()["errors"][0];
     assert_eq!(error["extensions"]["code"], "INTERNAL_SERVER_ERROR", "{}", reply.json());
     assert_eq!(error["message"], "internal error");
+}
+
+#[tokio::test]
+async fn an_exhausted_pool_is_a_503_to_retry_not_an_internal_error() {
+    let app = TestApp::with_args(&["--db-pool-size", "3", "--db-pool-timeout", "300ms"]).await;
+    let token = app.verified_user("owner@example.com", Role::User).await;
+    // Every connection taken (the job runner's tries fail and are retried meanwhile).
+    let mut held = Vec::new();
+    while held.len() < 3 {
+        match app.state.pool().get().await {
+            Ok(conn) => held.push(conn),
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+    // Signed in: the credential cannot be checked.
+    let reply = app.graphql_as(&token, "{ me { id } }", json!({})).await;
+    assert_eq!(reply.status, 503, "{}", reply.json());
+    assert_eq!(reply.headers["retry-after"], "1");
+    assert_eq!(reply.error_code(), "SERVICE_UNAVAILABLE", "{}", reply.json());
+    // Anonymous: the resolver finds no connection and nothing is answered.
+    let reply = app.graphql("{ blogPosts { totalCount } }", json!({})).await;
+    assert_eq!(reply.status, 503, "{}", reply.json());
+    assert_eq!(reply.error_code(), "SERVICE_UNAVAILABLE", "{}", reply.json());
+    assert_eq!(reply.json()["errors"][0]["extensions"]["retryAfter"], 1);
+    // Connections back: the same requests are answered.
+    drop(held);
+    let reply = app.graphql_as(&token, "{ me { email } }", json!({})).await;
+    assert_eq!(reply.status, 200, "{}", reply.json());
+    assert_eq!(reply.json()["data"]["me"]["email"], "owner@example.com");
 }

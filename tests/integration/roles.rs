@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::common::TestApp;
-use mailwarm::accounts::graphql::Role;
+use mailwarm::accounts::role::Role;
 use serde_json::{Value, json};
 
 const ME: &str = "{ me { email } }";

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use crate::common::smtp::TestSmtpServer;
 use crate::common::{ServerProcess, TestApp};
 use futures_util::{SinkExt, StreamExt};
-use mailwarm::accounts::graphql::Role;
+use mailwarm::accounts::role::Role;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;

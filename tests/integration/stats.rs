@@ -3,7 +3,7 @@
 
 use crate::common::TestApp;
 use diesel_async::RunQueryDsl;
-use mailwarm::accounts::graphql::Role;
+use mailwarm::accounts::role::Role;
 use serde_json::{Value, json};
 
 async fn setup(app: &TestApp, token: &str, clients: &[&str]) -> (Value, Vec<Value>) {

@@ -303,14 +303,17 @@ impl TestApp {
     }
 
     async fn build_on(db: std::sync::Arc<TestDb>, extra: &[&str], dispatch: bool) -> TestApp {
-        let mut args = vec!["server", "--database-url", &db.url, "--db-pool-size", "8"];
+        let mut args = vec!["server", "--database-url", &db.url];
+        if !extra.contains(&"--db-pool-size") {
+            args.extend_from_slice(&["--db-pool-size", "8"]);
+        }
         args.extend_from_slice(extra);
         let config = Config::from_args(args).expect("test configuration");
         config.validate().expect("consistent test configuration");
         let pool = mailwarm::db::build_pool(&db.url, config.db.db_pool_size, config.db.db_pool_timeout).unwrap();
         let outbox = MemoryOutbox::default();
         let mailer = match &config.mail.smtp_url {
-            Some(_) => Mailer::from_config(&config.mail, &config.data_dir).unwrap(),
+            Some(_) => config.mail.mailer(&config.data_dir).unwrap(),
             None => Mailer::Memory(outbox.clone()),
         };
         let state = AppState::new(config.clone(), pool, mailer);
@@ -321,7 +324,7 @@ impl TestApp {
             // As `server` runs them: listener, dispatcher, account mails, sweeper, supervised.
             mailwarm::server::spawn_background(&state, &db.url, mailwarm::server::Mode::ServeAndDispatch, &stop_rx);
         } else {
-            tokio::spawn(state.account_mail_worker().run(stop_rx));
+            tokio::spawn(state.job_runner().run(stop_rx));
         }
         TestApp {
             db,
@@ -381,7 +384,7 @@ impl TestApp {
     }
 
     /// An account that can sign in at once (as `server create-user` makes), signed in.
-    pub async fn verified_user(&self, email: &str, role: mailwarm::accounts::graphql::Role) -> String {
+    pub async fn verified_user(&self, email: &str, role: mailwarm::accounts::role::Role) -> String {
         mailwarm::accounts::flows::create_user(&self.state, email, "Test User", "long enough secret", role)
             .await
             .unwrap_or_else(|e| panic!("create {email}: {e}"));

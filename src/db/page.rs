@@ -1,14 +1,11 @@
-//! Cursor pagination shared by every list: newest first, by (created_at, id), with opaque
+//! Keyset pages shared by every list: newest first, by (created_at, id), with opaque
 //! cursors. Keyset, not OFFSET: a page costs the same however deep it is, and rows added
 //! meanwhile do not shift later pages.
 
-use async_graphql::{OutputType, SimpleObject};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
-
-use crate::error::{AppError, AppResult};
 
 pub const DEFAULT_PAGE: i64 = 20;
 pub const MAX_PAGE: i64 = 100;
@@ -42,14 +39,21 @@ impl Cursor {
     }
 }
 
-/// A list field's cost for the complexity limit: its fields once per item it may return.
-/// So `mailings(first: 100) { nodes { clients(first: 100) { ... } } }` costs 100 x 100
-/// times the client's fields, not their sum (async-graphql counts a field once however
-/// many items it returns).
-pub fn page_cost(first: Option<i32>, child_complexity: usize) -> usize {
-    let items = first.map_or(DEFAULT_PAGE, |n| i64::from(n).clamp(1, MAX_PAGE)) as usize;
-    items.saturating_mul(child_complexity).max(1)
+/// A `first` or `after` argument out of bounds: the argument's name and why (a
+/// BAD_USER_INPUT naming that field, through `AppError`).
+#[derive(Debug)]
+pub struct BadPageArg {
+    pub field: &'static str,
+    pub message: String,
 }
+
+impl std::fmt::Display for BadPageArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+impl std::error::Error for BadPageArg {}
 
 /// Checked `first` and `after` arguments.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -59,22 +63,23 @@ pub struct PageArgs {
 }
 
 impl PageArgs {
-    pub fn new(first: Option<i32>, after: Option<&str>) -> AppResult<PageArgs> {
+    pub fn new(first: Option<i32>, after: Option<&str>) -> Result<PageArgs, BadPageArg> {
         let first = match first {
             None => DEFAULT_PAGE,
             Some(n) if (1..=MAX_PAGE as i32).contains(&n) => i64::from(n),
             Some(_) => {
-                return Err(AppError::bad_input(
-                    "first",
-                    format!("must be between 1 and {MAX_PAGE}"),
-                ));
+                return Err(BadPageArg {
+                    field: "first",
+                    message: format!("must be between 1 and {MAX_PAGE}"),
+                });
             }
         };
         let after = match after {
             None => None,
-            Some(text) => {
-                Some(Cursor::decode(text).ok_or_else(|| AppError::bad_input("after", "not a cursor from this list"))?)
-            }
+            Some(text) => Some(Cursor::decode(text).ok_or_else(|| BadPageArg {
+                field: "after",
+                message: "not a cursor from this list".into(),
+            })?),
         };
         Ok(PageArgs { first, after })
     }
@@ -90,7 +95,7 @@ impl PageArgs {
 #[macro_export]
 macro_rules! keyset_page {
     ($query:expr, $table:ident, $args:expr) => {{
-        let args: $crate::pagination::PageArgs = $args;
+        let args: $crate::db::page::PageArgs = $args;
         let mut query = $query;
         if let Some(after) = args.after {
             query = query.filter(
@@ -110,51 +115,6 @@ macro_rules! keyset_page {
 pub struct Page<T> {
     pub rows: Vec<T>,
     pub total: i64,
-}
-
-#[derive(SimpleObject, Debug, Clone)]
-pub struct PageInfo {
-    pub has_next_page: bool,
-    pub end_cursor: Option<String>,
-}
-
-/// `XConnection { nodes pageInfo totalCount }` of the API contract.
-#[derive(SimpleObject)]
-#[graphql(concrete(name = "ClientConnection", params(crate::clients::graphql::Client)))]
-#[graphql(concrete(name = "MessageConnection", params(crate::messages::graphql::Message)))]
-#[graphql(concrete(name = "MailingConnection", params(crate::mailings::graphql::Mailing)))]
-#[graphql(concrete(name = "RunConnection", params(crate::deliveries::graphql::Run)))]
-#[graphql(concrete(name = "DeliveryConnection", params(crate::deliveries::graphql::Delivery)))]
-#[graphql(concrete(name = "AttemptConnection", params(crate::deliveries::graphql::Attempt)))]
-#[graphql(concrete(name = "UserConnection", params(crate::accounts::graphql::User)))]
-#[graphql(concrete(name = "BlogPostConnection", params(crate::blog::graphql::BlogPost)))]
-pub struct Connection<T: OutputType> {
-    pub nodes: Vec<T>,
-    pub page_info: PageInfo,
-    pub total_count: i32,
-}
-
-impl<T: OutputType> Connection<T> {
-    /// Trims the extra row, converts rows to nodes, and sets the cursor from the last row.
-    pub fn from_page<R>(
-        page: Page<R>,
-        args: PageArgs,
-        cursor_of: impl Fn(&R) -> Cursor,
-        node: impl Fn(R) -> T,
-    ) -> Self {
-        let mut rows = page.rows;
-        let has_next_page = rows.len() as i64 > args.first;
-        rows.truncate(args.first as usize);
-        let end_cursor = rows.last().map(|r| cursor_of(r).encode());
-        Connection {
-            nodes: rows.into_iter().map(node).collect(),
-            page_info: PageInfo {
-                has_next_page,
-                end_cursor,
-            },
-            total_count: i32::try_from(page.total).unwrap_or(i32::MAX),
-        }
-    }
 }
 
 #[cfg(test)]

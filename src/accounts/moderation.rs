@@ -6,8 +6,8 @@ use diesel_async::{AsyncConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use super::Viewer;
-use super::graphql::Role;
 use super::model::{self, User};
+use super::role::Role;
 use crate::app::AppState;
 use crate::deliveries::model::{self as deliveries, Cancel};
 use crate::error::{AppError, AppResult};
