@@ -14,8 +14,8 @@ use diesel::sql_types::Text;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
-use uuid::Uuid;
 
+use crate::db::types::{MailingId, RunId, UserId};
 use crate::deliveries::model::{Attempt, Counts};
 
 /// The PostgreSQL channel every instance listens on.
@@ -38,14 +38,14 @@ pub enum Notice {
     /// logged (all attempts of one recorded group share one), at most
     /// [`MAX_TIMES_PER_NOTICE`]; empty when none were.
     Run {
-        mailing: Uuid,
-        run: Uuid,
+        mailing: MailingId,
+        run: RunId,
         #[serde(default)]
         logged_at: Vec<DateTime<Utc>>,
     },
     /// A user's sessions, role or active flag changed (sign-out, password change or reset,
     /// blocking, a role change, a deleted account): live connections re-check now.
-    Session { user: Uuid },
+    Session { user: UserId },
 }
 
 /// Sends a notice to every instance (delivered when the surrounding transaction commits).
@@ -153,7 +153,7 @@ fn coalesce(notices: Vec<Notice>) -> Vec<Notice> {
 /// The counts of one run, whenever they change.
 #[derive(Debug, Clone)]
 pub struct Progress {
-    pub mailing_id: Uuid,
+    pub mailing_id: MailingId,
     pub run_at: DateTime<Utc>,
     pub counts: Counts,
 }
@@ -200,7 +200,7 @@ mod tests {
 
     #[test]
     fn notices_of_one_run_are_merged() {
-        let (m, r, other) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let (m, r, other) = (MailingId::new_random(), RunId::new_random(), RunId::new_random());
         let t = |s: i64| DateTime::from_timestamp(s, 0).unwrap();
         let run = |run, times: Vec<DateTime<Utc>>| Notice::Run {
             mailing: m,

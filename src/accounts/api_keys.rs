@@ -15,6 +15,7 @@ use uuid::Uuid;
 use super::model::User;
 use crate::db::now;
 use crate::db::schema::{api_keys, users};
+use crate::db::types::UserId;
 
 /// What a recognisable prefix is for: a leaked key can be found in logs and repositories.
 pub const PREFIX: &str = "mw_";
@@ -22,7 +23,10 @@ pub const PREFIX: &str = "mw_";
 pub const MAX_PER_USER: i64 = 20;
 
 /// What a key may do.
-#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+#[derive(
+    Enum, Copy, Clone, Debug, PartialEq, Eq, diesel::expression::AsExpression, diesel::deserialize::FromSqlRow,
+)]
+#[diesel(sql_type = diesel::sql_types::Text)]
 pub enum ApiKeyScope {
     /// Queries and subscriptions.
     Read,
@@ -30,32 +34,14 @@ pub enum ApiKeyScope {
     Write,
 }
 
-impl ApiKeyScope {
-    pub fn as_db(self) -> &'static str {
-        match self {
-            ApiKeyScope::Read => "read",
-            ApiKeyScope::Write => "write",
-        }
-    }
-
-    /// An unknown value in the table is an error, never a default.
-    pub fn from_db(scope: &str) -> QueryResult<ApiKeyScope> {
-        match scope {
-            "read" => Ok(ApiKeyScope::Read),
-            "write" => Ok(ApiKeyScope::Write),
-            other => Err(diesel::result::Error::DeserializationError(
-                format!("unknown API key scope {other:?}").into(),
-            )),
-        }
-    }
-}
+crate::text_enum!(ApiKeyScope { Read => "read", Write => "write" });
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = api_keys, check_for_backend(diesel::pg::Pg))]
 pub struct Row {
     pub id: Uuid,
     pub name: String,
-    pub scope: String,
+    pub scope: ApiKeyScope,
     pub created_at: DateTime<Utc>,
     pub last_used_at: Option<DateTime<Utc>>,
 }
@@ -77,7 +63,7 @@ impl TryFrom<Row> for ApiKey {
         Ok(ApiKey {
             id: ID(row.id.to_string()),
             name: row.name,
-            scope: ApiKeyScope::from_db(&row.scope)?,
+            scope: row.scope,
             created_at: row.created_at,
             last_used_at: row.last_used_at,
         })
@@ -106,7 +92,7 @@ pub fn new_secret() -> (String, Vec<u8>) {
 
 pub async fn create(
     conn: &mut AsyncPgConnection,
-    user_id: Uuid,
+    user_id: UserId,
     name: &str,
     scope: ApiKeyScope,
     secret_hash: &[u8],
@@ -115,7 +101,7 @@ pub async fn create(
         .values((
             api_keys::user_id.eq(user_id),
             api_keys::name.eq(name),
-            api_keys::scope.eq(scope.as_db()),
+            api_keys::scope.eq(scope),
             api_keys::secret_hash.eq(secret_hash),
         ))
         .returning(Row::as_returning())
@@ -123,7 +109,7 @@ pub async fn create(
         .await
 }
 
-pub async fn count(conn: &mut AsyncPgConnection, user_id: Uuid) -> QueryResult<i64> {
+pub async fn count(conn: &mut AsyncPgConnection, user_id: UserId) -> QueryResult<i64> {
     api_keys::table
         .filter(api_keys::user_id.eq(user_id))
         .count()
@@ -132,7 +118,7 @@ pub async fn count(conn: &mut AsyncPgConnection, user_id: Uuid) -> QueryResult<i
 }
 
 /// The user's keys, newest first.
-pub async fn list(conn: &mut AsyncPgConnection, user_id: Uuid) -> QueryResult<Vec<Row>> {
+pub async fn list(conn: &mut AsyncPgConnection, user_id: UserId) -> QueryResult<Vec<Row>> {
     api_keys::table
         .filter(api_keys::user_id.eq(user_id))
         .order((api_keys::created_at.desc(), api_keys::id.desc()))
@@ -142,7 +128,7 @@ pub async fn list(conn: &mut AsyncPgConnection, user_id: Uuid) -> QueryResult<Ve
 }
 
 /// Deletes one of the user's keys; whether there was one.
-pub async fn revoke(conn: &mut AsyncPgConnection, user_id: Uuid, id: Uuid) -> QueryResult<bool> {
+pub async fn revoke(conn: &mut AsyncPgConnection, user_id: UserId, id: Uuid) -> QueryResult<bool> {
     let deleted = diesel::delete(api_keys::table.filter(api_keys::id.eq(id).and(api_keys::user_id.eq(user_id))))
         .execute(conn)
         .await?;
@@ -150,7 +136,7 @@ pub async fn revoke(conn: &mut AsyncPgConnection, user_id: Uuid, id: Uuid) -> Qu
 }
 
 /// Ends every key of the user (blocking).
-pub async fn revoke_all(conn: &mut AsyncPgConnection, user_id: Uuid) -> QueryResult<usize> {
+pub async fn revoke_all(conn: &mut AsyncPgConnection, user_id: UserId) -> QueryResult<usize> {
     diesel::delete(api_keys::table.filter(api_keys::user_id.eq(user_id)))
         .execute(conn)
         .await
@@ -162,7 +148,7 @@ pub async fn authenticate(
     conn: &mut AsyncPgConnection,
     secret_hash: &[u8],
 ) -> QueryResult<Option<(Uuid, ApiKeyScope, User)>> {
-    let found: Option<(Uuid, String, User)> = api_keys::table
+    let found: Option<(Uuid, ApiKeyScope, User)> = api_keys::table
         .inner_join(users::table)
         .filter(api_keys::secret_hash.eq(secret_hash))
         .filter(users::is_active.eq(true).and(users::deleted_at.is_null()))
@@ -182,23 +168,20 @@ pub async fn authenticate(
         .set(api_keys::last_used_at.eq(now().nullable()))
         .execute(conn)
         .await?;
-    Ok(Some((id, ApiKeyScope::from_db(&scope)?, user)))
+    Ok(Some((id, scope, user)))
 }
 
 /// The account of a key that still exists, if the account is live and not blocked (what a
 /// socket signed in with the key may do now).
 pub async fn key_user(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<(ApiKeyScope, User)>> {
-    let found: Option<(String, User)> = api_keys::table
+    api_keys::table
         .inner_join(users::table)
         .filter(api_keys::id.eq(id))
         .filter(users::is_active.eq(true).and(users::deleted_at.is_null()))
         .select((api_keys::scope, User::as_select()))
         .first(conn)
         .await
-        .optional()?;
-    found
-        .map(|(scope, user)| Ok((ApiKeyScope::from_db(&scope)?, user)))
-        .transpose()
+        .optional()
 }
 
 #[cfg(test)]

@@ -25,7 +25,7 @@ pub async fn authenticate(state: &AppState, token: &str) -> AppResult<Option<(Vi
         return Ok(found.map(|(id, scope, user)| {
             let viewer = Viewer {
                 user_id: user.id,
-                role: Role::from_db(&user.role),
+                role: user.role,
                 credential: Credential::ApiKey { id, scope },
             };
             (viewer, false)
@@ -40,7 +40,7 @@ pub async fn authenticate(state: &AppState, token: &str) -> AppResult<Option<(Vi
     Ok(found.map(|found| {
         let viewer = Viewer {
             user_id: found.user.id,
-            role: Role::from_db(&found.user.role),
+            role: found.user.role,
             credential: Credential::Session(found.session_id),
         };
         (viewer, found.slid)

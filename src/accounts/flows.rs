@@ -94,7 +94,7 @@ pub async fn register(
             email: &email,
             full_name: &full_name,
             password_hash: &hash,
-            role: "user",
+            role: Role::User,
             email_verified_at: None,
         };
         let user = match model::insert_user(conn, &new).await {
@@ -225,7 +225,7 @@ pub async fn create_user(
         email: &email,
         full_name: &full_name,
         password_hash: &hash,
-        role: role.as_db(),
+        role,
         email_verified_at: Some(chrono::Utc::now()),
     };
     model::insert_user(&mut conn, &new)
@@ -391,7 +391,7 @@ async fn password_changed_notice(state: &AppState, conn: &mut AsyncPgConnection,
 /// personal data is removed, and what it sent stays counted, anonymously.
 pub async fn delete_account(state: &AppState, viewer: &Viewer, password: &str) -> AppResult<()> {
     let user = confirm_password(state, viewer, "password", password).await?;
-    if Role::from_db(&user.role) == Role::Admin {
+    if user.role == Role::Admin {
         let mut conn = state.conn().await?;
         if model::other_active_admins(&mut conn, user.id).await? == 0 {
             return Err(AppError::bad_input(

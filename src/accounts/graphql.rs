@@ -10,6 +10,7 @@ use super::role::Role;
 use super::{client_ip, cookie, flows, model, moderation, viewer};
 use crate::app::AppState;
 use crate::db::page::PageArgs;
+use crate::db::types::UserId;
 use crate::error::AppError;
 use crate::graphql::connection::Connection;
 use crate::graphql::ids::parse_id;
@@ -36,7 +37,7 @@ impl User {
     }
 
     async fn role(&self) -> Role {
-        Role::from_db(&self.0.role)
+        self.0.role
     }
 
     /// false: blocked by a manager or admin.
@@ -301,7 +302,7 @@ impl AccountsMutation {
 
 crate::batch_loader!(
     /// Batches `owner` look-ups into one query per request.
-    UserLoader: uuid::Uuid => model::User, |conn, keys| async {
+    UserLoader: UserId => model::User, |conn, keys| async {
         Ok(model::find_users(conn, keys).await?.into_iter().map(|u| (u.id, u)).collect())
     }
 );

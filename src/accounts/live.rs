@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
-use super::role::Role;
 use super::{Credential, Viewer};
 use crate::db::DbPool;
+use crate::db::types::UserId;
 use crate::error::AppResult;
 
 /// How long a session's state is taken from the cache before it is read again.
@@ -26,11 +26,11 @@ pub const FRESH: Duration = Duration::from_secs(1);
 /// The cache and the change signal; one per instance, in `AppState`.
 pub struct LiveSessions {
     cache: Mutex<HashMap<Uuid, Cached>>,
-    changes: broadcast::Sender<Uuid>,
+    changes: broadcast::Sender<UserId>,
 }
 
 struct Cached {
-    user_id: Option<Uuid>,
+    user_id: Option<UserId>,
     viewer: Option<Viewer>,
     read_at: Instant,
 }
@@ -71,7 +71,7 @@ impl LiveSessions {
         };
         let viewer = found.map(|(user, credential)| Viewer {
             user_id: user.id,
-            role: Role::from_db(&user.role),
+            role: user.role,
             credential,
         });
         let mut cache = self.cache.lock().expect("session cache lock");
@@ -92,7 +92,7 @@ impl LiveSessions {
 
     /// `user`'s sessions, role or active flag changed (on any instance): forget what is
     /// cached of them and tell the sockets.
-    pub fn changed(&self, user: Uuid) {
+    pub fn changed(&self, user: UserId) {
         self.cache
             .lock()
             .expect("session cache lock")
@@ -101,7 +101,7 @@ impl LiveSessions {
     }
 
     /// The users whose sessions changed, as they change.
-    pub fn changes(&self) -> broadcast::Receiver<Uuid> {
+    pub fn changes(&self) -> broadcast::Receiver<UserId> {
         self.changes.subscribe()
     }
 }
@@ -113,7 +113,7 @@ mod tests {
     #[test]
     fn a_change_forgets_the_users_sessions_and_is_announced() {
         let live = LiveSessions::default();
-        let (ann, bob) = (Uuid::new_v4(), Uuid::new_v4());
+        let (ann, bob) = (UserId::new_random(), UserId::new_random());
         let mut changes = live.changes();
         for (session, user) in [(Uuid::new_v4(), ann), (Uuid::new_v4(), bob)] {
             live.cache.lock().unwrap().insert(
@@ -126,7 +126,7 @@ mod tests {
             );
         }
         live.changed(ann);
-        let left: Vec<Option<Uuid>> = live.cache.lock().unwrap().values().map(|c| c.user_id).collect();
+        let left: Vec<Option<UserId>> = live.cache.lock().unwrap().values().map(|c| c.user_id).collect();
         assert_eq!(left, vec![Some(bob)]);
         assert_eq!(changes.try_recv().unwrap(), ann);
     }

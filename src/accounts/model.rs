@@ -7,18 +7,20 @@ use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
+use super::role::Role;
 use crate::db::page::{Cursor, Page, PageArgs};
 use crate::db::schema::{email_tokens, sessions, users};
+use crate::db::types::UserId;
 use crate::db::{now, now_plus};
 
 /// A row of `users`, as the API shows it (the password hash is never loaded with it).
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = users, check_for_backend(diesel::pg::Pg))]
 pub struct User {
-    pub id: Uuid,
+    pub id: UserId,
     pub email: String,
     pub full_name: String,
-    pub role: String,
+    pub role: Role,
     pub is_active: bool,
     pub email_verified_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
@@ -30,14 +32,14 @@ pub struct NewUser<'a> {
     pub email: &'a str,
     pub full_name: &'a str,
     pub password_hash: &'a str,
-    pub role: &'a str,
+    pub role: Role,
     pub email_verified_at: Option<DateTime<Utc>>,
 }
 
 diesel::define_sql_function!(fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text);
 
 /// A live (not deleted) account by id.
-pub async fn find_user(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<User>> {
+pub async fn find_user(conn: &mut AsyncPgConnection, id: UserId) -> QueryResult<Option<User>> {
     users::table
         .filter(users::id.eq(id).and(users::deleted_at.is_null()))
         .select(User::as_select())
@@ -47,7 +49,7 @@ pub async fn find_user(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Op
 }
 
 /// Live accounts by id, for the DataLoader.
-pub async fn find_users(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> QueryResult<Vec<User>> {
+pub async fn find_users(conn: &mut AsyncPgConnection, ids: &[UserId]) -> QueryResult<Vec<User>> {
     users::table
         .filter(users::id.eq_any(ids))
         .select(User::as_select())
@@ -77,7 +79,7 @@ pub async fn insert_user(conn: &mut AsyncPgConnection, user: &NewUser<'_>) -> Qu
         .await
 }
 
-pub async fn mark_verified(conn: &mut AsyncPgConnection, user_id: Uuid) -> QueryResult<()> {
+pub async fn mark_verified(conn: &mut AsyncPgConnection, user_id: UserId) -> QueryResult<()> {
     diesel::update(users::table.filter(users::id.eq(user_id).and(users::email_verified_at.is_null())))
         .set((
             users::email_verified_at.eq(now().nullable()),
@@ -91,7 +93,7 @@ pub async fn mark_verified(conn: &mut AsyncPgConnection, user_id: Uuid) -> Query
 /// Starts a session; only the token's hash is stored.
 pub async fn create_session(
     conn: &mut AsyncPgConnection,
-    user_id: Uuid,
+    user_id: UserId,
     token_hash: &[u8],
     ttl: Duration,
 ) -> QueryResult<Uuid> {
@@ -167,24 +169,18 @@ pub async fn delete_session(conn: &mut AsyncPgConnection, session_id: Uuid) -> Q
 }
 
 /// What an e-mailed token is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, diesel::expression::AsExpression, diesel::deserialize::FromSqlRow)]
+#[diesel(sql_type = diesel::sql_types::Text)]
 pub enum TokenPurpose {
     VerifyEmail,
     ResetPassword,
 }
 
-impl TokenPurpose {
-    pub fn as_db(self) -> &'static str {
-        match self {
-            TokenPurpose::VerifyEmail => "verify_email",
-            TokenPurpose::ResetPassword => "reset_password",
-        }
-    }
-}
+crate::text_enum!(TokenPurpose { VerifyEmail => "verify_email", ResetPassword => "reset_password" });
 
 pub async fn create_email_token(
     conn: &mut AsyncPgConnection,
-    user_id: Uuid,
+    user_id: UserId,
     purpose: TokenPurpose,
     token_hash: &[u8],
     ttl: Duration,
@@ -192,7 +188,7 @@ pub async fn create_email_token(
     diesel::insert_into(email_tokens::table)
         .values((
             email_tokens::user_id.eq(user_id),
-            email_tokens::purpose.eq(purpose.as_db()),
+            email_tokens::purpose.eq(purpose),
             email_tokens::token_hash.eq(token_hash),
             email_tokens::expires_at.eq(now_plus(ttl)),
         ))
@@ -207,10 +203,10 @@ pub async fn redeem_email_token(
     conn: &mut AsyncPgConnection,
     purpose: TokenPurpose,
     token_hash: &[u8],
-) -> QueryResult<Option<Uuid>> {
+) -> QueryResult<Option<UserId>> {
     diesel::update(email_tokens::table)
         .filter(email_tokens::token_hash.eq(token_hash))
-        .filter(email_tokens::purpose.eq(purpose.as_db()))
+        .filter(email_tokens::purpose.eq(purpose))
         .filter(email_tokens::used_at.is_null())
         .filter(email_tokens::expires_at.gt(now()))
         .set(email_tokens::used_at.eq(now().nullable()))
@@ -230,7 +226,7 @@ pub async fn email_token_user(
     email_tokens::table
         .inner_join(users::table)
         .filter(email_tokens::token_hash.eq(token_hash))
-        .filter(email_tokens::purpose.eq(purpose.as_db()))
+        .filter(email_tokens::purpose.eq(purpose))
         .filter(email_tokens::used_at.is_null())
         .filter(email_tokens::expires_at.gt(now()))
         .filter(users::deleted_at.is_null())
@@ -241,12 +237,12 @@ pub async fn email_token_user(
 }
 
 /// Locks the account's row until the transaction ends.
-pub async fn lock_user(conn: &mut AsyncPgConnection, user_id: Uuid) -> QueryResult<()> {
+pub async fn lock_user(conn: &mut AsyncPgConnection, user_id: UserId) -> QueryResult<()> {
     users::table
         .filter(users::id.eq(user_id))
         .select(users::id)
         .for_update()
-        .first::<Uuid>(conn)
+        .first::<UserId>(conn)
         .await?;
     Ok(())
 }
@@ -254,12 +250,12 @@ pub async fn lock_user(conn: &mut AsyncPgConnection, user_id: Uuid) -> QueryResu
 /// Tokens of `purpose` the account could still redeem.
 pub async fn outstanding_tokens(
     conn: &mut AsyncPgConnection,
-    user_id: Uuid,
+    user_id: UserId,
     purpose: TokenPurpose,
 ) -> QueryResult<i64> {
     email_tokens::table
         .filter(email_tokens::user_id.eq(user_id))
-        .filter(email_tokens::purpose.eq(purpose.as_db()))
+        .filter(email_tokens::purpose.eq(purpose))
         .filter(email_tokens::used_at.is_null())
         .filter(email_tokens::expires_at.gt(now()))
         .count()
@@ -268,7 +264,7 @@ pub async fn outstanding_tokens(
 }
 
 /// The password hash of a live account (None: deleted, or no password).
-pub async fn password_hash(conn: &mut AsyncPgConnection, user_id: Uuid) -> QueryResult<Option<String>> {
+pub async fn password_hash(conn: &mut AsyncPgConnection, user_id: UserId) -> QueryResult<Option<String>> {
     users::table
         .filter(users::id.eq(user_id).and(users::deleted_at.is_null()))
         .select(users::password_hash)
@@ -278,7 +274,7 @@ pub async fn password_hash(conn: &mut AsyncPgConnection, user_id: Uuid) -> Query
         .map(Option::flatten)
 }
 
-pub async fn set_password(conn: &mut AsyncPgConnection, user_id: Uuid, hash: &str) -> QueryResult<()> {
+pub async fn set_password(conn: &mut AsyncPgConnection, user_id: UserId, hash: &str) -> QueryResult<()> {
     diesel::update(users::table.filter(users::id.eq(user_id)))
         .set((users::password_hash.eq(hash), users::updated_at.eq(now())))
         .execute(conn)
@@ -287,7 +283,7 @@ pub async fn set_password(conn: &mut AsyncPgConnection, user_id: Uuid, hash: &st
 }
 
 /// Ends every session of the account except `keep` (the one making the change).
-pub async fn delete_sessions(conn: &mut AsyncPgConnection, user_id: Uuid, keep: Option<Uuid>) -> QueryResult<usize> {
+pub async fn delete_sessions(conn: &mut AsyncPgConnection, user_id: UserId, keep: Option<Uuid>) -> QueryResult<usize> {
     let mut query = diesel::delete(sessions::table)
         .filter(sessions::user_id.eq(user_id))
         .into_boxed();
@@ -312,12 +308,12 @@ impl User {
     pub fn cursor(&self) -> Cursor {
         Cursor {
             created_at: self.created_at,
-            id: self.id,
+            id: self.id.0,
         }
     }
 }
 
-pub async fn set_active(conn: &mut AsyncPgConnection, user_id: Uuid, active: bool) -> QueryResult<User> {
+pub async fn set_active(conn: &mut AsyncPgConnection, user_id: UserId, active: bool) -> QueryResult<User> {
     diesel::update(users::table.filter(users::id.eq(user_id).and(users::deleted_at.is_null())))
         .set((users::is_active.eq(active), users::updated_at.eq(now())))
         .returning(User::as_returning())
@@ -325,7 +321,7 @@ pub async fn set_active(conn: &mut AsyncPgConnection, user_id: Uuid, active: boo
         .await
 }
 
-pub async fn set_role(conn: &mut AsyncPgConnection, user_id: Uuid, role: &str) -> QueryResult<User> {
+pub async fn set_role(conn: &mut AsyncPgConnection, user_id: UserId, role: Role) -> QueryResult<User> {
     diesel::update(users::table.filter(users::id.eq(user_id).and(users::deleted_at.is_null())))
         .set((users::role.eq(role), users::updated_at.eq(now())))
         .returning(User::as_returning())
@@ -334,9 +330,9 @@ pub async fn set_role(conn: &mut AsyncPgConnection, user_id: Uuid, role: &str) -
 }
 
 /// Active admins other than `except`.
-pub async fn other_active_admins(conn: &mut AsyncPgConnection, except: Uuid) -> QueryResult<i64> {
+pub async fn other_active_admins(conn: &mut AsyncPgConnection, except: UserId) -> QueryResult<i64> {
     users::table
-        .filter(users::role.eq("admin"))
+        .filter(users::role.eq(Role::Admin))
         .filter(users::is_active.eq(true).and(users::deleted_at.is_null()))
         .filter(users::id.ne(except))
         .count()
@@ -347,7 +343,7 @@ pub async fn other_active_admins(conn: &mut AsyncPgConnection, except: Uuid) -> 
 /// Removes the personal data of a deleted account: its address, name and password, its
 /// clients' addresses, names and comments (also as copied into deliveries and attempts),
 /// its messages. Rows stay, so counts and statistics stay right, anonymous.
-pub async fn anonymise(conn: &mut AsyncPgConnection, user_id: Uuid) -> QueryResult<()> {
+pub async fn anonymise(conn: &mut AsyncPgConnection, user_id: UserId) -> QueryResult<()> {
     use diesel::sql_types::Uuid as SqlUuid;
     for statement in [
         "UPDATE users SET email = 'deleted-' || id || '@invalid', full_name = 'Deleted user', password_hash = NULL, \

@@ -3,12 +3,12 @@
 //! on is checked here, against the target's role.
 
 use diesel_async::{AsyncConnection, RunQueryDsl};
-use uuid::Uuid;
 
 use super::Viewer;
 use super::model::{self, User};
 use super::role::Role;
 use crate::app::AppState;
+use crate::db::types::UserId;
 use crate::deliveries::model::{self as deliveries, Cancel};
 use crate::error::{AppError, AppResult};
 
@@ -19,7 +19,7 @@ const ROLE_CHANGE_LOCK: i64 = 0x6d61_696c_726f_6c65; // "mailrole"
 /// Blocks or unblocks an account. A manager may act on users only; an admin on anyone but
 /// themselves. Blocking ends the account's sessions and cancels its pending deliveries;
 /// its mailings start no new runs until it is unblocked.
-pub async fn set_user_active(state: &AppState, viewer: &Viewer, id: Uuid, active: bool) -> AppResult<User> {
+pub async fn set_user_active(state: &AppState, viewer: &Viewer, id: UserId, active: bool) -> AppResult<User> {
     if id == viewer.user_id {
         return Err(AppError::bad_input("id", "you cannot block or unblock yourself"));
     }
@@ -29,7 +29,7 @@ pub async fn set_user_active(state: &AppState, viewer: &Viewer, id: Uuid, active
             let target = model::find_user(conn, id).await?.ok_or(AppError::NotFound)?;
             let may = match viewer.role {
                 Role::Admin => true,
-                Role::Manager => Role::from_db(&target.role) == Role::User,
+                Role::Manager => target.role == Role::User,
                 Role::User => false,
             };
             if !may {
@@ -54,7 +54,7 @@ pub async fn set_user_active(state: &AppState, viewer: &Viewer, id: Uuid, active
 
 /// Gives an account another role (admins only, never their own); the last active admin
 /// keeps theirs.
-pub async fn set_user_role(state: &AppState, viewer: &Viewer, id: Uuid, role: Role) -> AppResult<User> {
+pub async fn set_user_role(state: &AppState, viewer: &Viewer, id: UserId, role: Role) -> AppResult<User> {
     if viewer.role != Role::Admin {
         return Err(AppError::Forbidden);
     }
@@ -69,13 +69,10 @@ pub async fn set_user_role(state: &AppState, viewer: &Viewer, id: Uuid, role: Ro
             .await
             .map_err(AppError::from)?;
         let target = model::find_user(conn, id).await?.ok_or(AppError::NotFound)?;
-        if Role::from_db(&target.role) == Role::Admin
-            && role != Role::Admin
-            && model::other_active_admins(conn, id).await? == 0
-        {
+        if target.role == Role::Admin && role != Role::Admin && model::other_active_admins(conn, id).await? == 0 {
             return Err(AppError::bad_input("role", "the last active admin cannot be demoted"));
         }
-        let user = model::set_role(conn, id, role.as_db()).await?;
+        let user = model::set_role(conn, id, role).await?;
         // Sockets of the account, on every instance, follow the new role.
         crate::events::notify(conn, &crate::events::Notice::Session { user: id }).await?;
         Ok(user)

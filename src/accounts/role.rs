@@ -3,7 +3,10 @@
 use async_graphql::Enum;
 
 /// What an account may do.
-#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+#[derive(
+    Enum, Copy, Clone, Debug, PartialEq, Eq, diesel::expression::AsExpression, diesel::deserialize::FromSqlRow,
+)]
+#[diesel(sql_type = diesel::sql_types::Text)]
 pub enum Role {
     /// Owns clients, messages and mailings.
     User,
@@ -13,29 +16,15 @@ pub enum Role {
     Admin,
 }
 
-impl Role {
-    pub fn from_db(role: &str) -> Role {
-        match role {
-            "admin" => Role::Admin,
-            "manager" => Role::Manager,
-            _ => Role::User,
-        }
-    }
+crate::text_enum!(Role { User => "user", Manager => "manager", Admin => "admin" });
 
+impl Role {
     /// USER < MANAGER < ADMIN: each role can do what the ones below it can.
     pub fn rank(self) -> u8 {
         match self {
             Role::User => 0,
             Role::Manager => 1,
             Role::Admin => 2,
-        }
-    }
-
-    pub fn as_db(self) -> &'static str {
-        match self {
-            Role::User => "user",
-            Role::Manager => "manager",
-            Role::Admin => "admin",
         }
     }
 }

@@ -8,11 +8,12 @@ use uuid::Uuid;
 
 use super::api_keys::ApiKeyScope;
 use super::role::Role;
+use crate::db::types::UserId;
 use crate::error::{AppError, AppResult};
 
 #[derive(Debug, Clone)]
 pub struct Viewer {
-    pub user_id: Uuid,
+    pub user_id: UserId,
     pub role: Role,
     /// What the caller signed in with.
     pub credential: Credential,

@@ -4,16 +4,16 @@ use chrono::{DateTime, Utc};
 use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use uuid::Uuid;
 
 use crate::db::now;
 use crate::db::page::{Cursor, Page, PageArgs};
 use crate::db::schema::blog_posts;
+use crate::db::types::{PostId, UserId};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = blog_posts, check_for_backend(Pg))]
 pub struct Post {
-    pub id: Uuid,
+    pub id: PostId,
     pub author_name: String,
     pub title: String,
     pub body: String,
@@ -53,7 +53,7 @@ impl Post {
         };
         Cursor {
             created_at: at,
-            id: self.id,
+            id: self.id.0,
         }
     }
 }
@@ -100,7 +100,7 @@ pub async fn list(conn: &mut AsyncPgConnection, readers: Readers, args: PageArgs
 
 /// A published post, counting one view (`views = views + 1` in the database, so
 /// concurrent readers all count).
-pub async fn read_published(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<Post>> {
+pub async fn read_published(conn: &mut AsyncPgConnection, id: PostId) -> QueryResult<Option<Post>> {
     diesel::update(blog_posts::table)
         .filter(blog_posts::id.eq(id))
         .filter(blog_posts::published.eq(true).and(blog_posts::deleted_at.is_null()))
@@ -112,7 +112,7 @@ pub async fn read_published(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResu
 }
 
 /// Any live post, draft or not, without counting a view.
-pub async fn find(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<Post>> {
+pub async fn find(conn: &mut AsyncPgConnection, id: PostId) -> QueryResult<Option<Post>> {
     visible(Readers::Editors)
         .filter(blog_posts::id.eq(id))
         .select(Post::as_select())
@@ -139,7 +139,7 @@ fn first_published() -> diesel::expression::SqlLiteral<diesel::sql_types::Nullab
 
 pub async fn create(
     conn: &mut AsyncPgConnection,
-    author_id: Uuid,
+    author_id: UserId,
     author_name: &str,
     fields: &PostFields,
 ) -> QueryResult<Post> {
@@ -158,7 +158,7 @@ pub async fn create(
     stamp_publication(conn, post.id).await
 }
 
-pub async fn update(conn: &mut AsyncPgConnection, id: Uuid, fields: &PostFields) -> QueryResult<Option<Post>> {
+pub async fn update(conn: &mut AsyncPgConnection, id: PostId, fields: &PostFields) -> QueryResult<Option<Post>> {
     let updated = diesel::update(blog_posts::table)
         .filter(blog_posts::id.eq(id).and(blog_posts::deleted_at.is_null()))
         .set((fields, blog_posts::updated_at.eq(now())))
@@ -170,7 +170,7 @@ pub async fn update(conn: &mut AsyncPgConnection, id: Uuid, fields: &PostFields)
     stamp_publication(conn, id).await.map(Some)
 }
 
-async fn stamp_publication(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Post> {
+async fn stamp_publication(conn: &mut AsyncPgConnection, id: PostId) -> QueryResult<Post> {
     diesel::update(blog_posts::table.filter(blog_posts::id.eq(id)))
         .set(blog_posts::published_at.eq(first_published()))
         .returning(Post::as_returning())
@@ -178,7 +178,7 @@ async fn stamp_publication(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResul
         .await
 }
 
-pub async fn delete(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<bool> {
+pub async fn delete(conn: &mut AsyncPgConnection, id: PostId) -> QueryResult<bool> {
     let deleted = diesel::update(blog_posts::table)
         .filter(blog_posts::id.eq(id).and(blog_posts::deleted_at.is_null()))
         .set(blog_posts::deleted_at.eq(now().nullable()))

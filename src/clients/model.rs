@@ -5,17 +5,17 @@ use chrono::{DateTime, Utc};
 use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use uuid::Uuid;
 
 use crate::db::now;
 use crate::db::page::{Cursor, Page, PageArgs};
 use crate::db::schema::clients;
+use crate::db::types::{ClientId, UserId};
 
 #[derive(Debug, Clone, Queryable, QueryableByName, Selectable)]
 #[diesel(table_name = clients, check_for_backend(Pg))]
 pub struct Client {
-    pub id: Uuid,
-    pub owner_id: Uuid,
+    pub id: ClientId,
+    pub owner_id: UserId,
     pub email: String,
     pub full_name: String,
     pub comment: String,
@@ -28,7 +28,7 @@ impl Client {
     pub fn cursor(&self) -> Cursor {
         Cursor {
             created_at: self.created_at,
-            id: self.id,
+            id: self.id.0,
         }
     }
 }
@@ -43,7 +43,7 @@ pub struct ClientFields {
 }
 
 /// The live clients of `owner`, optionally matching `search` in e-mail or name.
-fn owned(owner: Uuid, search: Option<&str>) -> clients::BoxedQuery<'static, Pg> {
+fn owned(owner: UserId, search: Option<&str>) -> clients::BoxedQuery<'static, Pg> {
     let mut query = clients::table
         .filter(clients::owner_id.eq(owner).and(clients::deleted_at.is_null()))
         .into_boxed();
@@ -63,7 +63,7 @@ fn owned(owner: Uuid, search: Option<&str>) -> clients::BoxedQuery<'static, Pg> 
 
 pub async fn list(
     conn: &mut AsyncPgConnection,
-    owner: Uuid,
+    owner: UserId,
     search: Option<&str>,
     args: PageArgs,
 ) -> QueryResult<Page<Client>> {
@@ -75,7 +75,7 @@ pub async fn list(
     Ok(Page { rows, total })
 }
 
-pub async fn find(conn: &mut AsyncPgConnection, owner: Uuid, id: Uuid) -> QueryResult<Option<Client>> {
+pub async fn find(conn: &mut AsyncPgConnection, owner: UserId, id: ClientId) -> QueryResult<Option<Client>> {
     owned(owner, None)
         .filter(clients::id.eq(id))
         .select(Client::as_select())
@@ -85,7 +85,7 @@ pub async fn find(conn: &mut AsyncPgConnection, owner: Uuid, id: Uuid) -> QueryR
 }
 
 /// Clients by id whatever their owner or state (for loaders behind an ownership check).
-pub async fn find_by_ids(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> QueryResult<Vec<Client>> {
+pub async fn find_by_ids(conn: &mut AsyncPgConnection, ids: &[ClientId]) -> QueryResult<Vec<Client>> {
     clients::table
         .filter(clients::id.eq_any(ids))
         .select(Client::as_select())
@@ -94,7 +94,7 @@ pub async fn find_by_ids(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> QueryRes
 }
 
 /// Of `ids`, those that are live clients of `owner`.
-pub async fn owned_ids(conn: &mut AsyncPgConnection, owner: Uuid, ids: &[Uuid]) -> QueryResult<Vec<Uuid>> {
+pub async fn owned_ids(conn: &mut AsyncPgConnection, owner: UserId, ids: &[ClientId]) -> QueryResult<Vec<ClientId>> {
     owned(owner, None)
         .filter(clients::id.eq_any(ids))
         .select(clients::id)
@@ -102,7 +102,7 @@ pub async fn owned_ids(conn: &mut AsyncPgConnection, owner: Uuid, ids: &[Uuid]) 
         .await
 }
 
-pub async fn create(conn: &mut AsyncPgConnection, owner: Uuid, fields: &ClientFields) -> QueryResult<Client> {
+pub async fn create(conn: &mut AsyncPgConnection, owner: UserId, fields: &ClientFields) -> QueryResult<Client> {
     diesel::insert_into(clients::table)
         .values((
             clients::owner_id.eq(owner),
@@ -117,8 +117,8 @@ pub async fn create(conn: &mut AsyncPgConnection, owner: Uuid, fields: &ClientFi
 
 pub async fn update(
     conn: &mut AsyncPgConnection,
-    owner: Uuid,
-    id: Uuid,
+    owner: UserId,
+    id: ClientId,
     fields: &ClientFields,
 ) -> QueryResult<Option<Client>> {
     diesel::update(clients::table)
@@ -136,7 +136,7 @@ pub async fn update(
 }
 
 /// Soft delete; returns whether a live client of `owner` was deleted.
-pub async fn delete(conn: &mut AsyncPgConnection, owner: Uuid, id: Uuid) -> QueryResult<bool> {
+pub async fn delete(conn: &mut AsyncPgConnection, owner: UserId, id: ClientId) -> QueryResult<bool> {
     let deleted = diesel::update(clients::table)
         .filter(
             clients::id
@@ -151,7 +151,7 @@ pub async fn delete(conn: &mut AsyncPgConnection, owner: Uuid, id: Uuid) -> Quer
 }
 
 /// Marks a client unsubscribed (from the one-click link); true if it was not already.
-pub async fn unsubscribe(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<bool> {
+pub async fn unsubscribe(conn: &mut AsyncPgConnection, id: ClientId) -> QueryResult<bool> {
     let changed = diesel::update(clients::table)
         .filter(clients::id.eq(id).and(clients::unsubscribed_at.is_null()))
         .set((
@@ -165,7 +165,7 @@ pub async fn unsubscribe(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<
 
 /// Upserts clients of `owner` by e-mail (any case) in one statement: new addresses are
 /// created, known ones get the new name and comment. Returns (created, updated).
-pub async fn import(conn: &mut AsyncPgConnection, owner: Uuid, rows: &[ClientFields]) -> QueryResult<(usize, usize)> {
+pub async fn import(conn: &mut AsyncPgConnection, owner: UserId, rows: &[ClientFields]) -> QueryResult<(usize, usize)> {
     use diesel::sql_types::{Array, Bool, Text, Uuid as SqlUuid};
     #[derive(QueryableByName)]
     struct Upserted {
@@ -197,7 +197,7 @@ pub async fn import(conn: &mut AsyncPgConnection, owner: Uuid, rows: &[ClientFie
 /// The live clients of `owner` after `after`, oldest first (the export walks them in pages).
 pub async fn export_page(
     conn: &mut AsyncPgConnection,
-    owner: Uuid,
+    owner: UserId,
     after: Option<Cursor>,
     limit: i64,
 ) -> QueryResult<Vec<Client>> {

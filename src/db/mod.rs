@@ -5,6 +5,7 @@ pub mod embedded;
 pub mod migrations;
 pub mod page;
 pub mod schema;
+pub mod types;
 
 use std::time::Duration;
 

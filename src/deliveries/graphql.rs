@@ -5,142 +5,61 @@ use async_graphql::dataloader::DataLoader;
 use std::borrow::Cow;
 use std::marker::PhantomData;
 
-use async_graphql::{Context, Enum, ID, Object, OutputType, SimpleObject, Subscription, TypeName};
+use async_graphql::{Context, ID, Object, OutputType, SimpleObject, Subscription, TypeName};
 use chrono::{DateTime, Utc};
 use futures_util::{Stream, StreamExt};
-use uuid::Uuid;
 
 use super::model::{self, AttemptFilter, Counts};
+pub use super::model::{AttemptStatus, DeliveryStatus, RunStatus};
 use crate::accounts::viewer;
 use crate::app::AppState;
 use crate::clients::graphql::Client;
+use crate::db::types::{ClientId, DeliveryId, MailingId, RunId, UserId};
 use crate::error::AppError;
 use crate::events::Event;
 use crate::graphql::ids::parse_id;
 use crate::mailings::access::read_scope;
 use crate::mailings::model::{self as mailings, Scope};
 
-#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
-pub enum DeliveryStatus {
-    /// Queued, possibly waiting for a retry.
-    Pending,
-    /// Claimed by an instance, SMTP conversation in progress.
-    Sending,
-    /// The mail server accepted the message.
-    Sent,
-    /// Permanent failure, or attempts exhausted.
-    Failed,
-    /// Outcome unknown (e.g. connection lost after the final dot): never resent automatically.
-    Unknown,
-    /// Never sent: mailing completed or deleted, client removed, deleted or unsubscribed, owner blocked.
-    Cancelled,
-}
-
-impl DeliveryStatus {
-    pub fn as_db(self) -> &'static str {
-        match self {
-            DeliveryStatus::Pending => "pending",
-            DeliveryStatus::Sending => "sending",
-            DeliveryStatus::Sent => "sent",
-            DeliveryStatus::Failed => "failed",
-            DeliveryStatus::Unknown => "unknown",
-            DeliveryStatus::Cancelled => "cancelled",
-        }
-    }
-
-    fn from_db(value: &str) -> DeliveryStatus {
-        match value {
-            "sending" => DeliveryStatus::Sending,
-            "sent" => DeliveryStatus::Sent,
-            "failed" => DeliveryStatus::Failed,
-            "unknown" => DeliveryStatus::Unknown,
-            "cancelled" => DeliveryStatus::Cancelled,
-            _ => DeliveryStatus::Pending,
-        }
-    }
-}
-
-#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
-pub enum RunStatus {
-    /// Deliveries expanded, some still PENDING or SENDING.
-    Running,
-    /// Nothing pending any more.
-    Done,
-    /// Superseded by a later run that fell due before this one was sent (downtime, pause).
-    Skipped,
-    /// The mailing was completed or deleted before the run finished.
-    Cancelled,
-}
-
-#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
-pub enum AttemptStatus {
-    Success,
-    /// 4xx reply, refused/reset connection, timeout or garbage before the end of DATA.
-    TemporaryFailure,
-    /// 5xx reply.
-    PermanentFailure,
-    /// Lost after the message was handed over.
-    Unknown,
-}
-
-impl AttemptStatus {
-    fn as_db(self) -> &'static str {
-        match self {
-            AttemptStatus::Success => "success",
-            AttemptStatus::TemporaryFailure => "temporary_failure",
-            AttemptStatus::PermanentFailure => "permanent_failure",
-            AttemptStatus::Unknown => "unknown",
-        }
-    }
-
-    fn from_db(value: &str) -> AttemptStatus {
-        match value {
-            "success" => AttemptStatus::Success,
-            "temporary_failure" => AttemptStatus::TemporaryFailure,
-            "permanent_failure" => AttemptStatus::PermanentFailure,
-            _ => AttemptStatus::Unknown,
-        }
-    }
-}
-
 crate::batch_loader!(
     /// Delivery counts of runs.
-    RunCountsLoader: Uuid => Counts, |conn, keys| model::run_counts(conn, keys)
+    RunCountsLoader: RunId => Counts, |conn, keys| model::run_counts(conn, keys)
 );
 crate::batch_loader!(
     /// When the runs of deliveries fall.
-    RunTimeLoader: Uuid => DateTime<Utc>, |conn, keys| model::run_times(conn, keys)
+    RunTimeLoader: RunId => DateTime<Utc>, |conn, keys| model::run_times(conn, keys)
 );
 crate::batch_loader!(
     /// Mailings of deliveries and attempts (their parents were checked already).
-    MailingLoader: Uuid => mailings::Mailing, |conn, keys| async {
+    MailingLoader: MailingId => mailings::Mailing, |conn, keys| async {
         Ok(mailings::find_by_ids(conn, keys).await?.into_iter().map(|m| (m.id, m)).collect())
     }
 );
 crate::batch_loader!(
     /// Clients of deliveries, deleted ones included (shown as null).
-    ClientLoader: Uuid => crate::clients::model::Client, |conn, keys| async {
+    ClientLoader: ClientId => crate::clients::model::Client, |conn, keys| async {
         Ok(crate::clients::model::find_by_ids(conn, keys).await?.into_iter().map(|c| (c.id, c)).collect())
     }
 );
 crate::batch_loader!(
     /// Deliveries of attempts.
-    DeliveryLoader: Uuid => model::Delivery, |conn, keys| async {
+    DeliveryLoader: DeliveryId => model::Delivery, |conn, keys| async {
         Ok(model::deliveries_by_ids(conn, keys).await?.into_iter().map(|d| (d.id, d)).collect())
     }
 );
 crate::batch_loader!(
     /// The attempts of each delivery, oldest first.
-    AttemptsOfLoader: Uuid => Vec<model::Attempt>, |conn, keys| model::attempts_of(conn, keys)
+    AttemptsOfLoader: DeliveryId => Vec<model::Attempt>, |conn, keys| model::attempts_of(conn, keys)
 );
 crate::batch_loader!(
     /// Each mailing's totals.
-    StatsLoader: Uuid => model::Stats, |conn, keys| model::mailing_stats(conn, keys)
+    StatsLoader: MailingId => model::Stats, |conn, keys| model::mailing_stats(conn, keys)
 );
 
-async fn load<L, V>(ctx: &Context<'_>, key: Uuid) -> async_graphql::Result<Option<V>>
+async fn load<L, K, V>(ctx: &Context<'_>, key: K) -> async_graphql::Result<Option<V>>
 where
-    L: async_graphql::dataloader::Loader<Uuid, Value = V, Error = std::sync::Arc<AppError>>,
+    K: Send + Sync + std::hash::Hash + Eq + Clone + 'static,
+    L: async_graphql::dataloader::Loader<K, Value = V, Error = std::sync::Arc<AppError>>,
     V: Clone + Send + Sync + 'static,
 {
     ctx.data_unchecked::<DataLoader<L>>()
@@ -155,8 +74,8 @@ where
 pub trait MailingNode: OutputType + From<mailings::Mailing> + Send + Sync + 'static {}
 
 /// The mailing a delivery or attempt belongs to.
-async fn mailing_of<M: MailingNode>(ctx: &Context<'_>, id: Uuid) -> async_graphql::Result<M> {
-    load::<MailingLoader, _>(ctx, id)
+async fn mailing_of<M: MailingNode>(ctx: &Context<'_>, id: MailingId) -> async_graphql::Result<M> {
+    load::<MailingLoader, _, _>(ctx, id)
         .await?
         .map(M::from)
         .ok_or(AppError::NotFound)
@@ -172,7 +91,7 @@ pub struct Run(pub model::Run);
 
 impl Run {
     async fn counts(&self, ctx: &Context<'_>) -> async_graphql::Result<Counts> {
-        Ok(load::<RunCountsLoader, _>(ctx, self.0.id).await?.unwrap_or_default())
+        Ok(load::<RunCountsLoader, _, _>(ctx, self.0.id).await?.unwrap_or_default())
     }
 }
 
@@ -187,12 +106,7 @@ impl Run {
     }
 
     async fn status(&self) -> RunStatus {
-        match self.0.status.as_str() {
-            "done" => RunStatus::Done,
-            "skipped" => RunStatus::Skipped,
-            "cancelled" => RunStatus::Cancelled,
-            _ => RunStatus::Running,
-        }
+        self.0.status
     }
 
     async fn total(&self, ctx: &Context<'_>) -> async_graphql::Result<i32> {
@@ -247,7 +161,7 @@ impl<M: MailingNode> Delivery<M> {
 
     /// null once the client is deleted; `email` keeps the address.
     async fn client(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Client>> {
-        let client = load::<ClientLoader, _>(ctx, self.0.client_id).await?;
+        let client = load::<ClientLoader, _, _>(ctx, self.0.client_id).await?;
         Ok(client.filter(|c| c.deleted_at.is_none()).map(Client))
     }
 
@@ -257,23 +171,23 @@ impl<M: MailingNode> Delivery<M> {
 
     /// The scheduled run (occurrence) it belongs to.
     async fn run_at(&self, ctx: &Context<'_>) -> async_graphql::Result<DateTime<Utc>> {
-        load::<RunTimeLoader, _>(ctx, self.0.run_id)
+        load::<RunTimeLoader, _, _>(ctx, self.0.run_id)
             .await?
             .ok_or(AppError::NotFound)
             .map_err(Into::into)
     }
 
     async fn status(&self) -> DeliveryStatus {
-        DeliveryStatus::from_db(self.0.shown_status())
+        self.0.shown_status()
     }
 
     /// The Message-ID header, stable across retries.
     async fn message_id(&self, ctx: &Context<'_>) -> String {
-        crate::mail::message::message_id(self.0.id, &AppState::from_ctx(ctx).config().mail.mail_from)
+        crate::mail::message::message_id(self.0.id.into(), &AppState::from_ctx(ctx).config().mail.mail_from)
     }
 
     async fn attempts(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Attempt<M>>> {
-        Ok(load::<AttemptsOfLoader, _>(ctx, self.0.id)
+        Ok(load::<AttemptsOfLoader, _, _>(ctx, self.0.id)
             .await?
             .unwrap_or_default()
             .into_iter()
@@ -308,7 +222,7 @@ impl<M: MailingNode> Attempt<M> {
     }
 
     async fn delivery(&self, ctx: &Context<'_>) -> async_graphql::Result<Delivery<M>> {
-        load::<DeliveryLoader, _>(ctx, self.0.delivery_id)
+        load::<DeliveryLoader, _, _>(ctx, self.0.delivery_id)
             .await?
             .map(Delivery::new)
             .ok_or(AppError::NotFound)
@@ -324,7 +238,7 @@ impl<M: MailingNode> Attempt<M> {
     }
 
     async fn status(&self) -> AttemptStatus {
-        AttemptStatus::from_db(&self.0.status)
+        self.0.status
     }
 
     /// The server's reply or the transport error, when there was one (at most 1 KiB).
@@ -351,10 +265,10 @@ pub struct MailingStats {
 /// A mailing's totals (used by `Mailing.stats`).
 pub async fn mailing_stats(
     ctx: &Context<'_>,
-    mailing_id: Uuid,
+    mailing_id: MailingId,
     recipients: i64,
 ) -> async_graphql::Result<MailingStats> {
-    let stats = load::<StatsLoader, _>(ctx, mailing_id).await?.unwrap_or_default();
+    let stats = load::<StatsLoader, _, _>(ctx, mailing_id).await?.unwrap_or_default();
     Ok(MailingStats {
         recipients: to_i32(recipients),
         sent: to_i32(stats.deliveries.sent),
@@ -380,7 +294,7 @@ pub struct MailingProgress {
 }
 
 /// Whose attempts a viewer may read.
-fn owner_filter(scope: Scope) -> Option<Uuid> {
+fn owner_filter(scope: Scope) -> Option<UserId> {
     match scope {
         Scope::Owner(owner) => Some(owner),
         Scope::Everyone => None,
@@ -427,7 +341,7 @@ impl<M: MailingNode> DeliveriesQuery<M> {
         let filter = AttemptFilter {
             owner: owner_filter(read_scope(viewer)),
             mailing,
-            status: status.map(AttemptStatus::as_db),
+            status,
         };
         let mut conn = AppState::from_ctx(ctx).conn().await?;
         let page = model::attempts_page(&mut conn, &filter, args).await?;
@@ -455,7 +369,7 @@ pub mod of_mailing {
 
     pub async fn runs(
         ctx: &Context<'_>,
-        mailing: Uuid,
+        mailing: MailingId,
         first: Option<i32>,
         after: Option<String>,
     ) -> async_graphql::Result<Connection<Run>> {
@@ -467,14 +381,14 @@ pub mod of_mailing {
 
     pub async fn deliveries<M: MailingNode>(
         ctx: &Context<'_>,
-        mailing: Uuid,
+        mailing: MailingId,
         first: Option<i32>,
         after: Option<String>,
         status: Option<DeliveryStatus>,
     ) -> async_graphql::Result<Connection<Delivery<M>>> {
         let args = PageArgs::new(first, after.as_deref())?;
         let mut conn = AppState::from_ctx(ctx).conn().await?;
-        let page = model::deliveries_page(&mut conn, mailing, status.map(DeliveryStatus::as_db), args).await?;
+        let page = model::deliveries_page(&mut conn, mailing, status, args).await?;
         Ok(Connection::from_page(
             page,
             args,
@@ -485,7 +399,7 @@ pub mod of_mailing {
 
     pub async fn attempts<M: MailingNode>(
         ctx: &Context<'_>,
-        mailing: Uuid,
+        mailing: MailingId,
         first: Option<i32>,
         after: Option<String>,
         status: Option<AttemptStatus>,
@@ -494,7 +408,7 @@ pub mod of_mailing {
         let filter = AttemptFilter {
             owner: None,
             mailing: Some(mailing),
-            status: status.map(AttemptStatus::as_db),
+            status,
         };
         let mut conn = AppState::from_ctx(ctx).conn().await?;
         let page = model::attempts_page(&mut conn, &filter, args).await?;
@@ -579,7 +493,11 @@ fn events(state: &AppState) -> impl Stream<Item = std::sync::Arc<Event>> + use<>
     })
 }
 
-async fn visible_mailing(state: &AppState, viewer: &crate::accounts::Viewer, id: &ID) -> async_graphql::Result<Uuid> {
+async fn visible_mailing(
+    state: &AppState,
+    viewer: &crate::accounts::Viewer,
+    id: &ID,
+) -> async_graphql::Result<MailingId> {
     let id = parse_id(id).ok_or(AppError::NotFound)?;
     let mut conn = state.conn().await?;
     mailings::find(&mut conn, read_scope(viewer), id)

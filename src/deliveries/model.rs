@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use async_graphql::Enum;
 use chrono::{DateTime, Utc};
 use diesel::pg::Pg;
 use diesel::prelude::*;
@@ -12,14 +13,83 @@ use uuid::Uuid;
 
 use crate::db::page::{Cursor, Page, PageArgs};
 use crate::db::schema::{attempts, deliveries, runs};
+use crate::db::types::{AttemptId, ClientId, DeliveryId, MailingId, RunId, UserId};
+
+#[derive(
+    Enum, Copy, Clone, Debug, PartialEq, Eq, diesel::expression::AsExpression, diesel::deserialize::FromSqlRow,
+)]
+#[diesel(sql_type = Text)]
+pub enum DeliveryStatus {
+    /// Queued, possibly waiting for a retry.
+    Pending,
+    /// Claimed by an instance, SMTP conversation in progress.
+    Sending,
+    /// The mail server accepted the message.
+    Sent,
+    /// Permanent failure, or attempts exhausted.
+    Failed,
+    /// Outcome unknown (e.g. connection lost after the final dot): never resent automatically.
+    Unknown,
+    /// Never sent: mailing completed or deleted, client removed, deleted or unsubscribed, owner blocked.
+    Cancelled,
+}
+
+// SENDING is never stored: a delivery under way is stored PENDING with `sending_since`
+// set (see `Delivery::shown_status`); the column's CHECK refuses it.
+crate::text_enum!(DeliveryStatus {
+    Pending => "pending",
+    Sending => "sending",
+    Sent => "sent",
+    Failed => "failed",
+    Unknown => "unknown",
+    Cancelled => "cancelled",
+});
+
+#[derive(
+    Enum, Copy, Clone, Debug, PartialEq, Eq, diesel::expression::AsExpression, diesel::deserialize::FromSqlRow,
+)]
+#[diesel(sql_type = Text)]
+pub enum RunStatus {
+    /// Deliveries expanded, some still PENDING or SENDING.
+    Running,
+    /// Nothing pending any more.
+    Done,
+    /// Superseded by a later run that fell due before this one was sent (downtime, pause).
+    Skipped,
+    /// The mailing was completed or deleted before the run finished.
+    Cancelled,
+}
+
+crate::text_enum!(RunStatus { Running => "running", Done => "done", Skipped => "skipped", Cancelled => "cancelled" });
+
+#[derive(
+    Enum, Copy, Clone, Debug, PartialEq, Eq, diesel::expression::AsExpression, diesel::deserialize::FromSqlRow,
+)]
+#[diesel(sql_type = Text)]
+pub enum AttemptStatus {
+    Success,
+    /// 4xx reply, refused/reset connection, timeout or garbage before the end of DATA.
+    TemporaryFailure,
+    /// 5xx reply.
+    PermanentFailure,
+    /// Lost after the message was handed over.
+    Unknown,
+}
+
+crate::text_enum!(AttemptStatus {
+    Success => "success",
+    TemporaryFailure => "temporary_failure",
+    PermanentFailure => "permanent_failure",
+    Unknown => "unknown",
+});
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = runs, check_for_backend(Pg))]
 pub struct Run {
-    pub id: Uuid,
-    pub mailing_id: Uuid,
+    pub id: RunId,
+    pub mailing_id: MailingId,
     pub run_at: DateTime<Utc>,
-    pub status: String,
+    pub status: RunStatus,
 }
 
 impl Run {
@@ -27,7 +97,7 @@ impl Run {
     pub fn cursor(&self) -> Cursor {
         Cursor {
             created_at: self.run_at,
-            id: self.id,
+            id: self.id.0,
         }
     }
 }
@@ -45,15 +115,14 @@ pub struct Counts {
 }
 
 impl Counts {
-    fn add(&mut self, status: &str, n: i64) {
+    fn add(&mut self, status: DeliveryStatus, n: i64) {
         self.total += n;
         match status {
-            "sent" => self.sent += n,
-            "failed" => self.failed += n,
-            "unknown" => self.unknown += n,
-            "pending" => self.pending += n,
-            "cancelled" => self.cancelled += n,
-            _ => {}
+            DeliveryStatus::Sent => self.sent += n,
+            DeliveryStatus::Failed => self.failed += n,
+            DeliveryStatus::Unknown => self.unknown += n,
+            DeliveryStatus::Pending | DeliveryStatus::Sending => self.pending += n,
+            DeliveryStatus::Cancelled => self.cancelled += n,
         }
     }
 }
@@ -61,15 +130,15 @@ impl Counts {
 #[derive(Debug, Clone, Queryable, Selectable, QueryableByName)]
 #[diesel(table_name = deliveries, check_for_backend(Pg))]
 pub struct Delivery {
-    pub id: Uuid,
-    pub run_id: Uuid,
-    pub mailing_id: Uuid,
-    pub owner_id: Uuid,
-    pub client_id: Uuid,
+    pub id: DeliveryId,
+    pub run_id: RunId,
+    pub mailing_id: MailingId,
+    pub owner_id: UserId,
+    pub client_id: ClientId,
     pub email: String,
     /// As stored: a delivery whose exchange is under way is stored 'pending' with
     /// `sending_since` set (see `shown_status`).
-    pub status: String,
+    pub status: DeliveryStatus,
     pub sending_since: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
 }
@@ -78,17 +147,17 @@ impl Delivery {
     /// The status users see: 'sending' while the SMTP exchange is under way. (The
     /// dispatcher marks that in a column no index reads, so the mark rewrites the row in
     /// place; see migration 000011.)
-    pub fn shown_status(&self) -> &str {
+    pub fn shown_status(&self) -> DeliveryStatus {
         match self.sending_since {
-            Some(_) if self.status == "pending" => "sending",
-            _ => &self.status,
+            Some(_) if self.status == DeliveryStatus::Pending => DeliveryStatus::Sending,
+            _ => self.status,
         }
     }
 
     pub fn cursor(&self) -> Cursor {
         Cursor {
             created_at: self.created_at,
-            id: self.id,
+            id: self.id.0,
         }
     }
 }
@@ -96,13 +165,13 @@ impl Delivery {
 #[derive(Debug, Clone, Queryable, Selectable, QueryableByName)]
 #[diesel(table_name = attempts, check_for_backend(Pg))]
 pub struct Attempt {
-    pub id: Uuid,
-    pub delivery_id: Uuid,
-    pub mailing_id: Uuid,
-    pub owner_id: Uuid,
+    pub id: AttemptId,
+    pub delivery_id: DeliveryId,
+    pub mailing_id: MailingId,
+    pub owner_id: UserId,
     pub email: String,
     pub attempted_at: DateTime<Utc>,
-    pub status: String,
+    pub status: AttemptStatus,
     pub server_response: Option<String>,
 }
 
@@ -110,7 +179,7 @@ impl Attempt {
     pub fn cursor(&self) -> Cursor {
         Cursor {
             created_at: self.attempted_at,
-            id: self.id,
+            id: self.id.0,
         }
     }
 }
@@ -123,7 +192,7 @@ pub struct Stats {
     pub last_attempt_at: Option<DateTime<Utc>>,
 }
 
-pub async fn runs_page(conn: &mut AsyncPgConnection, mailing_id: Uuid, args: PageArgs) -> QueryResult<Page<Run>> {
+pub async fn runs_page(conn: &mut AsyncPgConnection, mailing_id: MailingId, args: PageArgs) -> QueryResult<Page<Run>> {
     let total = runs::table
         .filter(runs::mailing_id.eq(mailing_id))
         .count()
@@ -151,28 +220,31 @@ struct StatusCount {
     #[diesel(sql_type = SqlUuid)]
     key: Uuid,
     #[diesel(sql_type = Text)]
-    status: String,
+    status: DeliveryStatus,
     #[diesel(sql_type = BigInt)]
     n: i64,
 }
 
 /// Delivery counts per run, for several runs in one query.
-pub async fn run_counts(conn: &mut AsyncPgConnection, run_ids: &[Uuid]) -> QueryResult<HashMap<Uuid, Counts>> {
+pub async fn run_counts(conn: &mut AsyncPgConnection, run_ids: &[RunId]) -> QueryResult<HashMap<RunId, Counts>> {
     let rows: Vec<StatusCount> = diesel::sql_query(
         "SELECT run_id AS key, status, count(*) AS n FROM deliveries WHERE run_id = ANY($1) GROUP BY run_id, status",
     )
     .bind::<Array<SqlUuid>, _>(run_ids)
     .load(conn)
     .await?;
-    let mut counts: HashMap<Uuid, Counts> = run_ids.iter().map(|id| (*id, Counts::default())).collect();
+    let mut counts: HashMap<RunId, Counts> = run_ids.iter().map(|id| (*id, Counts::default())).collect();
     for row in rows {
-        counts.entry(row.key).or_default().add(&row.status, row.n);
+        counts.entry(RunId(row.key)).or_default().add(row.status, row.n);
     }
     Ok(counts)
 }
 
 /// Totals per mailing, for several mailings in two queries.
-pub async fn mailing_stats(conn: &mut AsyncPgConnection, mailing_ids: &[Uuid]) -> QueryResult<HashMap<Uuid, Stats>> {
+pub async fn mailing_stats(
+    conn: &mut AsyncPgConnection,
+    mailing_ids: &[MailingId],
+) -> QueryResult<HashMap<MailingId, Stats>> {
     let rows: Vec<StatusCount> = diesel::sql_query(
         "SELECT mailing_id AS key, status, count(*) AS n FROM deliveries WHERE mailing_id = ANY($1) GROUP BY mailing_id, status",
     )
@@ -182,7 +254,7 @@ pub async fn mailing_stats(conn: &mut AsyncPgConnection, mailing_ids: &[Uuid]) -
     #[derive(QueryableByName)]
     struct AttemptTotals {
         #[diesel(sql_type = SqlUuid)]
-        mailing_id: Uuid,
+        mailing_id: MailingId,
         #[diesel(sql_type = BigInt)]
         n: i64,
         #[diesel(sql_type = Nullable<Timestamptz>)]
@@ -194,9 +266,13 @@ pub async fn mailing_stats(conn: &mut AsyncPgConnection, mailing_ids: &[Uuid]) -
     .bind::<Array<SqlUuid>, _>(mailing_ids)
     .load(conn)
     .await?;
-    let mut stats: HashMap<Uuid, Stats> = mailing_ids.iter().map(|id| (*id, Stats::default())).collect();
+    let mut stats: HashMap<MailingId, Stats> = mailing_ids.iter().map(|id| (*id, Stats::default())).collect();
     for row in rows {
-        stats.entry(row.key).or_default().deliveries.add(&row.status, row.n);
+        stats
+            .entry(MailingId(row.key))
+            .or_default()
+            .deliveries
+            .add(row.status, row.n);
     }
     for total in totals {
         let entry = stats.entry(total.mailing_id).or_default();
@@ -208,8 +284,8 @@ pub async fn mailing_stats(conn: &mut AsyncPgConnection, mailing_ids: &[Uuid]) -
 
 pub async fn deliveries_page(
     conn: &mut AsyncPgConnection,
-    mailing_id: Uuid,
-    status: Option<&str>,
+    mailing_id: MailingId,
+    status: Option<DeliveryStatus>,
     args: PageArgs,
 ) -> QueryResult<Page<Delivery>> {
     let filtered = || {
@@ -218,13 +294,13 @@ pub async fn deliveries_page(
             .into_boxed();
         match status {
             None => query,
-            Some("sending") => query
-                .filter(deliveries::status.eq("pending"))
+            Some(DeliveryStatus::Sending) => query
+                .filter(deliveries::status.eq(DeliveryStatus::Pending))
                 .filter(deliveries::sending_since.is_not_null()),
-            Some("pending") => query
-                .filter(deliveries::status.eq("pending"))
+            Some(DeliveryStatus::Pending) => query
+                .filter(deliveries::status.eq(DeliveryStatus::Pending))
                 .filter(deliveries::sending_since.is_null()),
-            Some(stored) => query.filter(deliveries::status.eq(stored.to_owned())),
+            Some(stored) => query.filter(deliveries::status.eq(stored)),
         }
     };
     let total = filtered().count().get_result(conn).await?;
@@ -235,7 +311,7 @@ pub async fn deliveries_page(
     Ok(Page { rows, total })
 }
 
-pub async fn deliveries_by_ids(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> QueryResult<Vec<Delivery>> {
+pub async fn deliveries_by_ids(conn: &mut AsyncPgConnection, ids: &[DeliveryId]) -> QueryResult<Vec<Delivery>> {
     deliveries::table
         .filter(deliveries::id.eq_any(ids))
         .select(Delivery::as_select())
@@ -244,8 +320,8 @@ pub async fn deliveries_by_ids(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> Qu
 }
 
 /// When each delivery's run falls.
-pub async fn run_times(conn: &mut AsyncPgConnection, run_ids: &[Uuid]) -> QueryResult<HashMap<Uuid, DateTime<Utc>>> {
-    let rows: Vec<(Uuid, DateTime<Utc>)> = runs::table
+pub async fn run_times(conn: &mut AsyncPgConnection, run_ids: &[RunId]) -> QueryResult<HashMap<RunId, DateTime<Utc>>> {
+    let rows: Vec<(RunId, DateTime<Utc>)> = runs::table
         .filter(runs::id.eq_any(run_ids))
         .select((runs::id, runs::run_at))
         .load(conn)
@@ -254,14 +330,14 @@ pub async fn run_times(conn: &mut AsyncPgConnection, run_ids: &[Uuid]) -> QueryR
 }
 
 /// Whose attempts a reader sees, and which.
-pub struct AttemptFilter<'a> {
+pub struct AttemptFilter {
     /// None: every owner's (managers and admins).
-    pub owner: Option<Uuid>,
-    pub mailing: Option<Uuid>,
-    pub status: Option<&'a str>,
+    pub owner: Option<UserId>,
+    pub mailing: Option<MailingId>,
+    pub status: Option<AttemptStatus>,
 }
 
-fn attempts_filtered(filter: &AttemptFilter<'_>) -> attempts::BoxedQuery<'static, Pg> {
+fn attempts_filtered(filter: &AttemptFilter) -> attempts::BoxedQuery<'static, Pg> {
     let mut query = attempts::table.into_boxed();
     if let Some(owner) = filter.owner {
         query = query.filter(attempts::owner_id.eq(owner));
@@ -270,7 +346,7 @@ fn attempts_filtered(filter: &AttemptFilter<'_>) -> attempts::BoxedQuery<'static
         query = query.filter(attempts::mailing_id.eq(mailing));
     }
     if let Some(status) = filter.status {
-        query = query.filter(attempts::status.eq(status.to_owned()));
+        query = query.filter(attempts::status.eq(status));
     }
     query
 }
@@ -278,7 +354,7 @@ fn attempts_filtered(filter: &AttemptFilter<'_>) -> attempts::BoxedQuery<'static
 /// The mailing log, newest first.
 pub async fn attempts_page(
     conn: &mut AsyncPgConnection,
-    filter: &AttemptFilter<'_>,
+    filter: &AttemptFilter,
     args: PageArgs,
 ) -> QueryResult<Page<Attempt>> {
     let total = attempts_filtered(filter).count().get_result(conn).await?;
@@ -302,15 +378,15 @@ pub async fn attempts_page(
 /// Each delivery's attempts, oldest first.
 pub async fn attempts_of(
     conn: &mut AsyncPgConnection,
-    delivery_ids: &[Uuid],
-) -> QueryResult<HashMap<Uuid, Vec<Attempt>>> {
+    delivery_ids: &[DeliveryId],
+) -> QueryResult<HashMap<DeliveryId, Vec<Attempt>>> {
     let rows: Vec<Attempt> = attempts::table
         .filter(attempts::delivery_id.eq_any(delivery_ids))
         .order((attempts::attempted_at.asc(), attempts::attempt_number.asc()))
         .select(Attempt::as_select())
         .load(conn)
         .await?;
-    let mut grouped: HashMap<Uuid, Vec<Attempt>> = delivery_ids.iter().map(|id| (*id, Vec::new())).collect();
+    let mut grouped: HashMap<DeliveryId, Vec<Attempt>> = delivery_ids.iter().map(|id| (*id, Vec::new())).collect();
     for row in rows {
         grouped.entry(row.delivery_id).or_default().push(row);
     }
@@ -321,7 +397,7 @@ pub async fn attempts_of(
 /// transaction time), in the order they were logged.
 pub async fn attempts_logged_at(
     conn: &mut AsyncPgConnection,
-    mailing_id: Uuid,
+    mailing_id: MailingId,
     at: &[DateTime<Utc>],
 ) -> QueryResult<Vec<Attempt>> {
     attempts::table
@@ -339,13 +415,13 @@ pub async fn attempts_logged_at(
 /// Which pending deliveries to cancel.
 pub enum Cancel<'a> {
     /// Every pending delivery of the mailing (completed or deleted); its running runs too.
-    Mailing(Uuid),
+    Mailing(MailingId),
     /// Of a mailing, those to clients no longer in it.
-    RemovedClients { mailing: Uuid, kept: &'a [Uuid] },
+    RemovedClients { mailing: MailingId, kept: &'a [ClientId] },
     /// Of a client, everywhere (deleted or unsubscribed).
-    Client(Uuid),
+    Client(ClientId),
     /// Of every mailing of a user (blocked or deleted).
-    Owner(Uuid),
+    Owner(UserId),
 }
 
 /// Cancels deliveries that have not begun (PENDING, claimed or not). Those already SENDING
@@ -401,7 +477,11 @@ pub async fn cancel_pending(conn: &mut AsyncPgConnection, which: Cancel<'_>) -> 
 
 /// Puts a mailing's deliveries in `statuses` back in the queue with a fresh attempt budget
 /// (same delivery, so the same Message-ID); their runs are running again.
-pub async fn retry(conn: &mut AsyncPgConnection, mailing_id: Uuid, statuses: &[&str]) -> QueryResult<usize> {
+pub async fn retry(
+    conn: &mut AsyncPgConnection,
+    mailing_id: MailingId,
+    statuses: &[DeliveryStatus],
+) -> QueryResult<usize> {
     let retried = diesel::sql_query(
         "UPDATE deliveries SET status = 'pending', next_attempt_at = now(), attempts_before_retry = attempt_count, \
              lease_owner = NULL, lease_expires_at = NULL, updated_at = now() \

@@ -7,21 +7,21 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
 use lettre::message::Mailbox;
 use sha2::Sha256;
-use uuid::Uuid;
 
 use crate::config::HttpConfig;
+use crate::db::types::{ClientId, DeliveryId};
 use crate::mail::message::{Draft, Outgoing, message_id};
 use crate::messages::model::Placeholders;
 
-fn signature(key: &[u8], client_id: Uuid) -> String {
+fn signature(key: &[u8], client_id: ClientId) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
-    mac.update(client_id.as_bytes());
+    mac.update(client_id.0.as_bytes());
     URL_SAFE_NO_PAD.encode(&mac.finalize().into_bytes()[..16])
 }
 
 /// `PUBLIC_URL/unsubscribe?c=<client>&s=<signature>`: works without signing in, only for
 /// the client it was made for.
-pub fn unsubscribe_url(http: &HttpConfig, key: &[u8], client_id: Uuid) -> String {
+pub fn unsubscribe_url(http: &HttpConfig, key: &[u8], client_id: ClientId) -> String {
     http.link(
         "unsubscribe",
         &[("c", &client_id.to_string()), ("s", &signature(key, client_id))],
@@ -29,19 +29,19 @@ pub fn unsubscribe_url(http: &HttpConfig, key: &[u8], client_id: Uuid) -> String
 }
 
 /// Whether `sig` was made for `client_id` (compared in constant time).
-pub fn verify_unsubscribe(key: &[u8], client_id: Uuid, sig: &str) -> bool {
+pub fn verify_unsubscribe(key: &[u8], client_id: ClientId, sig: &str) -> bool {
     let Ok(given) = URL_SAFE_NO_PAD.decode(sig) else {
         return false;
     };
     let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
-    mac.update(client_id.as_bytes());
+    mac.update(client_id.0.as_bytes());
     mac.verify_truncated_left(&given).is_ok() && given.len() == 16
 }
 
 /// What a delivery needs to become a message.
 pub struct Recipient<'a> {
-    pub delivery_id: Uuid,
-    pub client_id: Uuid,
+    pub delivery_id: DeliveryId,
+    pub client_id: ClientId,
     pub email: &'a str,
     pub full_name: &'a str,
 }
@@ -77,7 +77,7 @@ pub fn compose(
             to_name: Some(&name),
             subject: &subject,
             body: &text,
-            message_id: Some(message_id(to.delivery_id, from)),
+            message_id: Some(message_id(to.delivery_id.0, from)),
             headers: vec![
                 ("List-Unsubscribe", format!("<{unsubscribe}>")),
                 ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click".to_owned()),
@@ -94,10 +94,10 @@ mod tests {
     #[test]
     fn unsubscribe_signatures_bind_the_client() {
         let key = b"k".repeat(32);
-        let client = Uuid::new_v4();
+        let client = ClientId::new_random();
         let sig = signature(&key, client);
         assert!(verify_unsubscribe(&key, client, &sig));
-        assert!(!verify_unsubscribe(&key, Uuid::new_v4(), &sig));
+        assert!(!verify_unsubscribe(&key, ClientId::new_random(), &sig));
         assert!(!verify_unsubscribe(b"other key", client, &sig));
         assert!(!verify_unsubscribe(&key, client, "garbage"));
     }

@@ -8,9 +8,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use futures_util::StreamExt;
-use uuid::Uuid;
 
 use crate::app::AppState;
+use crate::db::types::{MailingId, RunId};
 use crate::deliveries::model as deliveries;
 use crate::events::{CHANNEL, Event, Notice, Progress};
 
@@ -98,7 +98,12 @@ async fn handle(state: &AppState, notice: Notice) {
 }
 
 /// Publishes the attempts a batch logged and the run's new counts.
-async fn publish_run(state: &AppState, mailing: Uuid, run: Uuid, logged_at: Vec<DateTime<Utc>>) -> anyhow::Result<()> {
+async fn publish_run(
+    state: &AppState,
+    mailing: MailingId,
+    run: RunId,
+    logged_at: Vec<DateTime<Utc>>,
+) -> anyhow::Result<()> {
     // Nobody listening on this instance: nothing to read.
     if state.events().receivers() == 0 {
         return Ok(());

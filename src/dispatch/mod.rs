@@ -26,9 +26,10 @@ use std::time::{Duration, Instant};
 use futures_util::FutureExt;
 use lettre::message::Mailbox;
 use tokio::sync::watch;
-use uuid::Uuid;
 
 use crate::app::AppState;
+use crate::db::types::{DeliveryId, MailingId, RunId};
+use crate::deliveries::model::DeliveryStatus;
 use crate::events::{Notice, Notifier};
 use crate::mail::message::Outgoing;
 use crate::metrics::{Outcome as OutcomeLabel, Status as StatusLabel};
@@ -67,7 +68,7 @@ pub struct Dispatcher {
     pacer: Option<Pacer>,
     totals: Totals,
     /// Deliveries claimed and not yet recorded or given back: the heartbeat keeps their leases.
-    in_hand: Arc<Mutex<HashSet<Uuid>>>,
+    in_hand: Arc<Mutex<HashSet<DeliveryId>>>,
     /// Tells every instance's subscribers about recorded sends, after the commit.
     notifier: Notifier,
     notifier_task: tokio::task::JoinHandle<()>,
@@ -331,23 +332,23 @@ impl Dispatcher {
             if next.is_none() && outcomes.is_empty() {
                 break;
             }
-            let next_ids: Vec<Uuid> = next.map(|g| g.iter().map(|c| c.id).collect()).unwrap_or_default();
+            let next_ids: Vec<DeliveryId> = next.map(|g| g.iter().map(|c| c.id).collect()).unwrap_or_default();
             // One round trip: record the last group and mark the next one SENDING. So at most
             // one group (≤ SMTP_CONCURRENCY deliveries) is ever SENDING.
             let advanced = self.advance(&mut conn, &outcomes, &next_ids).await?;
             self.tick();
             self.announce(&outcomes, advanced.logged_at);
-            let go: HashSet<Uuid> = advanced.started.into_iter().collect();
+            let go: HashSet<DeliveryId> = advanced.started.into_iter().collect();
             let db = conn.as_mut().expect("advance leaves a connection");
             self.let_go(&outcomes.iter().map(|o| o.id).collect::<Vec<_>>());
-            let held_back: Vec<Uuid> = next_ids.iter().copied().filter(|id| !go.contains(id)).collect();
+            let held_back: Vec<DeliveryId> = next_ids.iter().copied().filter(|id| !go.contains(id)).collect();
             if !held_back.is_empty() {
                 // Paused or cancelled since the claim: not ours to send.
                 queue::release(db, me, Some(&held_back)).await?;
                 self.let_go(&held_back);
             }
             if halt {
-                let rest: Vec<Uuid> = groups.by_ref().flatten().map(|c| c.id).collect();
+                let rest: Vec<DeliveryId> = groups.by_ref().flatten().map(|c| c.id).collect();
                 if !rest.is_empty() {
                     queue::release(db, me, Some(&rest)).await?;
                     self.let_go(&rest);
@@ -376,7 +377,7 @@ impl Dispatcher {
         &self,
         conn: &mut Option<crate::db::PooledConn>,
         outcomes: &[Outcome],
-        next: &[Uuid],
+        next: &[DeliveryId],
     ) -> anyhow::Result<queue::Advanced> {
         let give_up_after = self.state.config().dispatch.lease_ttl;
         let first_try = Instant::now();
@@ -406,7 +407,7 @@ impl Dispatcher {
 
     /// One notice per run the recorded group touched (they share its transaction time).
     fn announce(&self, outcomes: &[Outcome], logged_at: chrono::DateTime<chrono::Utc>) {
-        let runs: HashSet<(Uuid, Uuid)> = outcomes.iter().map(|o| (o.mailing_id, o.run_id)).collect();
+        let runs: HashSet<(MailingId, RunId)> = outcomes.iter().map(|o| (o.mailing_id, o.run_id)).collect();
         for (mailing, run) in runs {
             self.notifier.send(Notice::Run {
                 mailing,
@@ -416,7 +417,7 @@ impl Dispatcher {
         }
     }
 
-    fn let_go(&self, ids: &[Uuid]) {
+    fn let_go(&self, ids: &[DeliveryId]) {
         let mut in_hand = self.in_hand.lock().expect("in-hand lock");
         for id in ids {
             in_hand.remove(id);
@@ -517,8 +518,8 @@ impl Dispatcher {
     fn count(&self, verdict: &Verdict) {
         let metrics = self.state.metrics();
         let outcome = match verdict.delivery_status {
-            "pending" => "retry",
-            other => other,
+            DeliveryStatus::Pending => "retry",
+            other => other.as_db(),
         };
         metrics
             .deliveries
@@ -529,14 +530,14 @@ impl Dispatcher {
         metrics
             .attempts
             .get_or_create(&StatusLabel {
-                status: verdict.attempt_status.to_owned(),
+                status: verdict.attempt_status.as_db().to_owned(),
             })
             .inc();
         metrics.breaker_open.set(i64::from(self.breaker.is_open()));
-        let counter = match outcome {
-            "sent" => &self.totals.sent,
-            "failed" => &self.totals.failed,
-            "retry" => &self.totals.will_retry,
+        let counter = match verdict.delivery_status {
+            DeliveryStatus::Sent => &self.totals.sent,
+            DeliveryStatus::Failed => &self.totals.failed,
+            DeliveryStatus::Pending => &self.totals.will_retry,
             _ => &self.totals.unknown,
         };
         counter.fetch_add(1, Ordering::Relaxed);
@@ -544,14 +545,14 @@ impl Dispatcher {
 }
 
 /// Extends the leases of what this instance has in hand every third of LEASE_TTL.
-async fn heartbeat(state: AppState, in_hand: Arc<Mutex<HashSet<Uuid>>>, mut stop: watch::Receiver<bool>) {
+async fn heartbeat(state: AppState, in_hand: Arc<Mutex<HashSet<DeliveryId>>>, mut stop: watch::Receiver<bool>) {
     let lease = state.config().dispatch.lease_ttl;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(lease / 3) => {}
             _ = stop.wait_for(|s| *s) => return,
         }
-        let ids: Vec<Uuid> = in_hand.lock().expect("in-hand lock").iter().copied().collect();
+        let ids: Vec<DeliveryId> = in_hand.lock().expect("in-hand lock").iter().copied().collect();
         if ids.is_empty() {
             continue;
         }

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use crate::deliveries::model::{AttemptStatus, DeliveryStatus};
 use crate::mail::{FailureKind, Phase, SendError};
 use crate::retry::backoff;
 
@@ -22,16 +23,20 @@ pub struct RetryPolicy {
 /// the log says.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Verdict {
-    /// pending (retry later), sent, failed, unknown.
-    pub delivery_status: &'static str,
-    /// success, temporary_failure, permanent_failure, unknown.
-    pub attempt_status: &'static str,
+    /// PENDING (retry later), SENT, FAILED or UNKNOWN.
+    pub delivery_status: DeliveryStatus,
+    pub attempt_status: AttemptStatus,
     pub retry_in: Duration,
     pub response: String,
 }
 
 impl Verdict {
-    fn new(delivery_status: &'static str, attempt_status: &'static str, retry_in: Duration, response: String) -> Self {
+    fn new(
+        delivery_status: DeliveryStatus,
+        attempt_status: AttemptStatus,
+        retry_in: Duration,
+        response: String,
+    ) -> Self {
         Verdict {
             delivery_status,
             attempt_status,
@@ -43,12 +48,17 @@ impl Verdict {
     /// A message that could not be composed (a value no transport takes, over
     /// MAX_MESSAGE_SIZE): nothing was sent, and trying again changes nothing.
     pub fn not_composed(reason: String) -> Self {
-        Verdict::new("failed", "permanent_failure", Duration::ZERO, reason)
+        Verdict::new(
+            DeliveryStatus::Failed,
+            AttemptStatus::PermanentFailure,
+            Duration::ZERO,
+            reason,
+        )
     }
 
     /// A send that ended in a panic (a bug): it may have gone out, so never again by itself.
     pub fn crashed(reason: String) -> Self {
-        Verdict::new("unknown", "unknown", Duration::ZERO, reason)
+        Verdict::new(DeliveryStatus::Unknown, AttemptStatus::Unknown, Duration::ZERO, reason)
     }
 }
 
@@ -62,7 +72,14 @@ impl Verdict {
 ///   (or the wait the server names, up to RETRY_MAX), FAILED once MAX_ATTEMPTS are used.
 pub fn classify(result: &Result<String, SendError>, used: u32, policy: &RetryPolicy, jitter: f64) -> Verdict {
     let err = match result {
-        Ok(reply) => return Verdict::new("sent", "success", Duration::ZERO, reply.clone()),
+        Ok(reply) => {
+            return Verdict::new(
+                DeliveryStatus::Sent,
+                AttemptStatus::Success,
+                Duration::ZERO,
+                reply.clone(),
+            );
+        }
         Err(err) => err,
     };
     let response = match &err.code {
@@ -70,15 +87,28 @@ pub fn classify(result: &Result<String, SendError>, used: u32, policy: &RetryPol
         None => format!("{} (during {:?})", err.detail, err.phase),
     };
     match err.kind {
-        FailureKind::Permanent => Verdict::new("failed", "permanent_failure", Duration::ZERO, response),
-        FailureKind::Unknown => Verdict::new("unknown", "unknown", Duration::ZERO, response),
-        FailureKind::Transient if used >= u32::from(policy.max_attempts) => {
-            Verdict::new("failed", "temporary_failure", Duration::ZERO, response)
-        }
+        FailureKind::Permanent => Verdict::new(
+            DeliveryStatus::Failed,
+            AttemptStatus::PermanentFailure,
+            Duration::ZERO,
+            response,
+        ),
+        FailureKind::Unknown => Verdict::new(
+            DeliveryStatus::Unknown,
+            AttemptStatus::Unknown,
+            Duration::ZERO,
+            response,
+        ),
+        FailureKind::Transient if used >= u32::from(policy.max_attempts) => Verdict::new(
+            DeliveryStatus::Failed,
+            AttemptStatus::TemporaryFailure,
+            Duration::ZERO,
+            response,
+        ),
         FailureKind::Transient => {
             let backoff = backoff(used, policy.retry_base, policy.retry_max, jitter);
             let wait = requested_wait(&err.detail).map_or(backoff, |asked| asked.min(policy.retry_max).max(backoff));
-            Verdict::new("pending", "temporary_failure", wait, response)
+            Verdict::new(DeliveryStatus::Pending, AttemptStatus::TemporaryFailure, wait, response)
         }
     }
 }
@@ -147,7 +177,10 @@ mod tests {
     #[test]
     fn every_class_of_answer() {
         let sent = classify(&Ok("250 2.0.0 ok".into()), 1, &POLICY, 1.0);
-        assert_eq!((sent.delivery_status, sent.attempt_status), ("sent", "success"));
+        assert_eq!(
+            (sent.delivery_status, sent.attempt_status),
+            (DeliveryStatus::Sent, AttemptStatus::Success)
+        );
 
         let rejected = failure(
             FailureKind::Permanent,
@@ -156,26 +189,36 @@ mod tests {
             "550 5.1.1 no such user",
         );
         let v = classify(&Err(rejected.clone()), 1, &POLICY, 1.0);
-        assert_eq!((v.delivery_status, v.attempt_status), ("failed", "permanent_failure"));
+        assert_eq!(
+            (v.delivery_status, v.attempt_status),
+            (DeliveryStatus::Failed, AttemptStatus::PermanentFailure)
+        );
         assert_eq!(v.response, "550 5.1.1 no such user");
 
         let lost = failure(FailureKind::Unknown, Phase::Message, None, "connection reset");
         let v = classify(&Err(lost.clone()), 1, &POLICY, 1.0);
-        assert_eq!((v.delivery_status, v.attempt_status), ("unknown", "unknown"));
+        assert_eq!(
+            (v.delivery_status, v.attempt_status),
+            (DeliveryStatus::Unknown, AttemptStatus::Unknown)
+        );
         assert_eq!(v.response, "connection reset (during Message)");
 
         let busy = failure(FailureKind::Transient, Phase::Rcpt, Some("451"), "451 4.3.0 busy");
         let v = classify(&Err(busy.clone()), 1, &POLICY, 1.0);
         assert_eq!(
             (v.delivery_status, v.attempt_status, v.retry_in),
-            ("pending", "temporary_failure", Duration::from_secs(60))
+            (
+                DeliveryStatus::Pending,
+                AttemptStatus::TemporaryFailure,
+                Duration::from_secs(60)
+            )
         );
         let v = classify(&Err(busy.clone()), 2, &POLICY, 1.0);
         assert_eq!(v.retry_in, Duration::from_secs(120), "doubles");
         let v = classify(&Err(busy.clone()), 3, &POLICY, 1.0);
         assert_eq!(
             (v.delivery_status, v.attempt_status),
-            ("failed", "temporary_failure"),
+            (DeliveryStatus::Failed, AttemptStatus::TemporaryFailure),
             "attempts used up"
         );
     }

@@ -11,17 +11,20 @@ use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text, Timestamptz, Uui
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
+use crate::db::types::{ClientId, DeliveryId, MailingId, RunId};
+use crate::deliveries::model::{AttemptStatus, DeliveryStatus};
+
 /// A delivery this instance holds a lease on.
 #[derive(Debug, Clone, diesel::QueryableByName)]
 pub struct Claimed {
     #[diesel(sql_type = SqlUuid)]
-    pub id: Uuid,
+    pub id: DeliveryId,
     #[diesel(sql_type = SqlUuid)]
-    pub run_id: Uuid,
+    pub run_id: RunId,
     #[diesel(sql_type = SqlUuid)]
-    pub mailing_id: Uuid,
+    pub mailing_id: MailingId,
     #[diesel(sql_type = SqlUuid)]
-    pub client_id: Uuid,
+    pub client_id: ClientId,
     #[diesel(sql_type = Text)]
     pub email: String,
     #[diesel(sql_type = Text)]
@@ -74,7 +77,7 @@ pub async fn claim(
 /// index can answer, so the plan reads the ids by primary key however stale the statistics
 /// are (a run expanded a moment ago otherwise gets a scan of a partial index holding every
 /// pending delivery); see also the `dispatch_advance` migration.
-pub async fn release(conn: &mut AsyncPgConnection, me: Uuid, ids: Option<&[Uuid]>) -> diesel::QueryResult<usize> {
+pub async fn release(conn: &mut AsyncPgConnection, me: Uuid, ids: Option<&[DeliveryId]>) -> diesel::QueryResult<usize> {
     match ids {
         Some(ids) => {
             diesel::sql_query(
@@ -103,7 +106,7 @@ pub async fn release(conn: &mut AsyncPgConnection, me: Uuid, ids: Option<&[Uuid]
 pub async fn extend_leases(
     conn: &mut AsyncPgConnection,
     me: Uuid,
-    ids: &[Uuid],
+    ids: &[DeliveryId],
     lease: Duration,
 ) -> diesel::QueryResult<usize> {
     diesel::sql_query(
@@ -120,23 +123,22 @@ pub async fn extend_leases(
 /// What one exchange did to one delivery.
 #[derive(Debug, Clone)]
 pub struct Outcome {
-    pub id: Uuid,
+    pub id: DeliveryId,
     /// The delivery's run and mailing, for the notice to subscribers.
-    pub run_id: Uuid,
-    pub mailing_id: Uuid,
+    pub run_id: RunId,
+    pub mailing_id: MailingId,
     pub attempt: i32,
-    /// pending (retry later), sent, failed, unknown.
-    pub delivery_status: &'static str,
+    /// PENDING (retry later), SENT, FAILED or UNKNOWN.
+    pub delivery_status: DeliveryStatus,
     pub retry_in: Duration,
-    /// success, temporary_failure, permanent_failure, unknown.
-    pub attempt_status: &'static str,
+    pub attempt_status: AttemptStatus,
     pub response: Option<String>,
 }
 
 /// What `advance` did: the next group's deliveries that may be sent, and the transaction
 /// time the group's attempts were logged at (what the notices to subscribers carry).
 pub struct Advanced {
-    pub started: Vec<Uuid>,
+    pub started: Vec<DeliveryId>,
     pub logged_at: DateTime<Utc>,
 }
 
@@ -149,7 +151,7 @@ pub async fn advance(
     conn: &mut AsyncPgConnection,
     me: Uuid,
     outcomes: &[Outcome],
-    next: &[Uuid],
+    next: &[DeliveryId],
 ) -> diesel::QueryResult<Advanced> {
     let query = Advance {
         ids: outcomes.iter().map(|o| o.id).collect(),
@@ -171,7 +173,7 @@ pub async fn advance(
 #[derive(diesel::QueryableByName)]
 struct AdvanceRow {
     #[diesel(sql_type = Nullable<Array<SqlUuid>>)]
-    started: Option<Vec<Uuid>>,
+    started: Option<Vec<DeliveryId>>,
     #[diesel(sql_type = Timestamptz)]
     logged_at: DateTime<Utc>,
 }
@@ -181,14 +183,14 @@ struct AdvanceRow {
 /// parsed and described on every call. `$n` in ADVANCE_SQL are its parameters.
 #[derive(diesel::query_builder::QueryId)]
 struct Advance {
-    ids: Vec<Uuid>,
-    statuses: Vec<&'static str>,
+    ids: Vec<DeliveryId>,
+    statuses: Vec<DeliveryStatus>,
     delays: Vec<i64>,
     attempts: Vec<i32>,
-    attempt_statuses: Vec<&'static str>,
+    attempt_statuses: Vec<AttemptStatus>,
     responses: Vec<Option<String>>,
     owner: Uuid,
-    next: Vec<Uuid>,
+    next: Vec<DeliveryId>,
 }
 
 const ADVANCE_SQL: &str = "SELECT started, logged_at FROM dispatch_advance($1, $2, $3, $4, $5, $6, $7, $8)";
@@ -228,9 +230,9 @@ impl diesel::query_builder::Query for Advance {
 #[derive(Debug, Clone, diesel::QueryableByName)]
 pub struct Touched {
     #[diesel(sql_type = SqlUuid)]
-    pub mailing_id: Uuid,
+    pub mailing_id: MailingId,
     #[diesel(sql_type = SqlUuid)]
-    pub run_id: Uuid,
+    pub run_id: RunId,
     #[diesel(sql_type = Timestamptz)]
     pub logged_at: DateTime<Utc>,
 }
@@ -271,7 +273,7 @@ pub async fn rescue_expired(conn: &mut AsyncPgConnection) -> diesel::QueryResult
 #[derive(Debug, Clone, diesel::QueryableByName)]
 pub struct RunSnapshot {
     #[diesel(sql_type = SqlUuid)]
-    pub id: Uuid,
+    pub id: RunId,
     #[diesel(sql_type = Text)]
     pub subject: String,
     #[diesel(sql_type = Text)]
@@ -282,8 +284,8 @@ pub struct RunSnapshot {
 
 pub async fn run_snapshots(
     conn: &mut AsyncPgConnection,
-    run_ids: &[Uuid],
-) -> diesel::QueryResult<HashMap<Uuid, RunSnapshot>> {
+    run_ids: &[RunId],
+) -> diesel::QueryResult<HashMap<RunId, RunSnapshot>> {
     let rows: Vec<RunSnapshot> = diesel::sql_query("SELECT id, subject, body, mail_from FROM runs WHERE id = ANY($1)")
         .bind::<Array<SqlUuid>, _>(run_ids)
         .load(conn)

@@ -9,6 +9,7 @@ use diesel::sql_types::{Array, Text, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
+use crate::db::types::{MailingId, RunId};
 use crate::mailings::model::Mailing;
 
 /// Most SKIPPED rows recorded when a long outage is coalesced.
@@ -17,8 +18,8 @@ const MAX_SKIPPED_RECORDED: usize = 1_000;
 /// A run this instance started.
 #[derive(Debug, Clone)]
 pub struct Started {
-    pub mailing_id: Uuid,
-    pub run_id: Uuid,
+    pub mailing_id: MailingId,
+    pub run_id: RunId,
     pub deliveries: usize,
 }
 
@@ -49,7 +50,7 @@ pub async fn start_due(
     let mut started = Vec::new();
     for Id { id } in due {
         if let Some(run) = conn
-            .transaction::<_, anyhow::Error, _>(async |conn| start_one(conn, id, mail_from, quota).await)
+            .transaction::<_, anyhow::Error, _>(async |conn| start_one(conn, MailingId(id), mail_from, quota).await)
             .await?
         {
             started.push(run);
@@ -60,7 +61,7 @@ pub async fn start_due(
 
 async fn start_one(
     conn: &mut AsyncPgConnection,
-    mailing_id: Uuid,
+    mailing_id: MailingId,
     mail_from: &str,
     quota: Option<u32>,
 ) -> anyhow::Result<Option<Started>> {
@@ -176,7 +177,7 @@ async fn start_one(
         }
         started = Some(Started {
             mailing_id,
-            run_id,
+            run_id: RunId(run_id),
             deliveries,
         });
     }
@@ -224,20 +225,20 @@ async fn within_quota(conn: &mut AsyncPgConnection, mailing: &Mailing, quota: u3
 
 /// Closes runs with nothing PENDING or SENDING left, then completes mailings whose window
 /// is over and whose runs are all closed. Returns the mailings whose runs closed.
-pub async fn close_finished(conn: &mut AsyncPgConnection) -> diesel::QueryResult<Vec<Uuid>> {
+pub async fn close_finished(conn: &mut AsyncPgConnection) -> diesel::QueryResult<Vec<MailingId>> {
     #[derive(diesel::QueryableByName)]
-    struct MailingId {
+    struct Closed {
         #[diesel(sql_type = SqlUuid)]
-        mailing_id: Uuid,
+        mailing_id: MailingId,
     }
-    let closed: Vec<MailingId> = diesel::sql_query(
+    let closed: Vec<Closed> = diesel::sql_query(
         "UPDATE runs r SET status = 'done', finished_at = now() WHERE r.status = 'running' \
          AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.run_id = r.id AND d.status = 'pending') \
          RETURNING r.mailing_id",
     )
     .load(conn)
     .await?;
-    let mut mailings: Vec<Uuid> = closed.into_iter().map(|c| c.mailing_id).collect();
+    let mut mailings: Vec<MailingId> = closed.into_iter().map(|c| c.mailing_id).collect();
     mailings.sort();
     mailings.dedup();
     complete_if_over(conn, &mailings).await?;
@@ -245,7 +246,7 @@ pub async fn close_finished(conn: &mut AsyncPgConnection) -> diesel::QueryResult
 }
 
 /// Marks COMPLETED the given mailings that have no run left to start and none running.
-pub async fn complete_if_over(conn: &mut AsyncPgConnection, mailing_ids: &[Uuid]) -> diesel::QueryResult<usize> {
+pub async fn complete_if_over(conn: &mut AsyncPgConnection, mailing_ids: &[MailingId]) -> diesel::QueryResult<usize> {
     if mailing_ids.is_empty() {
         return Ok(0);
     }

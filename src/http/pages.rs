@@ -9,6 +9,8 @@ use serde::Deserialize;
 
 use super::HttpState;
 
+use crate::db::types::ClientId;
+
 #[derive(Deserialize)]
 pub struct UnsubscribeParams {
     c: Option<String>,
@@ -17,14 +19,14 @@ pub struct UnsubscribeParams {
 
 impl UnsubscribeParams {
     /// The client the link was signed for, if the signature holds.
-    async fn client(&self, state: &HttpState) -> Result<uuid::Uuid, (StatusCode, Html<String>)> {
+    async fn client(&self, state: &HttpState) -> Result<ClientId, (StatusCode, Html<String>)> {
         let invalid = || {
             (
                 StatusCode::BAD_REQUEST,
                 page("Link not valid", "This unsubscribe link is incomplete or was changed."),
             )
         };
-        let client: uuid::Uuid = self.c.as_deref().and_then(|c| c.parse().ok()).ok_or_else(invalid)?;
+        let client: ClientId = self.c.as_deref().and_then(|c| c.parse().ok()).ok_or_else(invalid)?;
         let key = state.app.unsubscribe_key().await.map_err(|_| unavailable())?;
         if !crate::dispatch::compose::verify_unsubscribe(key, client, self.s.as_deref().unwrap_or("")) {
             return Err(invalid());

@@ -31,7 +31,6 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{Notify, watch};
-use uuid::Uuid;
 
 use super::HttpState;
 use super::client_ip::RequestIp;
@@ -40,6 +39,7 @@ use crate::accounts::role::Role;
 use crate::accounts::{Credential, Viewer, authenticate};
 use crate::app::AppState;
 use crate::config::HttpConfig;
+use crate::db::types::UserId;
 use crate::graphql::MailwarmSchema;
 
 /// graphql-transport-ws close codes.
@@ -110,7 +110,7 @@ struct Live {
     /// The session or API key `connection_init` signed in with; None for an anonymous socket.
     credential: Mutex<Option<Credential>>,
     /// The viewer as of the last check: a change of role or flag ends the subscriptions.
-    viewer: Mutex<Option<(Uuid, Role)>>,
+    viewer: Mutex<Option<(UserId, Role)>>,
     initialised: AtomicBool,
     operations: AtomicUsize,
     /// Bumped when the viewer changes: running operations end.

@@ -5,16 +5,16 @@
 
 use lettre::message::Mailbox;
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 use super::{BackgroundJob, JobError};
+use crate::db::types::UserId;
 use crate::mail::{FailureKind, Mailer};
 
 /// One plain-text mail to an account holder.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AccountMail {
     /// The account it concerns, so that deleting the account deletes its queued mails.
-    pub user_id: Option<Uuid>,
+    pub user_id: Option<UserId>,
     pub to: String,
     pub subject: String,
     pub body: String,
@@ -23,7 +23,7 @@ pub struct AccountMail {
 /// Queues a mail; it is sent once the surrounding transaction commits.
 pub async fn enqueue(
     conn: &mut diesel_async::AsyncPgConnection,
-    user_id: Option<Uuid>,
+    user_id: Option<UserId>,
     to: &str,
     subject: &str,
     body: &str,

@@ -7,11 +7,10 @@ use async_graphql::dataloader::{DataLoader, Loader};
 use async_graphql::{Context, Enum, ID, InputObject, Object};
 use chrono::{DateTime, Utc};
 use diesel_async::AsyncConnection;
-use uuid::Uuid;
 
 use super::access::{may_steer, read_scope};
 use super::model::{self, MailingFields};
-use super::schedule::{Periodicity as SchedulePeriodicity, Schedule};
+use super::schedule::{Periodicity, Schedule};
 use crate::accounts::graphql::{User, UserLoader};
 use crate::accounts::{Viewer, viewer};
 use crate::app::AppState;
@@ -19,6 +18,7 @@ use crate::clients::graphql::Client;
 use crate::clients::model as clients;
 use crate::db::DbPool;
 use crate::db::page::PageArgs;
+use crate::db::types::{ClientId, MailingId, UserId};
 use crate::deliveries::graphql::{
     self as log, AttemptStatus, DeliveryStatus, MailingNode, MailingStats, Run, mailing_stats, of_mailing,
 };
@@ -32,37 +32,6 @@ use crate::messages::model as messages;
 
 /// Most clients one mailing may have.
 pub const MAX_CLIENTS: usize = 10_000;
-
-#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
-pub enum Periodicity {
-    Once,
-    Daily,
-    Weekly,
-    /// Same day of month as startsAt; clamped to the month's last day.
-    Monthly,
-}
-
-impl From<Periodicity> for SchedulePeriodicity {
-    fn from(p: Periodicity) -> Self {
-        match p {
-            Periodicity::Once => SchedulePeriodicity::Once,
-            Periodicity::Daily => SchedulePeriodicity::Daily,
-            Periodicity::Weekly => SchedulePeriodicity::Weekly,
-            Periodicity::Monthly => SchedulePeriodicity::Monthly,
-        }
-    }
-}
-
-impl From<SchedulePeriodicity> for Periodicity {
-    fn from(p: SchedulePeriodicity) -> Self {
-        match p {
-            SchedulePeriodicity::Once => Periodicity::Once,
-            SchedulePeriodicity::Daily => Periodicity::Daily,
-            SchedulePeriodicity::Weekly => Periodicity::Weekly,
-            SchedulePeriodicity::Monthly => Periodicity::Monthly,
-        }
-    }
-}
 
 #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
 #[graphql(remote = "crate::mailings::model::Status")]
@@ -108,7 +77,7 @@ impl Mailing {
     }
 
     async fn periodicity(&self) -> Periodicity {
-        SchedulePeriodicity::from_db(&self.0.periodicity).into()
+        self.0.periodicity
     }
 
     /// IANA name; days, month ends and DST are counted in this zone.
@@ -228,7 +197,7 @@ impl Mailing {
 
 crate::batch_loader!(
     /// Live clients per mailing (`stats.recipients`).
-    RecipientsLoader: Uuid => i64, |conn, keys| model::recipient_counts(conn, keys)
+    RecipientsLoader: MailingId => i64, |conn, keys| model::recipient_counts(conn, keys)
 );
 
 #[derive(InputObject)]
@@ -251,9 +220,9 @@ impl MailingInput {
     async fn validate(
         &self,
         conn: &mut diesel_async::AsyncPgConnection,
-        owner: Uuid,
+        owner: UserId,
         last_run_at: Option<DateTime<Utc>>,
-    ) -> AppResult<(MailingFields, Vec<Uuid>)> {
+    ) -> AppResult<(MailingFields, Vec<ClientId>)> {
         if self.ends_at.is_some_and(|end| end <= self.starts_at) {
             return Err(AppError::bad_input("input.endsAt", "must be after startsAt"));
         }
@@ -294,7 +263,7 @@ impl MailingInput {
                 client_ids.push(parsed);
             }
         }
-        let owned: HashSet<Uuid> = clients::owned_ids(conn, owner, &client_ids)
+        let owned: HashSet<ClientId> = clients::owned_ids(conn, owner, &client_ids)
             .await?
             .into_iter()
             .collect();
@@ -308,7 +277,7 @@ impl MailingInput {
         let schedule = Schedule {
             starts_at: self.starts_at,
             ends_at: self.ends_at,
-            periodicity: self.periodicity.into(),
+            periodicity: self.periodicity,
             time_zone: tz,
         };
         let next_run_at = match last_run_at {
@@ -319,7 +288,7 @@ impl MailingInput {
             message_id,
             starts_at: self.starts_at,
             ends_at: self.ends_at,
-            periodicity: SchedulePeriodicity::from(self.periodicity).as_db(),
+            periodicity: self.periodicity,
             time_zone: tz.name().to_owned(),
             next_run_at,
         };
@@ -469,7 +438,7 @@ impl MailingsMutation {
     async fn steer(
         ctx: &Context<'_>,
         id: &ID,
-        change: impl AsyncFnOnce(&mut diesel_async::AsyncPgConnection, Uuid) -> AppResult<Option<model::Mailing>>,
+        change: impl AsyncFnOnce(&mut diesel_async::AsyncPgConnection, MailingId) -> AppResult<Option<model::Mailing>>,
     ) -> async_graphql::Result<Mailing> {
         let viewer = viewer(ctx)?;
         let id = parse_id(id).ok_or(AppError::NotFound)?;
@@ -493,7 +462,7 @@ impl MailingsMutation {
 async fn visible_for_write(
     conn: &mut diesel_async::AsyncPgConnection,
     viewer: &Viewer,
-    id: Uuid,
+    id: MailingId,
 ) -> AppResult<model::Mailing> {
     let mailing = model::find(conn, read_scope(viewer), id)
         .await?
@@ -506,8 +475,8 @@ async fn visible_for_write(
 
 crate::batch_loader!(
     /// Whether each mailing has started a run (for `status`), batched per request.
-    StartedLoader: Uuid => bool, |conn, keys| async {
-        let started: HashSet<Uuid> = model::started(conn, keys).await?.into_iter().collect();
+    StartedLoader: MailingId => bool, |conn, keys| async {
+        let started: HashSet<MailingId> = model::started(conn, keys).await?.into_iter().collect();
         Ok(keys.iter().map(|k| (*k, started.contains(k))).collect())
     }
 );
@@ -516,12 +485,15 @@ crate::batch_loader!(
 /// a list that asks for the same page.
 pub struct MailingClientsLoader(pub DbPool);
 
-impl Loader<(Uuid, PageArgs)> for MailingClientsLoader {
+impl Loader<(MailingId, PageArgs)> for MailingClientsLoader {
     type Value = crate::db::page::Page<clients::Client>;
     type Error = Arc<AppError>;
 
-    async fn load(&self, keys: &[(Uuid, PageArgs)]) -> Result<HashMap<(Uuid, PageArgs), Self::Value>, Self::Error> {
-        let mut by_args: HashMap<PageArgs, Vec<Uuid>> = HashMap::new();
+    async fn load(
+        &self,
+        keys: &[(MailingId, PageArgs)],
+    ) -> Result<HashMap<(MailingId, PageArgs), Self::Value>, Self::Error> {
+        let mut by_args: HashMap<PageArgs, Vec<MailingId>> = HashMap::new();
         for (mailing, args) in keys {
             by_args.entry(*args).or_default().push(*mailing);
         }
@@ -538,7 +510,7 @@ impl Loader<(Uuid, PageArgs)> for MailingClientsLoader {
 }
 
 /// Deliveries `retryDeliveries` may re-queue.
-pub fn retryable(statuses: &[DeliveryStatus]) -> Result<Vec<&'static str>, AppError> {
+pub fn retryable(statuses: &[DeliveryStatus]) -> Result<Vec<DeliveryStatus>, AppError> {
     if statuses.is_empty() {
         return Err(AppError::bad_input(
             "statuses",
@@ -548,7 +520,7 @@ pub fn retryable(statuses: &[DeliveryStatus]) -> Result<Vec<&'static str>, AppEr
     statuses
         .iter()
         .map(|s| match s {
-            DeliveryStatus::Failed | DeliveryStatus::Unknown | DeliveryStatus::Cancelled => Ok(s.as_db()),
+            DeliveryStatus::Failed | DeliveryStatus::Unknown | DeliveryStatus::Cancelled => Ok(*s),
             other => Err(AppError::bad_input(
                 "statuses",
                 format!("{other:?} deliveries cannot be retried; use FAILED, UNKNOWN or CANCELLED"),

@@ -8,23 +8,23 @@ use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Nullable, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use uuid::Uuid;
 
 use super::schedule::{Periodicity, Schedule};
 use crate::clients::model::Client;
 use crate::db::now;
 use crate::db::page::{Cursor, Page, PageArgs};
 use crate::db::schema::{mailing_clients, mailings, runs};
+use crate::db::types::{ClientId, MailingId, MessageId, UserId};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = mailings, check_for_backend(Pg))]
 pub struct Mailing {
-    pub id: Uuid,
-    pub owner_id: Uuid,
-    pub message_id: Uuid,
+    pub id: MailingId,
+    pub owner_id: UserId,
+    pub message_id: MessageId,
     pub starts_at: DateTime<Utc>,
     pub ends_at: Option<DateTime<Utc>>,
-    pub periodicity: String,
+    pub periodicity: Periodicity,
     pub time_zone: String,
     pub paused: bool,
     pub next_run_at: Option<DateTime<Utc>>,
@@ -36,7 +36,7 @@ impl Mailing {
     pub fn cursor(&self) -> Cursor {
         Cursor {
             created_at: self.created_at,
-            id: self.id,
+            id: self.id.0,
         }
     }
 
@@ -44,7 +44,7 @@ impl Mailing {
         Schedule {
             starts_at: self.starts_at,
             ends_at: self.ends_at,
-            periodicity: Periodicity::from_db(&self.periodicity),
+            periodicity: self.periodicity,
             time_zone: self.time_zone.parse().unwrap_or(chrono_tz::UTC),
         }
     }
@@ -64,7 +64,7 @@ pub enum Status {
 /// Whose mailings a reader sees.
 #[derive(Debug, Clone, Copy)]
 pub enum Scope {
-    Owner(Uuid),
+    Owner(UserId),
     Everyone,
 }
 
@@ -72,10 +72,10 @@ pub enum Scope {
 #[derive(Debug, Clone, AsChangeset, Insertable)]
 #[diesel(table_name = mailings, treat_none_as_null = true)]
 pub struct MailingFields {
-    pub message_id: Uuid,
+    pub message_id: MessageId,
     pub starts_at: DateTime<Utc>,
     pub ends_at: Option<DateTime<Utc>>,
-    pub periodicity: &'static str,
+    pub periodicity: Periodicity,
     pub time_zone: String,
     pub next_run_at: Option<DateTime<Utc>>,
 }
@@ -108,7 +108,7 @@ pub async fn list(
     Ok(Page { rows, total })
 }
 
-pub async fn find(conn: &mut AsyncPgConnection, scope: Scope, id: Uuid) -> QueryResult<Option<Mailing>> {
+pub async fn find(conn: &mut AsyncPgConnection, scope: Scope, id: MailingId) -> QueryResult<Option<Mailing>> {
     visible(scope, None)
         .filter(mailings::id.eq(id))
         .select(Mailing::as_select())
@@ -118,7 +118,7 @@ pub async fn find(conn: &mut AsyncPgConnection, scope: Scope, id: Uuid) -> Query
 }
 
 /// Mailings by id whatever their state (for loaders behind an ownership check).
-pub async fn find_by_ids(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> QueryResult<Vec<Mailing>> {
+pub async fn find_by_ids(conn: &mut AsyncPgConnection, ids: &[MailingId]) -> QueryResult<Vec<Mailing>> {
     mailings::table
         .filter(mailings::id.eq_any(ids))
         .select(Mailing::as_select())
@@ -128,9 +128,9 @@ pub async fn find_by_ids(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> QueryRes
 
 pub async fn create(
     conn: &mut AsyncPgConnection,
-    owner: Uuid,
+    owner: UserId,
     fields: &MailingFields,
-    client_ids: &[Uuid],
+    client_ids: &[ClientId],
 ) -> QueryResult<Mailing> {
     let mailing: Mailing = diesel::insert_into(mailings::table)
         .values((mailings::owner_id.eq(owner), fields))
@@ -144,10 +144,10 @@ pub async fn create(
 /// Updates a live mailing of `owner`; None when there is none with this id.
 pub async fn update(
     conn: &mut AsyncPgConnection,
-    owner: Uuid,
-    id: Uuid,
+    owner: UserId,
+    id: MailingId,
     fields: &MailingFields,
-    client_ids: &[Uuid],
+    client_ids: &[ClientId],
 ) -> QueryResult<Option<Mailing>> {
     let updated: Option<Mailing> = diesel::update(mailings::table)
         .filter(
@@ -168,7 +168,7 @@ pub async fn update(
 }
 
 /// Makes the mailing's clients exactly `client_ids`.
-async fn set_clients(conn: &mut AsyncPgConnection, mailing_id: Uuid, client_ids: &[Uuid]) -> QueryResult<()> {
+async fn set_clients(conn: &mut AsyncPgConnection, mailing_id: MailingId, client_ids: &[ClientId]) -> QueryResult<()> {
     diesel::delete(
         mailing_clients::table.filter(
             mailing_clients::mailing_id
@@ -197,7 +197,7 @@ async fn set_clients(conn: &mut AsyncPgConnection, mailing_id: Uuid, client_ids:
 }
 
 /// Soft delete; the log of what was sent stays.
-pub async fn delete(conn: &mut AsyncPgConnection, owner: Uuid, id: Uuid) -> QueryResult<bool> {
+pub async fn delete(conn: &mut AsyncPgConnection, owner: UserId, id: MailingId) -> QueryResult<bool> {
     let deleted = diesel::update(mailings::table)
         .filter(
             mailings::id
@@ -216,7 +216,7 @@ pub async fn delete(conn: &mut AsyncPgConnection, owner: Uuid, id: Uuid) -> Quer
 }
 
 /// The time of the latest run started, if any.
-pub async fn last_run_at(conn: &mut AsyncPgConnection, mailing_id: Uuid) -> QueryResult<Option<DateTime<Utc>>> {
+pub async fn last_run_at(conn: &mut AsyncPgConnection, mailing_id: MailingId) -> QueryResult<Option<DateTime<Utc>>> {
     runs::table
         .filter(runs::mailing_id.eq(mailing_id))
         .select(diesel::dsl::max(runs::run_at))
@@ -225,7 +225,7 @@ pub async fn last_run_at(conn: &mut AsyncPgConnection, mailing_id: Uuid) -> Quer
 }
 
 /// Of `ids`, the mailings that have started a run.
-pub async fn started(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> QueryResult<Vec<Uuid>> {
+pub async fn started(conn: &mut AsyncPgConnection, ids: &[MailingId]) -> QueryResult<Vec<MailingId>> {
     runs::table
         .filter(runs::mailing_id.eq_any(ids))
         .select(runs::mailing_id)
@@ -237,7 +237,7 @@ pub async fn started(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> QueryResult<
 #[derive(QueryableByName)]
 struct MailingClientRow {
     #[diesel(sql_type = SqlUuid)]
-    mailing_id: Uuid,
+    mailing_id: MailingId,
     #[diesel(embed)]
     client: Client,
 }
@@ -245,7 +245,7 @@ struct MailingClientRow {
 #[derive(QueryableByName)]
 struct MailingCount {
     #[diesel(sql_type = SqlUuid)]
-    mailing_id: Uuid,
+    mailing_id: MailingId,
     #[diesel(sql_type = BigInt)]
     count: i64,
 }
@@ -253,9 +253,9 @@ struct MailingCount {
 /// One page of live clients for each of several mailings, in two queries whatever their number.
 pub async fn clients_pages(
     conn: &mut AsyncPgConnection,
-    mailing_ids: &[Uuid],
+    mailing_ids: &[MailingId],
     args: PageArgs,
-) -> QueryResult<HashMap<Uuid, Page<Client>>> {
+) -> QueryResult<HashMap<MailingId, Page<Client>>> {
     let rows: Vec<MailingClientRow> = diesel::sql_query(
         "SELECT mailing_id, id, owner_id, email, full_name, comment, unsubscribed_at, deleted_at, created_at FROM ( \
              SELECT mc.mailing_id, c.*, row_number() OVER ( \
@@ -273,7 +273,7 @@ pub async fn clients_pages(
     .await?;
     let totals = recipient_counts(conn, mailing_ids).await?;
 
-    let mut pages: HashMap<Uuid, Page<Client>> = mailing_ids
+    let mut pages: HashMap<MailingId, Page<Client>> = mailing_ids
         .iter()
         .map(|id| {
             (
@@ -304,7 +304,7 @@ pub async fn clients_pages(
 }
 
 /// Pauses or resumes a live mailing; None when there is none with this id.
-pub async fn set_paused(conn: &mut AsyncPgConnection, id: Uuid, paused: bool) -> QueryResult<Option<Mailing>> {
+pub async fn set_paused(conn: &mut AsyncPgConnection, id: MailingId, paused: bool) -> QueryResult<Option<Mailing>> {
     diesel::update(mailings::table)
         .filter(mailings::id.eq(id).and(mailings::deleted_at.is_null()))
         .set((mailings::paused.eq(paused), mailings::updated_at.eq(now())))
@@ -315,7 +315,7 @@ pub async fn set_paused(conn: &mut AsyncPgConnection, id: Uuid, paused: bool) ->
 }
 
 /// Stops a mailing for good: no further run starts.
-pub async fn complete(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<Mailing>> {
+pub async fn complete(conn: &mut AsyncPgConnection, id: MailingId) -> QueryResult<Option<Mailing>> {
     diesel::update(mailings::table)
         .filter(mailings::id.eq(id).and(mailings::deleted_at.is_null()))
         .set((
@@ -332,7 +332,7 @@ pub async fn complete(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Opt
 }
 
 /// Completes every live mailing of `owner` (the account is being deleted).
-pub async fn complete_all_of(conn: &mut AsyncPgConnection, owner: Uuid) -> QueryResult<usize> {
+pub async fn complete_all_of(conn: &mut AsyncPgConnection, owner: UserId) -> QueryResult<usize> {
     diesel::update(mailings::table)
         .filter(mailings::owner_id.eq(owner))
         .filter(mailings::deleted_at.is_null().and(mailings::completed_at.is_null()))
@@ -346,7 +346,7 @@ pub async fn complete_all_of(conn: &mut AsyncPgConnection, owner: Uuid) -> Query
 }
 
 /// How many live clients each mailing has.
-pub async fn recipient_counts(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> QueryResult<HashMap<Uuid, i64>> {
+pub async fn recipient_counts(conn: &mut AsyncPgConnection, ids: &[MailingId]) -> QueryResult<HashMap<MailingId, i64>> {
     let counts: Vec<MailingCount> = diesel::sql_query(
         "SELECT mc.mailing_id, count(*) AS count FROM mailing_clients mc JOIN clients c ON c.id = mc.client_id \
          WHERE mc.mailing_id = ANY($1) AND c.deleted_at IS NULL GROUP BY mc.mailing_id",
@@ -354,7 +354,7 @@ pub async fn recipient_counts(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> Que
     .bind::<Array<SqlUuid>, _>(ids)
     .load(conn)
     .await?;
-    let mut result: HashMap<Uuid, i64> = ids.iter().map(|id| (*id, 0)).collect();
+    let mut result: HashMap<MailingId, i64> = ids.iter().map(|id| (*id, 0)).collect();
     result.extend(counts.into_iter().map(|c| (c.mailing_id, c.count)));
     Ok(result)
 }

@@ -13,33 +13,28 @@
 use chrono::{DateTime, Datelike, Days, LocalResult, Months, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(
+    async_graphql::Enum,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    diesel::expression::AsExpression,
+    diesel::deserialize::FromSqlRow,
+)]
+#[diesel(sql_type = diesel::sql_types::Text)]
 pub enum Periodicity {
     Once,
     Daily,
     Weekly,
+    /// Same day of month as startsAt; clamped to the month's last day.
     Monthly,
 }
 
+crate::text_enum!(Periodicity { Once => "once", Daily => "daily", Weekly => "weekly", Monthly => "monthly" });
+
 impl Periodicity {
-    pub fn as_db(self) -> &'static str {
-        match self {
-            Periodicity::Once => "once",
-            Periodicity::Daily => "daily",
-            Periodicity::Weekly => "weekly",
-            Periodicity::Monthly => "monthly",
-        }
-    }
-
-    pub fn from_db(value: &str) -> Periodicity {
-        match value {
-            "daily" => Periodicity::Daily,
-            "weekly" => Periodicity::Weekly,
-            "monthly" => Periodicity::Monthly,
-            _ => Periodicity::Once,
-        }
-    }
-
     /// Roughly one period, to estimate which run is near a given instant.
     fn approximate_seconds(self) -> f64 {
         match self {

@@ -3,12 +3,12 @@
 use async_graphql::{Context, ID, InputObject, Object};
 use chrono::{DateTime, Utc};
 use diesel_async::AsyncConnection;
-use uuid::Uuid;
 
 use super::model::{self, MessageFields};
 use crate::accounts::viewer;
 use crate::app::AppState;
 use crate::db::page::PageArgs;
+use crate::db::types::MessageId;
 use crate::error::{AppError, AppResult};
 use crate::graphql::connection::Connection;
 use crate::graphql::ids::parse_id;
@@ -63,7 +63,7 @@ impl MessageInput {
 
 crate::batch_loader!(
     /// Batches `Mailing.message` look-ups into one query per request.
-    MessageLoader: Uuid => model::Message, |conn, keys| async {
+    MessageLoader: MessageId => model::Message, |conn, keys| async {
         Ok(model::find_by_ids(conn, keys).await?.into_iter().map(|m| (m.id, m)).collect())
     }
 );

@@ -9,12 +9,13 @@ use uuid::Uuid;
 use crate::db::now;
 use crate::db::page::{Cursor, Page, PageArgs};
 use crate::db::schema::{mailings, messages};
+use crate::db::types::{MessageId, UserId};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = messages, check_for_backend(Pg))]
 pub struct Message {
-    pub id: Uuid,
-    pub owner_id: Uuid,
+    pub id: MessageId,
+    pub owner_id: UserId,
     pub subject: String,
     pub body: String,
     pub created_at: DateTime<Utc>,
@@ -24,7 +25,7 @@ impl Message {
     pub fn cursor(&self) -> Cursor {
         Cursor {
             created_at: self.created_at,
-            id: self.id,
+            id: self.id.0,
         }
     }
 }
@@ -36,13 +37,13 @@ pub struct MessageFields {
     pub body: String,
 }
 
-fn owned(owner: Uuid) -> messages::BoxedQuery<'static, Pg> {
+fn owned(owner: UserId) -> messages::BoxedQuery<'static, Pg> {
     messages::table
         .filter(messages::owner_id.eq(owner).and(messages::deleted_at.is_null()))
         .into_boxed()
 }
 
-pub async fn list(conn: &mut AsyncPgConnection, owner: Uuid, args: PageArgs) -> QueryResult<Page<Message>> {
+pub async fn list(conn: &mut AsyncPgConnection, owner: UserId, args: PageArgs) -> QueryResult<Page<Message>> {
     let total = owned(owner).count().get_result(conn).await?;
     let rows = crate::keyset_page!(owned(owner), messages, args)
         .select(Message::as_select())
@@ -51,7 +52,7 @@ pub async fn list(conn: &mut AsyncPgConnection, owner: Uuid, args: PageArgs) -> 
     Ok(Page { rows, total })
 }
 
-pub async fn find(conn: &mut AsyncPgConnection, owner: Uuid, id: Uuid) -> QueryResult<Option<Message>> {
+pub async fn find(conn: &mut AsyncPgConnection, owner: UserId, id: MessageId) -> QueryResult<Option<Message>> {
     owned(owner)
         .filter(messages::id.eq(id))
         .select(Message::as_select())
@@ -62,7 +63,12 @@ pub async fn find(conn: &mut AsyncPgConnection, owner: Uuid, id: Uuid) -> QueryR
 
 /// A live message of `owner`, its row locked until the transaction ends: FOR UPDATE to
 /// delete it, FOR SHARE to start using it in a mailing (so the two cannot cross).
-pub async fn lock(conn: &mut AsyncPgConnection, owner: Uuid, id: Uuid, exclusive: bool) -> QueryResult<Option<Uuid>> {
+pub async fn lock(
+    conn: &mut AsyncPgConnection,
+    owner: UserId,
+    id: MessageId,
+    exclusive: bool,
+) -> QueryResult<Option<Uuid>> {
     let query = messages::table
         .filter(
             messages::id
@@ -79,7 +85,7 @@ pub async fn lock(conn: &mut AsyncPgConnection, owner: Uuid, id: Uuid, exclusive
 }
 
 /// Messages by id whatever their owner or state (for loaders behind an ownership check).
-pub async fn find_by_ids(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> QueryResult<Vec<Message>> {
+pub async fn find_by_ids(conn: &mut AsyncPgConnection, ids: &[MessageId]) -> QueryResult<Vec<Message>> {
     messages::table
         .filter(messages::id.eq_any(ids))
         .select(Message::as_select())
@@ -87,7 +93,7 @@ pub async fn find_by_ids(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> QueryRes
         .await
 }
 
-pub async fn create(conn: &mut AsyncPgConnection, owner: Uuid, fields: &MessageFields) -> QueryResult<Message> {
+pub async fn create(conn: &mut AsyncPgConnection, owner: UserId, fields: &MessageFields) -> QueryResult<Message> {
     diesel::insert_into(messages::table)
         .values((
             messages::owner_id.eq(owner),
@@ -101,8 +107,8 @@ pub async fn create(conn: &mut AsyncPgConnection, owner: Uuid, fields: &MessageF
 
 pub async fn update(
     conn: &mut AsyncPgConnection,
-    owner: Uuid,
-    id: Uuid,
+    owner: UserId,
+    id: MessageId,
     fields: &MessageFields,
 ) -> QueryResult<Option<Message>> {
     diesel::update(messages::table)
@@ -120,7 +126,7 @@ pub async fn update(
 }
 
 /// Whether a mailing that is not deleted uses the message.
-pub async fn in_use(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<bool> {
+pub async fn in_use(conn: &mut AsyncPgConnection, id: MessageId) -> QueryResult<bool> {
     diesel::select(diesel::dsl::exists(
         mailings::table.filter(mailings::message_id.eq(id).and(mailings::deleted_at.is_null())),
     ))
@@ -128,7 +134,7 @@ pub async fn in_use(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<bool>
     .await
 }
 
-pub async fn delete(conn: &mut AsyncPgConnection, owner: Uuid, id: Uuid) -> QueryResult<bool> {
+pub async fn delete(conn: &mut AsyncPgConnection, owner: UserId, id: MessageId) -> QueryResult<bool> {
     let deleted = diesel::update(messages::table)
         .filter(
             messages::id

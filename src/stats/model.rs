@@ -3,7 +3,8 @@
 use chrono::{DateTime, Utc};
 use diesel::sql_types::{BigInt, Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use uuid::Uuid;
+
+use crate::db::types::{MailingId, UserId};
 
 /// The service-wide counts of the home page.
 #[derive(Debug, Clone, Copy, diesel::QueryableByName)]
@@ -50,9 +51,9 @@ pub struct Day {
 #[derive(Debug, Clone, Copy)]
 pub enum Of {
     /// Every mailing of a user.
-    Owner(Uuid),
+    Owner(UserId),
     /// One mailing.
-    Mailing(Uuid),
+    Mailing(MailingId),
 }
 
 /// Attempts by outcome and deliveries that reached SENT, per calendar day of `time_zone`

@@ -7,11 +7,11 @@
 use lettre::message::Mailbox;
 use mail_parser::{HeaderValue, MessageParser};
 use mailwarm::config::Config;
+use mailwarm::db::types::{ClientId, DeliveryId};
 use mailwarm::dispatch::compose::{Recipient, compose};
 use mailwarm::mail::message::{body_text, one_line};
 use mailwarm::messages::model::Placeholders;
 use proptest::prelude::*;
-use uuid::Uuid;
 
 const MAX: usize = 10 * 1024 * 1024;
 
@@ -79,7 +79,7 @@ proptest! {
         let config = Config::from_args(["server"]).unwrap();
         let from: Mailbox = "Acme News <news@example.com>".parse().unwrap();
         let key = [7u8; 32];
-        let to = Recipient { delivery_id: Uuid::new_v4(), client_id: Uuid::new_v4(), email: &email, full_name: &name };
+        let to = Recipient { delivery_id: DeliveryId::new_random(), client_id: ClientId::new_random(), email: &email, full_name: &name };
         let mail = compose(&config.http, &key, &from, &subject, &body, &to, MAX);
         let mail = match mail {
             Ok(mail) => mail,
@@ -150,8 +150,8 @@ fn values_are_filled_once_and_the_size_is_known_before_building() {
     let from: Mailbox = "news@example.com".parse().unwrap();
     let name = "{{full_name}}".repeat(15);
     let to = Recipient {
-        delivery_id: Uuid::new_v4(),
-        client_id: Uuid::new_v4(),
+        delivery_id: DeliveryId::new_random(),
+        client_id: ClientId::new_random(),
         email: "ann@example.com",
         full_name: &name,
     };

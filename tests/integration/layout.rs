@@ -54,7 +54,9 @@ fn domains_do_not_import_the_edge_and_the_base_imports_nothing_above_it() {
             }
         }
     }
-    for edge in &graph.edges {
+    // The crate root holds only module declarations and the exported macros (`text_enum!`,
+    // `id_type!`, `batch_loader!`), which every layer may use.
+    for edge in graph.edges.iter().filter(|edge| edge.to != "lib.rs") {
         let from = edge.from.split('/').next().unwrap_or_default();
         let to = edge.to.split('/').next().unwrap_or_default();
         let allowed: &[&str] = match (from, edge.from.as_str()) {

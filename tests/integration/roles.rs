@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::common::TestApp;
+use diesel_async::RunQueryDsl;
 use mailwarm::accounts::role::Role;
 use serde_json::{Value, json};
 
@@ -223,4 +224,24 @@ async fn admins_change_roles_but_never_their_own_and_the_last_admin_stays() {
         )
         .await;
     assert_eq!(delete.error_code(), "BAD_USER_INPUT");
+}
+
+#[tokio::test]
+async fn an_unknown_role_in_the_database_is_an_error_never_a_default() {
+    let app = TestApp::new().await;
+    let token = app.verified_user("manager@example.com", Role::Manager).await;
+    let reply = app.graphql_as(&token, "{ me { role } }", json!({})).await;
+    assert_eq!(reply.json()["data"]["me"]["role"], "MANAGER");
+    // A value this version does not know (written by a newer one, or by hand).
+    let mut conn = app.db.conn().await;
+    for statement in [
+        "ALTER TABLE users DROP CONSTRAINT users_role_check",
+        "UPDATE users SET role = 'owner' WHERE email = 'manager@example.com'",
+    ] {
+        diesel::sql_query(statement).execute(&mut conn).await.unwrap();
+    }
+    let reply = app.graphql_as(&token, "{ me { role } }", json!({})).await;
+    assert_eq!(reply.status, 500, "{}", reply.json());
+    assert_eq!(reply.error_code(), "INTERNAL_SERVER_ERROR", "{}", reply.json());
+    assert!(reply.json()["data"].is_null(), "{}", reply.json());
 }
