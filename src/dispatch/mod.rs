@@ -1,15 +1,15 @@
 //! The dispatcher: any number of instances share the sending through PostgreSQL alone.
 //!
-//! Each step sends one claimed batch and meanwhile prepares the next: rescue what dead
-//! instances held (`queue::rescue_expired`), start the runs that fell due
-//! (`runs::start_due`), claim a batch of due deliveries with a lease (`queue::claim`). A
-//! batch goes out in groups of SMTP_CONCURRENCY: one statement (`queue::advance`) records
-//! the last group's outcomes and attempts (fenced by lease owner and attempt number) and
-//! marks the next group SENDING just before its exchanges; the notices of the runs it
-//! touched follow after the commit (`events::Notifier`). Then finished runs are closed. When a step finds nothing to do, the dispatcher sleeps
-//! until the next run, retry or lease expiry falls due, a wake-up arrives, or
-//! DISPATCH_INTERVAL.
+//! The loop (here): each step sends one claimed batch and meanwhile prepares the next:
+//! rescue what dead instances held (`queue::rescue_expired`), start the runs that fell due
+//! (`runs::start_due`), claim a batch of due deliveries with a lease (`queue::claim`); then
+//! finished runs are closed. When a step finds nothing to do, the dispatcher sleeps until
+//! the next run, retry or lease expiry falls due, a wake-up arrives, or DISPATCH_INTERVAL.
+//! The parts: `batch` (a batch in hand, sent in groups and recorded), `outcome` (what an
+//! answer does to a delivery, pure), `guard` (the breaker and the pacer), `queue` and
+//! `runs` (the SQL), `compose` (one delivery's message), `listener` (notices to events).
 
+mod batch;
 pub mod compose;
 mod guard;
 pub mod listener;
@@ -21,21 +21,15 @@ use std::collections::HashSet;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use futures_util::FutureExt;
-use lettre::message::Mailbox;
 use tokio::sync::watch;
 
 use crate::app::AppState;
-use crate::db::types::{DeliveryId, MailingId, RunId};
-use crate::deliveries::model::DeliveryStatus;
+use crate::db::types::DeliveryId;
 use crate::events::{Notice, Notifier};
-use crate::mail::message::Outgoing;
-use crate::metrics::{Outcome as OutcomeLabel, Status as StatusLabel};
 use guard::{Allowance, Breaker, Pacer};
-use outcome::{RetryPolicy, Verdict};
-use queue::{Claimed, Outcome, RunSnapshot};
+use queue::Claimed;
 
 /// What a dispatcher did, for `--dispatch-once`'s summary line.
 #[derive(Debug, Default)]
@@ -298,249 +292,6 @@ impl Dispatcher {
             started: started.len(),
             claimed,
         })
-    }
-
-    async fn send_batch(&self, claimed: Vec<Claimed>, stop: Option<&watch::Receiver<bool>>) -> anyhow::Result<()> {
-        let run_ids: Vec<_> = claimed
-            .iter()
-            .map(|c| c.run_id)
-            .collect::<HashSet<_>>()
-            .into_iter()
-            .collect();
-        let snapshots = {
-            let mut conn = self.state.pool().get().await?;
-            queue::run_snapshots(&mut conn, &run_ids).await?
-        };
-        let key = self
-            .state
-            .unsubscribe_key()
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?
-            .to_vec();
-        let group_size = usize::from(self.state.config().mail.smtp_concurrency);
-
-        let me = self.state.instance_id();
-        let mut groups = claimed.chunks(group_size);
-        let mut outcomes: Vec<Outcome> = Vec::new();
-        // One connection records the whole batch (no pool checkout per group); it holds no
-        // transaction or lock while the mail server talks.
-        let mut conn = None;
-        loop {
-            // The next group to start, unless we are stopping or the breaker opened.
-            let halt = stop.is_some_and(|s| *s.borrow()) || matches!(self.breaker.allowance(), Allowance::Wait(_));
-            let next = if halt { None } else { groups.next() };
-            if next.is_none() && outcomes.is_empty() {
-                break;
-            }
-            let next_ids: Vec<DeliveryId> = next.map(|g| g.iter().map(|c| c.id).collect()).unwrap_or_default();
-            // One round trip: record the last group and mark the next one SENDING. So at most
-            // one group (≤ SMTP_CONCURRENCY deliveries) is ever SENDING.
-            let advanced = self.advance(&mut conn, &outcomes, &next_ids).await?;
-            self.tick();
-            self.announce(&outcomes, advanced.logged_at);
-            let go: HashSet<DeliveryId> = advanced.started.into_iter().collect();
-            let db = conn.as_mut().expect("advance leaves a connection");
-            self.let_go(&outcomes.iter().map(|o| o.id).collect::<Vec<_>>());
-            let held_back: Vec<DeliveryId> = next_ids.iter().copied().filter(|id| !go.contains(id)).collect();
-            if !held_back.is_empty() {
-                // Paused or cancelled since the claim: not ours to send.
-                queue::release(db, me, Some(&held_back)).await?;
-                self.let_go(&held_back);
-            }
-            if halt {
-                let rest: Vec<DeliveryId> = groups.by_ref().flatten().map(|c| c.id).collect();
-                if !rest.is_empty() {
-                    queue::release(db, me, Some(&rest)).await?;
-                    self.let_go(&rest);
-                }
-            }
-            let Some(group) = next else { break };
-            let sends = group
-                .iter()
-                .filter(|c| go.contains(&c.id))
-                .map(|c| self.send_one(c, snapshots.get(&c.run_id), &key));
-            outcomes = futures_util::future::join_all(sends).await;
-        }
-        Ok(())
-    }
-
-    /// `queue::advance`, tried again on a transient failure (a dropped connection, a
-    /// deadlock): it is one statement, so a failed try changed nothing, or it committed and
-    /// only its answer was lost, and then the next try finds the outcomes recorded (fenced
-    /// out) and the next group marked (and returned again). The outcomes in hand would
-    /// otherwise be lost and their deliveries end UNKNOWN when the lease runs out, so it
-    /// keeps trying for as long as a lease lasts (LEASE_TTL), not a fixed number of times:
-    /// a database that drops connections faster than a few tries can land must not turn
-    /// sent mail into UNKNOWN. Past that, a rescuer may have taken the group, and a late
-    /// record would be fenced out anyway.
-    async fn advance(
-        &self,
-        conn: &mut Option<crate::db::PooledConn>,
-        outcomes: &[Outcome],
-        next: &[DeliveryId],
-    ) -> anyhow::Result<queue::Advanced> {
-        let give_up_after = self.state.config().dispatch.lease_ttl;
-        let first_try = Instant::now();
-        let mut tried: u32 = 0;
-        loop {
-            tried += 1;
-            let result = async {
-                if conn.is_none() {
-                    *conn = Some(self.state.pool().get().await?);
-                }
-                let db = conn.as_mut().expect("just checked out");
-                anyhow::Ok(queue::advance(db, self.state.instance_id(), outcomes, next).await?)
-            }
-            .await;
-            match result {
-                Ok(advanced) => return Ok(advanced),
-                Err(err) if first_try.elapsed() < give_up_after => {
-                    // A fresh connection for the next try: this one may be broken.
-                    *conn = None;
-                    tracing::warn!(error = %err, tried, "recording sends failed; trying again");
-                    tokio::time::sleep(Duration::from_millis(100 * u64::from(tried.min(10)))).await;
-                }
-                Err(err) => return Err(err),
-            }
-        }
-    }
-
-    /// One notice per run the recorded group touched (they share its transaction time).
-    fn announce(&self, outcomes: &[Outcome], logged_at: chrono::DateTime<chrono::Utc>) {
-        let runs: HashSet<(MailingId, RunId)> = outcomes.iter().map(|o| (o.mailing_id, o.run_id)).collect();
-        for (mailing, run) in runs {
-            self.notifier.send(Notice::Run {
-                mailing,
-                run,
-                logged_at: vec![logged_at],
-            });
-        }
-    }
-
-    fn let_go(&self, ids: &[DeliveryId]) {
-        let mut in_hand = self.in_hand.lock().expect("in-hand lock");
-        for id in ids {
-            in_hand.remove(id);
-        }
-    }
-
-    /// One delivery: composed, sent, classified (`outcome::classify`). Whatever goes wrong
-    /// belongs to this delivery alone: a message that cannot be composed is its
-    /// PERMANENT_FAILURE, and a panic anyway (a bug) is caught here and logged with the
-    /// delivery's ids: while composing it fails this delivery, while sending it is UNKNOWN
-    /// (the message may have gone out). The rest of the group is recorded as it happened.
-    async fn send_one(&self, delivery: &Claimed, snapshot: Option<&RunSnapshot>, key: &[u8]) -> Outcome {
-        let composed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.compose(delivery, snapshot, key)))
-            .unwrap_or_else(|panic| {
-                Err(format!(
-                    "composing the message failed: {}",
-                    crate::tasks::panic_text(&*panic)
-                ))
-            });
-        let verdict = match composed {
-            Ok(message) => match std::panic::AssertUnwindSafe(self.send_composed(delivery, &message))
-                .catch_unwind()
-                .await
-            {
-                Ok(verdict) => verdict,
-                Err(panic) => {
-                    let reason = format!("sending failed unexpectedly: {}", crate::tasks::panic_text(&*panic));
-                    tracing::error!(delivery_id = %delivery.id, mailing_id = %delivery.mailing_id, reason, "a send panicked; recorded UNKNOWN");
-                    Verdict::crashed(reason)
-                }
-            },
-            Err(reason) => {
-                tracing::warn!(delivery_id = %delivery.id, mailing_id = %delivery.mailing_id, reason, "cannot compose a delivery's message");
-                Verdict::not_composed(reason)
-            }
-        };
-        self.count(&verdict);
-        Outcome {
-            id: delivery.id,
-            run_id: delivery.run_id,
-            mailing_id: delivery.mailing_id,
-            attempt: delivery.attempt_count,
-            delivery_status: verdict.delivery_status,
-            retry_in: verdict.retry_in,
-            attempt_status: verdict.attempt_status,
-            response: Some(verdict.response),
-        }
-    }
-
-    fn compose(&self, delivery: &Claimed, snapshot: Option<&RunSnapshot>, key: &[u8]) -> Result<Outgoing, String> {
-        let config = self.state.config();
-        let run = snapshot.ok_or_else(|| "the run's snapshot is missing".to_owned())?;
-        let from: Mailbox = run
-            .mail_from
-            .parse()
-            .map_err(|e| format!("MAIL_FROM of the run is not an address: {e}"))?;
-        let to = compose::Recipient {
-            delivery_id: delivery.id,
-            client_id: delivery.client_id,
-            email: &delivery.email,
-            full_name: &delivery.full_name,
-        };
-        compose::compose(
-            &config.http,
-            key,
-            &from,
-            &run.subject,
-            &run.body,
-            &to,
-            config.mail.max_message_size,
-        )
-    }
-
-    /// One SMTP exchange (paced), fed to the breaker and the metrics, classified.
-    async fn send_composed(&self, delivery: &Claimed, message: &Outgoing) -> Verdict {
-        let config = self.state.config();
-        if let Some(pacer) = &self.pacer {
-            pacer.wait_turn().await;
-        }
-        let started = Instant::now();
-        let result = self.state.mailer().send(message).await;
-        self.state
-            .metrics()
-            .send_seconds
-            .observe(started.elapsed().as_secs_f64());
-        self.breaker
-            .record(result.as_ref().err().is_some_and(outcome::connection_failed));
-        let policy = RetryPolicy {
-            max_attempts: config.dispatch.max_attempts,
-            retry_base: config.dispatch.retry_base,
-            retry_max: config.dispatch.retry_max,
-        };
-        let used = (delivery.attempt_count - delivery.attempts_before_retry).max(1) as u32;
-        outcome::classify(&result, used, &policy, crate::retry::jitter())
-    }
-
-    /// The metrics and `--dispatch-once`'s totals.
-    fn count(&self, verdict: &Verdict) {
-        let metrics = self.state.metrics();
-        let outcome = match verdict.delivery_status {
-            DeliveryStatus::Pending => "retry",
-            other => other.as_db(),
-        };
-        metrics
-            .deliveries
-            .get_or_create(&OutcomeLabel {
-                outcome: outcome.to_owned(),
-            })
-            .inc();
-        metrics
-            .attempts
-            .get_or_create(&StatusLabel {
-                status: verdict.attempt_status.as_db().to_owned(),
-            })
-            .inc();
-        metrics.breaker_open.set(i64::from(self.breaker.is_open()));
-        let counter = match verdict.delivery_status {
-            DeliveryStatus::Sent => &self.totals.sent,
-            DeliveryStatus::Failed => &self.totals.failed,
-            DeliveryStatus::Pending => &self.totals.will_retry,
-            _ => &self.totals.unknown,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
     }
 }
 
