@@ -7,7 +7,9 @@
 //!   NUL, TAB, ESC, DEL, ...) and no Unicode line or paragraph separators;
 //! - multi-line text (bodies, comments): line ends are stored as `\n` (CRLF and CR are
 //!   turned into it); of the control characters only `\n` and `\t` are allowed;
-//! - e-mail addresses: `mail::address::parse`.
+//! - e-mail addresses: `mail::address::parse`;
+//! - a client's attributes: a JSON object of at most [`MAX_ATTRIBUTES`] keys of letters,
+//!   digits and `_`, each a string (a single line), a finite number or a boolean.
 
 use crate::error::{AppError, AppResult};
 
@@ -69,6 +71,61 @@ pub fn text(field: &str, value: &str, max: usize) -> AppResult<String> {
         ));
     }
     limited(field, &value, max)
+}
+
+/// Most attributes one client may have.
+pub const MAX_ATTRIBUTES: usize = 50;
+/// Longest attribute key, and longest string value.
+const MAX_ATTRIBUTE_KEY: usize = 64;
+const MAX_ATTRIBUTE_TEXT: usize = 500;
+
+/// A client's own fields (company, plan, city...): an object whose keys are letters,
+/// digits and `_` (not starting with a digit: templates name them as
+/// `client.attributes.<key>`) and whose values are single-line strings, finite numbers or
+/// booleans. `field` is the input's name; errors name `field.<key>`.
+pub fn attributes(field: &str, value: &serde_json::Value) -> AppResult<serde_json::Map<String, serde_json::Value>> {
+    use serde_json::Value;
+    let Value::Object(object) = value else {
+        return Err(AppError::bad_input(field, "must be a JSON object of key: value"));
+    };
+    if object.len() > MAX_ATTRIBUTES {
+        return Err(AppError::bad_input(
+            field,
+            format!("at most {MAX_ATTRIBUTES} attributes"),
+        ));
+    }
+    let mut checked = serde_json::Map::new();
+    for (key, value) in object {
+        attribute_key(field, key)?;
+        let at = format!("{field}.{key}");
+        let value = match value {
+            Value::String(text) => Value::String(line(&at, text, MAX_ATTRIBUTE_TEXT)?),
+            Value::Number(number) if number.as_f64().is_some_and(f64::is_finite) => Value::Number(number.clone()),
+            Value::Bool(flag) => Value::Bool(*flag),
+            _ => return Err(AppError::bad_input(at, "must be a string, a number or a boolean")),
+        };
+        checked.insert(key.clone(), value);
+    }
+    Ok(checked)
+}
+
+/// An attribute's name: 1 to 64 letters, digits and `_`, not starting with a digit.
+pub fn attribute_key(field: &str, key: &str) -> AppResult<()> {
+    let well_formed = !key.is_empty()
+        && key.len() <= MAX_ATTRIBUTE_KEY
+        && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !key.starts_with(|c: char| c.is_ascii_digit());
+    if well_formed {
+        Ok(())
+    } else {
+        Err(AppError::bad_input(
+            field,
+            format!(
+                "attribute names are 1 to {MAX_ATTRIBUTE_KEY} letters, digits and _, not starting with a digit ({:?} is not)",
+                key.chars().take(80).collect::<String>()
+            ),
+        ))
+    }
 }
 
 /// A search string: any text, but no control characters (it goes into a query).

@@ -1,6 +1,7 @@
-//! Clients as CSV: the import parser (header `email,full_name,comment`, per-line errors,
-//! never failing a whole file for one bad line) and the export writer, which defuses cells
-//! a spreadsheet would run as formulas.
+//! Clients as CSV: the import parser (header `email,full_name,comment`, any further column
+//! an attribute named by its header; per-line errors, never failing a whole file for one
+//! bad line) and the export writer, which defuses cells a spreadsheet would run as
+//! formulas.
 
 use std::collections::HashMap;
 
@@ -40,27 +41,31 @@ pub fn parse(text: &str) -> AppResult<Parsed> {
         .map_err(|e| AppError::bad_input("csv", format!("the header line cannot be read: {e}")))?
         .clone();
     let column = |name: &str| header.iter().position(|h| h.eq_ignore_ascii_case(name));
-    let unknown: Vec<&str> = header
-        .iter()
-        .filter(|h| {
-            !["email", "full_name", "comment"]
-                .iter()
-                .any(|k| h.eq_ignore_ascii_case(k))
-        })
-        .collect();
     let (Some(email_at), Some(name_at)) = (column("email"), column("full_name")) else {
         return Err(AppError::bad_input(
             "csv",
-            "the first line must be the header email,full_name,comment",
+            "the first line must be the header email,full_name,comment (then any attributes)",
         ));
     };
-    if !unknown.is_empty() {
+    let comment_at = column("comment");
+    // Every other column is an attribute, its header the key.
+    let mut attribute_columns: Vec<(usize, String)> = Vec::new();
+    for (at, name) in header.iter().enumerate() {
+        if [Some(email_at), Some(name_at), comment_at].contains(&Some(at)) {
+            continue;
+        }
+        validate::attribute_key("csv", name)?;
+        if attribute_columns.iter().any(|(_, known)| known == name) {
+            return Err(AppError::bad_input("csv", format!("the column {name:?} appears twice")));
+        }
+        attribute_columns.push((at, name.to_owned()));
+    }
+    if attribute_columns.len() > validate::MAX_ATTRIBUTES {
         return Err(AppError::bad_input(
             "csv",
-            format!("unknown columns {unknown:?}; the header is email,full_name,comment"),
+            format!("at most {} attribute columns", validate::MAX_ATTRIBUTES),
         ));
     }
-    let comment_at = column("comment");
 
     let mut parsed = Parsed::default();
     let mut seen: HashMap<String, usize> = HashMap::new();
@@ -92,6 +97,21 @@ pub fn parse(text: &str) -> AppResult<Parsed> {
                 email: validate::email("email", &cell(Some(email_at)))?,
                 full_name: validate::required_line("full_name", &cell(Some(name_at)), 200)?,
                 comment: validate::text("comment", &cell(comment_at), 2_000)?,
+                // An empty cell sets nothing: the client keeps what it had.
+                attributes: if attribute_columns.is_empty() {
+                    None
+                } else {
+                    let given: serde_json::Map<String, serde_json::Value> = attribute_columns
+                        .iter()
+                        .map(|(at, key)| (key.clone(), cell(Some(*at))))
+                        .filter(|(_, value)| !value.is_empty())
+                        .map(|(key, value)| (key, serde_json::Value::String(value)))
+                        .collect();
+                    Some(serde_json::Value::Object(validate::attributes(
+                        "attributes",
+                        &serde_json::Value::Object(given),
+                    )?))
+                },
             })
         })();
         match row {
@@ -139,16 +159,38 @@ fn unescape(cell: &str) -> String {
     }
 }
 
-/// The export's first line.
-pub fn header() -> Vec<u8> {
-    row(["email", "full_name", "comment"])
+/// The export's first line: the fixed columns, then one per attribute key.
+pub fn header(attribute_keys: &[String]) -> Vec<u8> {
+    let mut cells = vec!["email", "full_name", "comment"];
+    cells.extend(attribute_keys.iter().map(String::as_str));
+    row(&cells)
+}
+
+/// One client's exported line: its attributes in the header's order, empty where it has
+/// none (numbers and booleans as JSON writes them).
+pub fn client_row(client: &super::model::Client, attribute_keys: &[String]) -> Vec<u8> {
+    let values: Vec<String> = attribute_keys
+        .iter()
+        .map(|key| match client.attributes.get(key) {
+            None | Some(serde_json::Value::Null) => String::new(),
+            Some(serde_json::Value::String(text)) => text.clone(),
+            Some(other) => other.to_string(),
+        })
+        .collect();
+    let mut cells = vec![
+        client.email.as_str(),
+        client.full_name.as_str(),
+        client.comment.as_str(),
+    ];
+    cells.extend(values.iter().map(String::as_str));
+    row(&cells)
 }
 
 /// One exported line, escaped and CSV-quoted.
-pub fn row(cells: [&str; 3]) -> Vec<u8> {
+pub fn row(cells: &[&str]) -> Vec<u8> {
     let mut writer = ::csv::WriterBuilder::new().from_writer(Vec::new());
     writer
-        .write_record(cells.map(escape))
+        .write_record(cells.iter().map(|cell| escape(cell)))
         .expect("writing to memory cannot fail");
     writer.into_inner().expect("writing to memory cannot fail")
 }
@@ -182,7 +224,10 @@ mod tests {
     #[test]
     fn the_header_is_required() {
         assert!(parse("ann@example.com,Ann,\n").is_err());
-        assert!(parse("email,full_name,phone\n").is_err());
+        // Further columns are attributes, named as attributes must be.
+        assert!(parse("email,full_name,phone\n").unwrap().errors.is_empty());
+        assert!(parse("email,full_name,first name\n").is_err());
+        assert!(parse("email,full_name,plan,plan\n").is_err());
         assert!(
             parse("email,full_name\nann@example.com,Ann\n")
                 .unwrap()
@@ -203,7 +248,7 @@ mod tests {
             assert_eq!(unescape(&escape(cell)), cell, "{cell:?}");
         }
         assert_eq!(
-            String::from_utf8(row(["a@b.c", "=1+1", "x, y"])).unwrap(),
+            String::from_utf8(row(&["a@b.c", "=1+1", "x, y"])).unwrap(),
             "a@b.c,'=1+1,\"x, y\"\n"
         );
     }

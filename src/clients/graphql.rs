@@ -1,6 +1,6 @@
 //! The clients part of the GraphQL API.
 
-use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
+use async_graphql::{Context, ID, InputObject, Json, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use diesel_async::AsyncConnection;
 
@@ -32,6 +32,11 @@ impl Client {
 
     async fn comment(&self) -> &str {
         &self.0.comment
+    }
+
+    /// The owner's own fields, `{}` when none.
+    async fn attributes(&self) -> Json<serde_json::Value> {
+        Json(self.0.attributes.clone())
     }
 
     /// Set by the one-click unsubscribe link; such clients get no further mail.
@@ -67,6 +72,10 @@ pub struct ClientInput {
     pub full_name: String,
     /// At most 2,000 characters; line breaks and tabs are the only control characters.
     pub comment: Option<String>,
+    /// The client's own fields, e.g. `{"company": "Acme", "plan": "pro", "seats": 12}`: at
+    /// most 50 keys of letters, digits and `_`; values strings, numbers or booleans. On
+    /// update, absent leaves them as they are and `{}` clears them.
+    pub attributes: Option<Json<serde_json::Value>>,
 }
 
 impl ClientInput {
@@ -79,6 +88,12 @@ impl ClientInput {
                 self.comment.as_deref().unwrap_or("").trim(),
                 2_000,
             )?,
+            attributes: self
+                .attributes
+                .as_ref()
+                .map(|attributes| validate::attributes(&format!("{prefix}.attributes"), &attributes.0))
+                .transpose()?
+                .map(serde_json::Value::Object),
         })
     }
 }

@@ -22,6 +22,8 @@ pub struct Client {
     pub unsubscribed_at: Option<DateTime<Utc>>,
     pub deleted_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
+    /// The owner's own fields: a JSON object (see `validate::attributes`).
+    pub attributes: serde_json::Value,
 }
 
 impl Client {
@@ -40,6 +42,8 @@ pub struct ClientFields {
     pub email: String,
     pub full_name: String,
     pub comment: String,
+    /// None: as they are (an update), or none (a new client).
+    pub attributes: Option<serde_json::Value>,
 }
 
 /// The live clients of `owner`, optionally matching `search` in e-mail or name.
@@ -109,6 +113,7 @@ pub async fn create(conn: &mut AsyncPgConnection, owner: UserId, fields: &Client
             clients::email.eq(&fields.email),
             clients::full_name.eq(&fields.full_name),
             clients::comment.eq(&fields.comment),
+            clients::attributes.eq(fields.attributes.clone().unwrap_or_else(|| serde_json::json!({}))),
         ))
         .returning(Client::as_returning())
         .get_result(conn)
@@ -164,7 +169,8 @@ pub async fn unsubscribe(conn: &mut AsyncPgConnection, id: ClientId) -> QueryRes
 }
 
 /// Upserts clients of `owner` by e-mail (any case) in one statement: new addresses are
-/// created, known ones get the new name and comment. Returns (created, updated).
+/// created, known ones get the new name and comment, and the attributes the row gives
+/// (others stay). Returns (created, updated).
 pub async fn import(conn: &mut AsyncPgConnection, owner: UserId, rows: &[ClientFields]) -> QueryResult<(usize, usize)> {
     use diesel::sql_types::{Array, Bool, Text, Uuid as SqlUuid};
     #[derive(QueryableByName)]
@@ -176,22 +182,45 @@ pub async fn import(conn: &mut AsyncPgConnection, owner: UserId, rows: &[ClientF
         return Ok((0, 0));
     }
     let column = |f: fn(&ClientFields) -> &String| rows.iter().map(f).cloned().collect::<Vec<String>>();
+    let attributes: Vec<String> = rows
+        .iter()
+        .map(|r| r.attributes.as_ref().map_or_else(|| "{}".to_owned(), |a| a.to_string()))
+        .collect();
     let upserted: Vec<Upserted> = diesel::sql_query(
-        "INSERT INTO clients (owner_id, email, full_name, comment) \
-         SELECT $1, e, n, c FROM unnest($2::text[], $3::text[], $4::text[]) AS t(e, n, c) \
+        "INSERT INTO clients (owner_id, email, full_name, comment, attributes) \
+         SELECT $1, e, n, c, a::jsonb FROM unnest($2::text[], $3::text[], $4::text[], $5::text[]) AS t(e, n, c, a) \
          ON CONFLICT (owner_id, lower(email)) WHERE deleted_at IS NULL \
          DO UPDATE SET email = EXCLUDED.email, full_name = EXCLUDED.full_name, comment = EXCLUDED.comment, \
-                       updated_at = now() \
+                       attributes = clients.attributes || EXCLUDED.attributes, updated_at = now() \
          RETURNING (xmax = 0) AS created",
     )
     .bind::<SqlUuid, _>(owner)
     .bind::<Array<Text>, _>(column(|r| &r.email))
     .bind::<Array<Text>, _>(column(|r| &r.full_name))
     .bind::<Array<Text>, _>(column(|r| &r.comment))
+    .bind::<Array<Text>, _>(attributes)
     .load(conn)
     .await?;
     let created = upserted.iter().filter(|u| u.created).count();
     Ok((created, upserted.len() - created))
+}
+
+/// The attribute keys the live clients of `owner` use, sorted (the export's columns).
+pub async fn attribute_keys(conn: &mut AsyncPgConnection, owner: UserId) -> QueryResult<Vec<String>> {
+    use diesel::sql_types::{Text, Uuid as SqlUuid};
+    #[derive(QueryableByName)]
+    struct Key {
+        #[diesel(sql_type = Text)]
+        key: String,
+    }
+    let keys: Vec<Key> = diesel::sql_query(
+        "SELECT DISTINCT jsonb_object_keys(attributes) AS key FROM clients \
+         WHERE owner_id = $1 AND deleted_at IS NULL ORDER BY 1",
+    )
+    .bind::<SqlUuid, _>(owner)
+    .load(conn)
+    .await?;
+    Ok(keys.into_iter().map(|k| k.key).collect())
 }
 
 /// The live clients of `owner` after `after`, oldest first (the export walks them in pages).

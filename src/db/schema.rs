@@ -79,6 +79,7 @@ diesel::table! {
         deleted_at -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        attributes -> Jsonb,
     }
 }
 

@@ -1,6 +1,8 @@
 //! GET /export/clients.csv: the caller's clients as CSV, streamed page by page (a
 //! connection is held only while a page is read), formula-like cells defused.
 
+use std::sync::Arc;
+
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -21,18 +23,32 @@ pub async fn clients_csv(State(state): State<HttpState>, caller: Caller) -> Resp
     let owner = viewer.user_id;
     let app = state.app.clone();
 
-    // None: the header is next; Some(cursor): the page after it; done when a page is short.
+    // The header first (its attribute columns read from the database), then the pages
+    // after a cursor; done when a page is short.
     enum Step {
         Header,
-        After(Option<Cursor>),
+        After(Option<Cursor>, Arc<Vec<String>>),
         Done,
     }
     let body = stream::unfold(Step::Header, move |step| {
         let app = app.clone();
         async move {
             match step {
-                Step::Header => Some((Ok::<_, std::io::Error>(Bytes::from(csv::header())), Step::After(None))),
-                Step::After(after) => {
+                Step::Header => {
+                    let keys = async {
+                        let mut conn = app.conn().await?;
+                        Ok::<_, crate::error::AppError>(model::attribute_keys(&mut conn, owner).await?)
+                    }
+                    .await;
+                    match keys {
+                        Ok(keys) => Some((
+                            Ok::<_, std::io::Error>(Bytes::from(csv::header(&keys))),
+                            Step::After(None, Arc::new(keys)),
+                        )),
+                        Err(err) => Some((Err(std::io::Error::other(err.to_string())), Step::Done)),
+                    }
+                }
+                Step::After(after, keys) => {
                     let page = async {
                         let mut conn = app.conn().await?;
                         Ok::<_, crate::error::AppError>(model::export_page(&mut conn, owner, after, PAGE).await?)
@@ -41,12 +57,14 @@ pub async fn clients_csv(State(state): State<HttpState>, caller: Caller) -> Resp
                     match page {
                         Ok(rows) => {
                             let next = match rows.last() {
-                                Some(last) if rows.len() as i64 == PAGE => Step::After(Some(last.cursor())),
+                                Some(last) if rows.len() as i64 == PAGE => {
+                                    Step::After(Some(last.cursor()), keys.clone())
+                                }
                                 _ => Step::Done,
                             };
                             let mut chunk = Vec::new();
                             for client in &rows {
-                                chunk.extend(csv::row([&client.email, &client.full_name, &client.comment]));
+                                chunk.extend(csv::client_row(client, &keys));
                             }
                             Some((Ok(Bytes::from(chunk)), next))
                         }

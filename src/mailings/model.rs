@@ -257,7 +257,7 @@ pub async fn clients_pages(
     args: PageArgs,
 ) -> QueryResult<HashMap<MailingId, Page<Client>>> {
     let rows: Vec<MailingClientRow> = diesel::sql_query(
-        "SELECT mailing_id, id, owner_id, email, full_name, comment, unsubscribed_at, deleted_at, created_at FROM ( \
+        "SELECT mailing_id, id, owner_id, email, full_name, comment, unsubscribed_at, deleted_at, created_at, attributes FROM ( \
              SELECT mc.mailing_id, c.*, row_number() OVER ( \
                  PARTITION BY mc.mailing_id ORDER BY c.created_at DESC, c.id DESC) AS rn \
              FROM mailing_clients mc JOIN clients c ON c.id = mc.client_id \

@@ -201,3 +201,170 @@ async fn clients(app: &TestApp, token: &str) -> Vec<(String, String, String)> {
     rows.sort();
     rows
 }
+
+const ATTRIBUTES: &str = "{ clients(first: 100) { nodes { email attributes } } }";
+
+async fn attributes_of(app: &TestApp, token: &str) -> serde_json::Map<String, serde_json::Value> {
+    let reply = app.graphql_as(token, ATTRIBUTES, json!({})).await.json();
+    reply["data"]["clients"]["nodes"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{reply}"))
+        .iter()
+        .map(|c| (c["email"].as_str().unwrap().to_owned(), c["attributes"].clone()))
+        .collect()
+}
+
+#[tokio::test]
+async fn attributes_are_set_checked_by_field_and_kept_unless_given() {
+    let app = TestApp::new().await;
+    let token = app.verified_user("ann@example.com", Role::User).await;
+    let create = "mutation($i: ClientInput!) { createClient(input: $i) { id attributes } }";
+    let reply = app
+        .graphql_as(
+            &token,
+            create,
+            json!({ "i": { "email": "bo@example.com", "fullName": "Bo",
+                    "attributes": { "company": "Acme, Inc.", "seats": 12, "trial": false } } }),
+        )
+        .await
+        .json();
+    let id = reply["data"]["createClient"]["id"].clone();
+    assert_eq!(
+        reply["data"]["createClient"]["attributes"],
+        json!({ "company": "Acme, Inc.", "seats": 12, "trial": false }),
+        "{reply}"
+    );
+    // A client made without attributes has {}.
+    let reply = app
+        .graphql_as(
+            &token,
+            create,
+            json!({ "i": { "email": "cy@example.com", "fullName": "Cy" } }),
+        )
+        .await
+        .json();
+    assert_eq!(reply["data"]["createClient"]["attributes"], json!({}), "{reply}");
+
+    // Bad attributes name the field, and nothing is stored.
+    for (attributes, field) in [
+        (json!(["not", "an", "object"]), "input.attributes"),
+        (json!({ "first name": "Bo" }), "input.attributes"),
+        (json!({ "9lives": "x" }), "input.attributes"),
+        (json!({ "plan": { "nested": true } }), "input.attributes.plan"),
+        (json!({ "plan": null }), "input.attributes.plan"),
+        (json!({ "note": "two\nlines" }), "input.attributes.note"),
+        (json!({ "note": "x".repeat(501) }), "input.attributes.note"),
+    ] {
+        let reply = app
+            .graphql_as(
+                &token,
+                create,
+                json!({ "i": { "email": "dee@example.com", "fullName": "Dee", "attributes": attributes } }),
+            )
+            .await;
+        assert_eq!(reply.error_code(), "BAD_USER_INPUT", "{attributes}: {}", reply.json());
+        assert_eq!(
+            reply.json()["errors"][0]["extensions"]["field"],
+            field,
+            "{}",
+            reply.json()
+        );
+    }
+    let many: serde_json::Map<String, serde_json::Value> = (0..51).map(|n| (format!("k{n}"), json!(n))).collect();
+    let reply = app
+        .graphql_as(
+            &token,
+            create,
+            json!({ "i": { "email": "dee@example.com", "fullName": "Dee", "attributes": many } }),
+        )
+        .await;
+    assert_eq!(reply.error_code(), "BAD_USER_INPUT", "{}", reply.json());
+    assert!(!attributes_of(&app, &token).await.contains_key("dee@example.com"));
+
+    // Updating without attributes keeps them; {} clears them.
+    let update = "mutation($id: ID!, $i: ClientInput!) { updateClient(id: $id, input: $i) { attributes } }";
+    let reply = app
+        .graphql_as(
+            &token,
+            update,
+            json!({ "id": id, "i": { "email": "bo@example.com", "fullName": "Bo B." } }),
+        )
+        .await
+        .json();
+    assert_eq!(reply["data"]["updateClient"]["attributes"]["seats"], 12, "{reply}");
+    let reply = app
+        .graphql_as(
+            &token,
+            update,
+            json!({ "id": id, "i": { "email": "bo@example.com", "fullName": "Bo", "attributes": {} } }),
+        )
+        .await
+        .json();
+    assert_eq!(reply["data"]["updateClient"]["attributes"], json!({}), "{reply}");
+}
+
+#[tokio::test]
+async fn extra_csv_columns_are_attributes_and_come_back_in_the_export() {
+    let app = TestApp::new().await;
+    let token = app.verified_user("ann@example.com", Role::User).await;
+    let csv = "email,full_name,comment,company,plan\n\
+               bo@example.com,Bo,,Acme,pro\n\
+               cy@example.com,Cy,,,basic\n\
+               dee@example.com,Dee,,\"=HYPERLINK(\"\"x\"\")\",\n";
+    let reply = app.graphql_as(&token, IMPORT, json!({ "csv": csv })).await.json();
+    assert_eq!(reply["data"]["importClients"]["created"], 3, "{reply}");
+    let attributes = attributes_of(&app, &token).await;
+    assert_eq!(
+        attributes["bo@example.com"],
+        json!({ "company": "Acme", "plan": "pro" })
+    );
+    // An empty cell sets nothing.
+    assert_eq!(attributes["cy@example.com"], json!({ "plan": "basic" }));
+    assert_eq!(attributes["dee@example.com"], json!({ "company": "=HYPERLINK(\"x\")" }));
+
+    // A later import sets what it names and keeps the rest.
+    let reply = app
+        .graphql_as(
+            &token,
+            IMPORT,
+            json!({ "csv": "email,full_name,city\nbo@example.com,Bo,Oslo\n" }),
+        )
+        .await
+        .json();
+    assert_eq!(reply["data"]["importClients"]["updated"], 1, "{reply}");
+    assert_eq!(
+        attributes_of(&app, &token).await["bo@example.com"],
+        json!({ "company": "Acme", "plan": "pro", "city": "Oslo" })
+    );
+
+    // The export has a column per key, formulas defused, and imports back unchanged.
+    let (status, exported) = export(&app, &token).await;
+    assert_eq!(status, StatusCode::OK);
+    let mut lines = exported.lines();
+    assert_eq!(lines.next(), Some("email,full_name,comment,city,company,plan"));
+    assert!(exported.contains("bo@example.com,Bo,,Oslo,Acme,pro"), "{exported}");
+    assert!(
+        exported.contains("dee@example.com,Dee,,,\"'=HYPERLINK(\"\"x\"\")\","),
+        "{exported}"
+    );
+    let before = attributes_of(&app, &token).await;
+    let reply = app.graphql_as(&token, IMPORT, json!({ "csv": exported })).await.json();
+    assert_eq!(reply["data"]["importClients"]["errors"], json!([]), "{reply}");
+    assert_eq!(attributes_of(&app, &token).await, before);
+
+    // A header that cannot be an attribute's name fails the file, naming it.
+    let reply = app
+        .graphql_as(
+            &token,
+            IMPORT,
+            json!({ "csv": "email,full_name,first name\nx@example.com,X,Y\n" }),
+        )
+        .await;
+    assert_eq!(reply.error_code(), "BAD_USER_INPUT", "{}", reply.json());
+    assert!(
+        reply.json()["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("first name")
+    );
+}
