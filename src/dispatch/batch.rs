@@ -4,7 +4,8 @@
 //! breaker and the metrics, and classified (`outcome::classify`); whatever goes wrong
 //! belongs to that delivery alone.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -16,11 +17,35 @@ use super::guard::Allowance;
 use super::outcome::{self, RetryPolicy, Verdict};
 use super::queue::{self, Claimed, Outcome, RunSnapshot};
 use super::{Dispatcher, compose};
-use crate::db::types::{DeliveryId, MailingId, RunId};
+use crate::db::types::{ClientId, DeliveryId, MailingId, RunId};
 use crate::deliveries::model::DeliveryStatus;
 use crate::events::Notice;
 use crate::mail::message::Outgoing;
+use crate::messages::template::MessageTemplates;
 use crate::metrics::{Outcome as OutcomeLabel, Status as StatusLabel};
+
+/// A run as its deliveries are sent: what it snapshotted, its templates compiled (or why
+/// they do not compile: every delivery of the run fails with that), its day.
+pub struct RunInHand {
+    pub snapshot: RunSnapshot,
+    pub templates: Result<MessageTemplates, String>,
+    /// `run.date`: the run's day in the mailing's time zone.
+    pub date: String,
+}
+
+impl RunInHand {
+    fn new(snapshot: RunSnapshot) -> RunInHand {
+        let templates = MessageTemplates::compile(&snapshot.subject, &snapshot.body)
+            .map_err(|(part, invalid)| format!("the message's {part} template does not parse: {invalid}"));
+        let zone: chrono_tz::Tz = snapshot.time_zone.parse().unwrap_or(chrono_tz::UTC);
+        let date = snapshot.run_at.with_timezone(&zone).format("%Y-%m-%d").to_string();
+        RunInHand {
+            snapshot,
+            templates,
+            date,
+        }
+    }
+}
 
 impl Dispatcher {
     pub(super) async fn send_batch(
@@ -34,9 +59,11 @@ impl Dispatcher {
             .collect::<HashSet<_>>()
             .into_iter()
             .collect();
-        let snapshots = {
+        let client_ids: Vec<ClientId> = claimed.iter().map(|c| c.client_id).collect();
+        let (runs, clients) = {
             let mut conn = self.state.pool().get().await?;
-            queue::run_snapshots(&mut conn, &run_ids).await?
+            let runs = self.runs_in_hand(&mut conn, &run_ids).await?;
+            (runs, queue::client_details(&mut conn, &client_ids).await?)
         };
         let key = self
             .state
@@ -85,7 +112,7 @@ impl Dispatcher {
             let sends = group
                 .iter()
                 .filter(|c| go.contains(&c.id))
-                .map(|c| self.send_one(c, snapshots.get(&c.run_id), &key));
+                .map(|c| self.send_one(c, runs.get(&c.run_id).map(|r| &**r), clients.get(&c.client_id), &key));
             outcomes = futures_util::future::join_all(sends).await;
         }
         Ok(())
@@ -156,14 +183,22 @@ impl Dispatcher {
     /// PERMANENT_FAILURE, and a panic anyway (a bug) is caught here and logged with the
     /// delivery's ids: while composing it fails this delivery, while sending it is UNKNOWN
     /// (the message may have gone out). The rest of the group is recorded as it happened.
-    async fn send_one(&self, delivery: &Claimed, snapshot: Option<&RunSnapshot>, key: &[u8]) -> Outcome {
-        let composed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.compose(delivery, snapshot, key)))
-            .unwrap_or_else(|panic| {
-                Err(format!(
-                    "composing the message failed: {}",
-                    crate::tasks::panic_text(&*panic)
-                ))
-            });
+    async fn send_one(
+        &self,
+        delivery: &Claimed,
+        run: Option<&RunInHand>,
+        client: Option<&queue::ClientDetails>,
+        key: &[u8],
+    ) -> Outcome {
+        let composed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.compose(delivery, run, client, key)
+        }))
+        .unwrap_or_else(|panic| {
+            Err(format!(
+                "composing the message failed: {}",
+                crate::tasks::panic_text(&*panic)
+            ))
+        });
         let verdict = match composed {
             Ok(message) => match std::panic::AssertUnwindSafe(self.send_composed(delivery, &message))
                 .catch_unwind()
@@ -194,28 +229,68 @@ impl Dispatcher {
         }
     }
 
-    fn compose(&self, delivery: &Claimed, snapshot: Option<&RunSnapshot>, key: &[u8]) -> Result<Outgoing, String> {
+    fn compose(
+        &self,
+        delivery: &Claimed,
+        run: Option<&RunInHand>,
+        client: Option<&queue::ClientDetails>,
+        key: &[u8],
+    ) -> Result<Outgoing, String> {
         let config = self.state.config();
-        let run = snapshot.ok_or_else(|| "the run's snapshot is missing".to_owned())?;
+        let run = run.ok_or_else(|| "the run's snapshot is missing".to_owned())?;
+        let templates = run.templates.as_ref().map_err(Clone::clone)?;
         let from: Mailbox = run
+            .snapshot
             .mail_from
             .parse()
             .map_err(|e| format!("MAIL_FROM of the run is not an address: {e}"))?;
+        let no_attributes = serde_json::Value::Object(Default::default());
         let to = compose::Recipient {
             delivery_id: delivery.id,
             client_id: delivery.client_id,
             email: &delivery.email,
             full_name: &delivery.full_name,
+            comment: client.map_or("", |c| c.comment.as_str()),
+            attributes: client.map_or(&no_attributes, |c| &c.attributes),
         };
-        compose::compose(
-            &config.http,
-            key,
-            &from,
-            &run.subject,
-            &run.body,
-            &to,
-            config.mail.max_message_size,
-        )
+        let message = compose::RunMessage {
+            templates,
+            mailing_id: run.snapshot.mailing_id,
+            date: run.date.clone(),
+        };
+        compose::compose(&config.http, key, &from, &message, &to, config.mail.max_message_size)
+    }
+
+    /// The runs of a batch with their templates compiled, each once per instance (kept
+    /// while the run may still have deliveries here; the oldest go past a hundred runs).
+    async fn runs_in_hand(
+        &self,
+        conn: &mut crate::db::PooledConn,
+        run_ids: &[RunId],
+    ) -> anyhow::Result<HashMap<RunId, Arc<RunInHand>>> {
+        let known: HashMap<RunId, Arc<RunInHand>> = {
+            let runs = self.runs.lock().expect("runs lock");
+            run_ids
+                .iter()
+                .filter_map(|id| runs.get(id).map(|r| (*id, r.clone())))
+                .collect()
+        };
+        let missing: Vec<RunId> = run_ids.iter().copied().filter(|id| !known.contains_key(id)).collect();
+        if missing.is_empty() {
+            return Ok(known);
+        }
+        let snapshots = queue::run_snapshots(conn, &missing).await?;
+        let mut runs = self.runs.lock().expect("runs lock");
+        if runs.len() > 100 {
+            runs.clear();
+        }
+        let mut all = known;
+        for (id, snapshot) in snapshots {
+            let run = Arc::new(RunInHand::new(snapshot));
+            runs.insert(id, run.clone());
+            all.insert(id, run);
+        }
+        Ok(all)
     }
 
     /// One SMTP exchange (paced), fed to the breaker and the metrics, classified.

@@ -9,9 +9,9 @@ use lettre::message::Mailbox;
 use sha2::Sha256;
 
 use crate::config::HttpConfig;
-use crate::db::types::{ClientId, DeliveryId};
+use crate::db::types::{ClientId, DeliveryId, MailingId};
 use crate::mail::message::{Draft, Outgoing, message_id};
-use crate::messages::model::Placeholders;
+use crate::messages::template::{ClientValues, MailingValues, MessageTemplates, Rendering, RunValues, Values};
 
 fn signature(key: &[u8], client_id: ClientId) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
@@ -44,32 +44,57 @@ pub struct Recipient<'a> {
     pub client_id: ClientId,
     pub email: &'a str,
     pub full_name: &'a str,
+    /// The client's comment and attributes as they are now ("" and {} once it is gone).
+    pub comment: &'a str,
+    pub attributes: &'a serde_json::Value,
 }
 
-/// The run's subject and body for one recipient, or why this delivery cannot go out (a
-/// value stored before today's input rules, a message over MAX_MESSAGE_SIZE): that reason
-/// becomes the delivery's PERMANENT_FAILURE, and the rest of the run goes on.
+/// A run's message, its templates compiled once for all its deliveries.
+pub struct RunMessage<'a> {
+    pub templates: &'a MessageTemplates,
+    pub mailing_id: MailingId,
+    /// The run's day in the mailing's time zone.
+    pub date: String,
+}
+
+/// The run's subject and body rendered for one recipient, or why this delivery cannot go
+/// out (a value stored before today's input rules, a template that fails for this
+/// recipient, a message over MAX_MESSAGE_SIZE): that reason becomes the delivery's
+/// PERMANENT_FAILURE, and the rest of the run goes on.
 pub fn compose(
     http: &HttpConfig,
     key: &[u8],
     from: &Mailbox,
-    subject: &str,
-    body: &str,
+    message: &RunMessage<'_>,
     to: &Recipient<'_>,
     max_size: usize,
 ) -> Result<Outgoing, String> {
     let address = crate::mail::address::parse(to.email).map_err(|e| format!("the address {e}"))?;
     let unsubscribe = unsubscribe_url(http, key, to.client_id);
     let name = crate::mail::message::one_line(to.full_name);
-    let values = Placeholders {
+    let values = Values {
+        client: ClientValues {
+            email: &address.text,
+            full_name: &name,
+            comment: to.comment,
+            attributes: to.attributes,
+        },
+        unsubscribe_url: &unsubscribe,
+        mailing: MailingValues {
+            id: message.mailing_id.to_string(),
+        },
+        run: RunValues {
+            date: message.date.clone(),
+        },
         full_name: &name,
         email: &address.text,
-        unsubscribe_url: &unsubscribe,
     };
-    let too_large =
-        |size: usize| format!("the message would be over {size} bytes, more than MAX_MESSAGE_SIZE ({max_size} bytes)");
-    let text = values.fill_within(body, max_size).map_err(too_large)?;
-    let subject = values.fill_within(subject, max_size).map_err(too_large)?;
+    let failed = |rendering: Rendering| match rendering {
+        Rendering::TooLarge => format!("the message would be more than MAX_MESSAGE_SIZE ({max_size} bytes)"),
+        Rendering::Failed(why) => why,
+    };
+    let text = message.templates.body(&values, max_size).map_err(failed)?;
+    let subject = message.templates.subject(&values, max_size).map_err(failed)?;
     crate::mail::message::build(
         &Draft {
             from,

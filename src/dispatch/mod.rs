@@ -26,7 +26,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::app::AppState;
-use crate::db::types::DeliveryId;
+use crate::db::types::{DeliveryId, RunId};
 use crate::events::{Notice, Notifier};
 use guard::{Allowance, Breaker, Pacer};
 use queue::Claimed;
@@ -66,6 +66,8 @@ pub struct Dispatcher {
     /// Tells every instance's subscribers about recorded sends, after the commit.
     notifier: Notifier,
     notifier_task: tokio::task::JoinHandle<()>,
+    /// Each run's message, its templates compiled once (`batch::RunInHand`).
+    runs: Mutex<std::collections::HashMap<RunId, Arc<batch::RunInHand>>>,
 }
 
 /// What the work before sending found: runs started, and a claimed batch to send.
@@ -93,6 +95,7 @@ impl Dispatcher {
             pacer,
             totals: Totals::default(),
             in_hand: Arc::default(),
+            runs: Mutex::default(),
             notifier,
             notifier_task,
         }

@@ -280,17 +280,51 @@ pub struct RunSnapshot {
     pub body: String,
     #[diesel(sql_type = Text)]
     pub mail_from: String,
+    #[diesel(sql_type = SqlUuid)]
+    pub mailing_id: MailingId,
+    #[diesel(sql_type = Timestamptz)]
+    pub run_at: DateTime<Utc>,
+    /// The mailing's time zone (for `run.date`).
+    #[diesel(sql_type = Text)]
+    pub time_zone: String,
 }
 
 pub async fn run_snapshots(
     conn: &mut AsyncPgConnection,
     run_ids: &[RunId],
 ) -> diesel::QueryResult<HashMap<RunId, RunSnapshot>> {
-    let rows: Vec<RunSnapshot> = diesel::sql_query("SELECT id, subject, body, mail_from FROM runs WHERE id = ANY($1)")
-        .bind::<Array<SqlUuid>, _>(run_ids)
+    let rows: Vec<RunSnapshot> = diesel::sql_query(
+        "SELECT r.id, r.subject, r.body, r.mail_from, r.mailing_id, r.run_at, m.time_zone \
+         FROM runs r JOIN mailings m ON m.id = r.mailing_id WHERE r.id = ANY($1)",
+    )
+    .bind::<Array<SqlUuid>, _>(run_ids)
+    .load(conn)
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.id, r)).collect())
+}
+
+/// What templates may read of a client besides the delivery's own copy of the address
+/// and name: its comment and attributes as they are now.
+#[derive(Debug, Clone, diesel::QueryableByName)]
+pub struct ClientDetails {
+    #[diesel(sql_type = SqlUuid)]
+    pub id: ClientId,
+    #[diesel(sql_type = Text)]
+    pub comment: String,
+    #[diesel(sql_type = diesel::sql_types::Jsonb)]
+    pub attributes: serde_json::Value,
+}
+
+/// The details of a batch's clients, in one query.
+pub async fn client_details(
+    conn: &mut AsyncPgConnection,
+    client_ids: &[ClientId],
+) -> diesel::QueryResult<HashMap<ClientId, ClientDetails>> {
+    let rows: Vec<ClientDetails> = diesel::sql_query("SELECT id, comment, attributes FROM clients WHERE id = ANY($1)")
+        .bind::<Array<SqlUuid>, _>(client_ids)
         .load(conn)
         .await?;
-    Ok(rows.into_iter().map(|r| (r.id, r)).collect())
+    Ok(rows.into_iter().map(|c| (c.id, c)).collect())
 }
 
 /// How long until something falls due: a run to start, a retry, or a lease to run out (a

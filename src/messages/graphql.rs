@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use diesel_async::AsyncConnection;
 
 use super::model::{self, MessageFields};
+use super::template;
 use crate::accounts::viewer;
 use crate::app::AppState;
 use crate::db::page::PageArgs;
@@ -57,6 +58,8 @@ impl MessageInput {
             return Err(AppError::bad_input("input.body", "is larger than 1 MiB"));
         }
         let body = validate::required_text("input.body", &self.body, MAX_BODY_BYTES)?;
+        template::check("input.subject", &subject)?;
+        template::check("input.body", &body)?;
         Ok(MessageFields { subject, body })
     }
 }
@@ -146,20 +149,36 @@ impl MessagesMutation {
             .ok_or(AppError::NotFound)?;
         drop(conn);
         let placeholder_link = state.config().http.link("unsubscribe", &[("test", "1")]);
-        let values = model::Placeholders {
+        let attributes = serde_json::json!({});
+        let values = template::Values {
+            client: template::ClientValues {
+                email: &email,
+                full_name: "Test Recipient",
+                comment: "",
+                attributes: &attributes,
+            },
+            unsubscribe_url: &placeholder_link,
+            mailing: template::MailingValues { id: "test".into() },
+            run: template::RunValues {
+                date: chrono::Utc::now().format("%Y-%m-%d").to_string(),
+            },
             full_name: "Test Recipient",
             email: &email,
-            unsubscribe_url: &placeholder_link,
         };
         let max_size = state.config().mail.max_message_size;
-        let too_large = |size| {
+        let failed = |rendering| {
             AppError::bad_input(
                 "messageId",
-                format!("the message would be {size} bytes, more than MAX_MESSAGE_SIZE"),
+                match rendering {
+                    template::Rendering::TooLarge => "the message would be more than MAX_MESSAGE_SIZE".to_owned(),
+                    template::Rendering::Failed(why) => why,
+                },
             )
         };
-        let subject = values.fill_within(&message.subject, max_size).map_err(too_large)?;
-        let body = values.fill_within(&message.body, max_size).map_err(too_large)?;
+        let templates = template::MessageTemplates::compile(&message.subject, &message.body)
+            .map_err(|(part, invalid)| AppError::bad_input("messageId", format!("the {part} template: {invalid}")))?;
+        let subject = templates.subject(&values, max_size).map_err(failed)?;
+        let body = templates.body(&values, max_size).map_err(failed)?;
         let mail = crate::mail::plain_mail(&state.config().mail.mail_from, &email, &subject, &body, None, max_size)
             .map_err(|e| AppError::bad_input("messageId", e))?;
         Ok(match state.mailer().send(&mail).await {

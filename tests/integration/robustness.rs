@@ -399,3 +399,94 @@ async fn an_exhausted_pool_is_a_503_to_retry_not_an_internal_error() {
     assert_eq!(reply.status, 200, "{}", reply.json());
     assert_eq!(reply.json()["data"]["me"]["email"], "owner@example.com");
 }
+
+#[tokio::test]
+async fn templates_fill_variables_and_a_failing_one_fails_only_its_deliveries() {
+    let smtp = TestSmtpServer::start().await;
+    let app = dispatching(&smtp, &[]).await;
+    let (token, message) = owner(
+        &app,
+        "{{ client.full_name }}, your {{ client.attributes.plan | default('free') | upper }} plan",
+        "Seats next year: {{ client.attributes.seats + 1 }}\n{{ client.comment }} / {{ run.date }} / {{ mailing.id }}\n",
+    )
+    .await;
+    let create = "mutation($i: ClientInput!) { createClient(input: $i) { id } }";
+    let mut ids = Vec::new();
+    for input in [
+        json!({ "email": "ann@example.com", "fullName": "<Ann>", "comment": "met at the fair",
+                "attributes": { "plan": "pro", "seats": 4 } }),
+        // Adding 1 to a string fails while rendering, for this client alone.
+        json!({ "email": "bob@example.com", "fullName": "Bob", "attributes": { "seats": "many" } }),
+    ] {
+        let reply = app.graphql_as(&token, create, json!({ "i": input })).await.json();
+        ids.push(
+            reply["data"]["createClient"]["id"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{reply}"))
+                .to_owned(),
+        );
+    }
+    let id = app.start_mailing_now(&token, &message, &ids).await;
+    let deliveries = settled(&app, &token, &id, &[]).await;
+    assert_eq!(of(&deliveries, "ann@example.com")["status"], "SENT", "{deliveries:?}");
+    let bob = of(&deliveries, "bob@example.com");
+    assert_eq!(bob["status"], "FAILED", "{bob}");
+    assert_eq!(bob["attempts"][0]["status"], "PERMANENT_FAILURE", "{bob}");
+    let why = bob["attempts"][0]["serverResponse"].as_str().unwrap();
+    assert!(why.contains("body template failed"), "{why}");
+
+    let accepted = smtp.accepted();
+    assert_eq!(accepted.len(), 1, "{accepted:?}");
+    let parsed = mail_parser::MessageParser::default()
+        .parse(accepted[0].data.as_bytes())
+        .unwrap();
+    assert_eq!(parsed.subject(), Some("<Ann>, your PRO plan"));
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    assert_eq!(
+        parsed.body_text(0).unwrap().replace("\r\n", "\n").trim_end(),
+        format!("Seats next year: 5\nmet at the fair / {today} / {id}")
+    );
+
+    // A template that would run for ever is stopped by its fuel, for each of its
+    // deliveries; the dispatcher goes on with the next mailing.
+    let (_, runaway) = {
+        let reply = app
+            .graphql_as(
+                &token,
+                "mutation($s: String!, $b: String!) { createMessage(input: { subject: $s, body: $b }) { id } }",
+                json!({ "s": "Loop", "b": "{% for i in range(10000) %}{% for j in range(10000) %}x{% endfor %}{% endfor %}" }),
+            )
+            .await
+            .json();
+        (
+            (),
+            reply["data"]["createMessage"]["id"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{reply}"))
+                .to_owned(),
+        )
+    };
+    let looping = app.start_mailing_now(&token, &runaway, &ids[..1]).await;
+    let deliveries = settled(&app, &token, &looping, &[]).await;
+    let why = of(&deliveries, "ann@example.com")["attempts"][0]["serverResponse"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(why.contains("fuel"), "{why}");
+    app.start_mailing_now(&token, &message, &ids[..1]).await;
+    assert_eq!(smtp.wait_accepted(2, Duration::from_secs(10)).await.len(), 2);
+    readyz_becomes(&app, 200, Duration::from_secs(5)).await;
+
+    // A template that does not parse is refused when saved, with its line.
+    let reply = app
+        .graphql_as(
+            &token,
+            "mutation($s: String!, $b: String!) { createMessage(input: { subject: $s, body: $b }) { id } }",
+            json!({ "s": "Fine", "b": "Hello\n\n{% if client.full_name %}no end" }),
+        )
+        .await;
+    assert_eq!(reply.error_code(), "BAD_USER_INPUT", "{}", reply.json());
+    assert_eq!(reply.json()["errors"][0]["extensions"]["field"], "input.body");
+    let message_text = reply.json()["errors"][0]["message"].as_str().unwrap().to_owned();
+    assert!(message_text.contains("line 3"), "{message_text}");
+}
