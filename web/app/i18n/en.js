@@ -50,7 +50,7 @@ export default {
   'messages.title': 'Messages', 'messages.none': 'No messages yet.', 'messages.created': 'Created',
   'messages.new': 'New message', 'messages.edit': 'Edit message', 'messages.create': 'Create message',
   'messages.preview': 'Preview', 'messages.deleteConfirm': 'Delete this message?',
-  'messages.placeholders': 'Placeholders: {{full_name}}, {{email}}, {{unsubscribe_url}}.',
+  'messages.placeholders': 'A template: {{ client.full_name }}, {{ client.email }}, {{ client.attributes.plan }}, {{ unsubscribe_url }}, {% if %}, filters (see the README). The preview fills only {{full_name}}, {{email}} and {{unsubscribe_url}}.',
   'mailings.title': 'Active mailings', 'mailings.completedTitle': 'Completed mailings', 'mailings.none': 'No mailings here.',
   'mailings.new': 'New mailing', 'mailings.newTitle': 'New mailing', 'mailings.editTitle': 'Edit mailing',
   'mailings.create': 'Create mailing', 'mailings.status': 'Status', 'mailings.nextRun': 'Next run',

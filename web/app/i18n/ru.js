@@ -50,7 +50,7 @@ export default {
   'messages.title': 'Сообщения', 'messages.none': 'Сообщений пока нет.', 'messages.created': 'Создано',
   'messages.new': 'Новое сообщение', 'messages.edit': 'Изменить сообщение', 'messages.create': 'Создать сообщение',
   'messages.preview': 'Предпросмотр', 'messages.deleteConfirm': 'Удалить это сообщение?',
-  'messages.placeholders': 'Подстановки: {{full_name}}, {{email}}, {{unsubscribe_url}}.',
+  'messages.placeholders': 'Шаблон: {{ client.full_name }}, {{ client.email }}, {{ client.attributes.plan }}, {{ unsubscribe_url }}, {% if %}, фильтры (см. README). Предпросмотр подставляет только {{full_name}}, {{email}} и {{unsubscribe_url}}.',
   'mailings.title': 'Активные рассылки', 'mailings.completedTitle': 'Завершённые рассылки', 'mailings.none': 'Здесь рассылок нет.',
   'mailings.new': 'Новая рассылка', 'mailings.newTitle': 'Новая рассылка', 'mailings.editTitle': 'Изменить рассылку',
   'mailings.create': 'Создать рассылку', 'mailings.status': 'Статус', 'mailings.nextRun': 'Следующий запуск',
