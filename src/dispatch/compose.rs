@@ -11,7 +11,7 @@ use sha2::Sha256;
 use crate::config::HttpConfig;
 use crate::db::types::{ClientId, DeliveryId, MailingId};
 use crate::mail::message::{Draft, Outgoing, message_id};
-use crate::messages::template::{ClientValues, MailingValues, MessageTemplates, Rendering, RunValues, Values};
+use crate::messages::template::{ClientValues, MessageTemplates, Rendering, Values};
 
 fn signature(key: &[u8], client_id: ClientId) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
@@ -72,23 +72,17 @@ pub fn compose(
     let address = crate::mail::address::parse(to.email).map_err(|e| format!("the address {e}"))?;
     let unsubscribe = unsubscribe_url(http, key, to.client_id);
     let name = crate::mail::message::one_line(to.full_name);
-    let values = Values {
-        client: ClientValues {
+    let values = Values::new(
+        ClientValues {
             email: &address.text,
             full_name: &name,
             comment: to.comment,
             attributes: to.attributes,
         },
-        unsubscribe_url: &unsubscribe,
-        mailing: MailingValues {
-            id: message.mailing_id.to_string(),
-        },
-        run: RunValues {
-            date: message.date.clone(),
-        },
-        full_name: &name,
-        email: &address.text,
-    };
+        &unsubscribe,
+        message.mailing_id.to_string(),
+        message.date.clone(),
+    );
     let failed = |rendering: Rendering| match rendering {
         Rendering::TooLarge => format!("the message would be more than MAX_MESSAGE_SIZE ({max_size} bytes)"),
         Rendering::Failed(why) => why,

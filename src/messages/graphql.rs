@@ -71,6 +71,32 @@ crate::batch_loader!(
     }
 );
 
+/// A message as one client would get it.
+#[derive(async_graphql::SimpleObject)]
+pub struct RenderedMessage {
+    pub subject: String,
+    /// The HTML part; null for a text message.
+    pub html: Option<String>,
+    pub text: String,
+}
+
+/// `message` rendered for one client (today's date, no mailing): BAD_USER_INPUT on
+/// `messageId` when a template fails for these values.
+fn render(
+    message: &model::Message,
+    client: template::ClientValues<'_>,
+    unsubscribe_url: &str,
+    max_size: usize,
+) -> AppResult<template::Rendered> {
+    let templates = template::MessageTemplates::compile(&message.subject, &message.body)
+        .map_err(|(part, invalid)| AppError::bad_input("messageId", format!("the {part} template: {invalid}")))?;
+    let date = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    let values = template::Values::new(client, unsubscribe_url, "preview".into(), date);
+    templates
+        .render_both(&values, max_size)
+        .map_err(|rendering| AppError::bad_input("messageId", rendering.to_string()))
+}
+
 /// What the mail server said to a test send.
 #[derive(async_graphql::SimpleObject)]
 pub struct TestSendResult {
@@ -96,6 +122,62 @@ impl MessagesQuery {
         let mut conn = AppState::from_ctx(ctx).conn().await?;
         let page = model::list(&mut conn, viewer.user_id, args).await?;
         Ok(Connection::from_page(page, args, model::Message::cursor, Message))
+    }
+
+    /// The message as that client would get it now (without `clientId`, as a sample client
+    /// would); its unsubscribe link is a placeholder that unsubscribes nobody.
+    async fn render_message(
+        &self,
+        ctx: &Context<'_>,
+        message_id: ID,
+        client_id: Option<ID>,
+    ) -> async_graphql::Result<RenderedMessage> {
+        let viewer = viewer(ctx)?;
+        let state = AppState::from_ctx(ctx);
+        let id = parse_id(&message_id).ok_or(AppError::NotFound)?;
+        let mut conn = state.conn().await?;
+        let message = model::find(&mut conn, viewer.user_id, id)
+            .await?
+            .ok_or(AppError::NotFound)?;
+        let client = match &client_id {
+            Some(client_id) => {
+                let client_id = parse_id(client_id).ok_or(AppError::NotFound)?;
+                Some(
+                    crate::clients::model::find(&mut conn, viewer.user_id, client_id)
+                        .await?
+                        .ok_or(AppError::NotFound)?,
+                )
+            }
+            None => None,
+        };
+        drop(conn);
+        let sample_attributes = serde_json::json!({});
+        let values = match &client {
+            Some(client) => template::ClientValues {
+                email: &client.email,
+                full_name: &client.full_name,
+                comment: &client.comment,
+                attributes: &client.attributes,
+            },
+            None => template::ClientValues {
+                email: "ann@example.com",
+                full_name: "Ann Example",
+                comment: "",
+                attributes: &sample_attributes,
+            },
+        };
+        let placeholder_link = state.config().http.link("unsubscribe", &[("preview", "1")]);
+        let rendered = render(
+            &message,
+            values,
+            &placeholder_link,
+            state.config().mail.max_message_size,
+        )?;
+        Ok(RenderedMessage {
+            subject: crate::mail::message::one_line(&rendered.subject),
+            html: None,
+            text: rendered.body,
+        })
     }
 
     async fn message(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Message>> {
@@ -150,35 +232,14 @@ impl MessagesMutation {
         drop(conn);
         let placeholder_link = state.config().http.link("unsubscribe", &[("test", "1")]);
         let attributes = serde_json::json!({});
-        let values = template::Values {
-            client: template::ClientValues {
-                email: &email,
-                full_name: "Test Recipient",
-                comment: "",
-                attributes: &attributes,
-            },
-            unsubscribe_url: &placeholder_link,
-            mailing: template::MailingValues { id: "test".into() },
-            run: template::RunValues {
-                date: chrono::Utc::now().format("%Y-%m-%d").to_string(),
-            },
-            full_name: "Test Recipient",
+        let client = template::ClientValues {
             email: &email,
+            full_name: "Test Recipient",
+            comment: "",
+            attributes: &attributes,
         };
         let max_size = state.config().mail.max_message_size;
-        let failed = |rendering| {
-            AppError::bad_input(
-                "messageId",
-                match rendering {
-                    template::Rendering::TooLarge => "the message would be more than MAX_MESSAGE_SIZE".to_owned(),
-                    template::Rendering::Failed(why) => why,
-                },
-            )
-        };
-        let templates = template::MessageTemplates::compile(&message.subject, &message.body)
-            .map_err(|(part, invalid)| AppError::bad_input("messageId", format!("the {part} template: {invalid}")))?;
-        let subject = templates.subject(&values, max_size).map_err(failed)?;
-        let body = templates.body(&values, max_size).map_err(failed)?;
+        let template::Rendered { subject, body } = render(&message, client, &placeholder_link, max_size)?;
         let mail = crate::mail::plain_mail(&state.config().mail.mail_from, &email, &subject, &body, None, max_size)
             .map_err(|e| AppError::bad_input("messageId", e))?;
         Ok(match state.mailer().send(&mail).await {

@@ -31,6 +31,27 @@ pub struct Values<'a> {
     pub email: &'a str,
 }
 
+impl<'a> Values<'a> {
+    /// The values for one recipient, the first version's names included.
+    pub fn new(client: ClientValues<'a>, unsubscribe_url: &'a str, mailing_id: String, date: String) -> Values<'a> {
+        Values {
+            full_name: client.full_name,
+            email: client.email,
+            client,
+            unsubscribe_url,
+            mailing: MailingValues { id: mailing_id },
+            run: RunValues { date },
+        }
+    }
+}
+
+/// A message rendered for one recipient: subject and body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    pub subject: String,
+    pub body: String,
+}
+
 #[derive(Debug, Serialize)]
 pub struct ClientValues<'a> {
     pub email: &'a str,
@@ -60,6 +81,15 @@ pub struct MessageTemplates {
 pub struct Invalid {
     pub line: Option<usize>,
     pub message: String,
+}
+
+impl std::fmt::Display for Rendering {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Rendering::TooLarge => f.write_str("the message would be more than MAX_MESSAGE_SIZE"),
+            Rendering::Failed(why) => f.write_str(why),
+        }
+    }
 }
 
 impl std::fmt::Display for Invalid {
@@ -96,6 +126,14 @@ impl MessageTemplates {
         env.add_template_owned("body", body.to_owned())
             .map_err(|e| ("body", invalid(&e)))?;
         Ok(MessageTemplates { env })
+    }
+
+    /// Subject and body for one recipient.
+    pub fn render_both(&self, values: &Values<'_>, max_bytes: usize) -> Result<Rendered, Rendering> {
+        Ok(Rendered {
+            subject: self.subject(values, max_bytes)?,
+            body: self.body(values, max_bytes)?,
+        })
     }
 
     pub fn subject(&self, values: &Values<'_>, max_bytes: usize) -> Result<String, Rendering> {
@@ -169,21 +207,13 @@ mod tests {
     use super::*;
 
     fn values<'a>(name: &'a str, attributes: &'a serde_json::Value) -> Values<'a> {
-        Values {
-            client: ClientValues {
-                email: "ann@example.com",
-                full_name: name,
-                comment: "met at the fair",
-                attributes,
-            },
-            unsubscribe_url: "https://x.example/u",
-            mailing: MailingValues { id: "m-1".into() },
-            run: RunValues {
-                date: "2030-01-31".into(),
-            },
-            full_name: name,
+        let client = ClientValues {
             email: "ann@example.com",
-        }
+            full_name: name,
+            comment: "met at the fair",
+            attributes,
+        };
+        Values::new(client, "https://x.example/u", "m-1".into(), "2030-01-31".into())
     }
 
     #[test]

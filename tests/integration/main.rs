@@ -31,5 +31,6 @@ mod roles;
 mod schema;
 mod sockets;
 mod stats;
+mod templates;
 mod web_ui;
 mod websocket;
