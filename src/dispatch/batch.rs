@@ -24,6 +24,10 @@ use crate::mail::message::Outgoing;
 use crate::messages::template::MessageTemplates;
 use crate::metrics::{Outcome as OutcomeLabel, Status as StatusLabel};
 
+/// Runs kept with their compiled templates: a body is at most 1 MiB, so at most some 64 MiB
+/// in the worst case, and a few KiB in the usual one.
+const RUNS_KEPT: usize = 32;
+
 /// A run as its deliveries are sent: what it snapshotted, its templates compiled (or why
 /// they do not compile: every delivery of the run fails with that), its day.
 pub struct RunInHand {
@@ -261,8 +265,8 @@ impl Dispatcher {
         compose::compose(&config.http, key, &from, &message, &to, config.mail.max_message_size)
     }
 
-    /// The runs of a batch with their templates compiled, each once per instance (kept
-    /// while the run may still have deliveries here; the oldest go past a hundred runs).
+    /// The runs of a batch with their templates compiled, each once per instance while it
+    /// is kept (all are dropped when RUNS_KEPT are, and the next batches compile theirs again).
     async fn runs_in_hand(
         &self,
         conn: &mut crate::db::PooledConn,
@@ -281,7 +285,7 @@ impl Dispatcher {
         }
         let snapshots = queue::run_snapshots(conn, &missing).await?;
         let mut runs = self.runs.lock().expect("runs lock");
-        if runs.len() > 100 {
+        if runs.len() >= RUNS_KEPT {
             runs.clear();
         }
         let mut all = known;
