@@ -10,12 +10,11 @@ use async_graphql::{Enum, ID, SimpleObject};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use uuid::Uuid;
 
 use super::model::User;
 use crate::db::now;
 use crate::db::schema::{api_keys, users};
-use crate::db::types::UserId;
+use crate::db::types::{ApiKeyId, UserId};
 
 /// What a recognisable prefix is for: a leaked key can be found in logs and repositories.
 pub const PREFIX: &str = "mw_";
@@ -39,7 +38,7 @@ crate::text_enum!(ApiKeyScope { Read => "read", Write => "write" });
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = api_keys, check_for_backend(diesel::pg::Pg))]
 pub struct Row {
-    pub id: Uuid,
+    pub id: ApiKeyId,
     pub name: String,
     pub scope: ApiKeyScope,
     pub created_at: DateTime<Utc>,
@@ -128,7 +127,7 @@ pub async fn list(conn: &mut AsyncPgConnection, user_id: UserId) -> QueryResult<
 }
 
 /// Deletes one of the user's keys; whether there was one.
-pub async fn revoke(conn: &mut AsyncPgConnection, user_id: UserId, id: Uuid) -> QueryResult<bool> {
+pub async fn revoke(conn: &mut AsyncPgConnection, user_id: UserId, id: ApiKeyId) -> QueryResult<bool> {
     let deleted = diesel::delete(api_keys::table.filter(api_keys::id.eq(id).and(api_keys::user_id.eq(user_id))))
         .execute(conn)
         .await?;
@@ -147,8 +146,8 @@ pub async fn revoke_all(conn: &mut AsyncPgConnection, user_id: UserId) -> QueryR
 pub async fn authenticate(
     conn: &mut AsyncPgConnection,
     secret_hash: &[u8],
-) -> QueryResult<Option<(Uuid, ApiKeyScope, User)>> {
-    let found: Option<(Uuid, ApiKeyScope, User)> = api_keys::table
+) -> QueryResult<Option<(ApiKeyId, ApiKeyScope, User)>> {
+    let found: Option<(ApiKeyId, ApiKeyScope, User)> = api_keys::table
         .inner_join(users::table)
         .filter(api_keys::secret_hash.eq(secret_hash))
         .filter(users::is_active.eq(true).and(users::deleted_at.is_null()))
@@ -173,7 +172,7 @@ pub async fn authenticate(
 
 /// The account of a key that still exists, if the account is live and not blocked (what a
 /// socket signed in with the key may do now).
-pub async fn key_user(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<(ApiKeyScope, User)>> {
+pub async fn key_user(conn: &mut AsyncPgConnection, id: ApiKeyId) -> QueryResult<Option<(ApiKeyScope, User)>> {
     api_keys::table
         .inner_join(users::table)
         .filter(api_keys::id.eq(id))

@@ -5,12 +5,11 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use uuid::Uuid;
 
 use super::role::Role;
 use crate::db::page::{Cursor, Page, PageArgs};
 use crate::db::schema::{email_tokens, sessions, users};
-use crate::db::types::UserId;
+use crate::db::types::{SessionId, UserId};
 use crate::db::{now, now_plus};
 
 /// A row of `users`, as the API shows it (the password hash is never loaded with it).
@@ -96,7 +95,7 @@ pub async fn create_session(
     user_id: UserId,
     token_hash: &[u8],
     ttl: Duration,
-) -> QueryResult<Uuid> {
+) -> QueryResult<SessionId> {
     diesel::insert_into(sessions::table)
         .values((
             sessions::user_id.eq(user_id),
@@ -110,7 +109,7 @@ pub async fn create_session(
 
 /// A session a token opened.
 pub struct Authenticated {
-    pub session_id: Uuid,
+    pub session_id: SessionId,
     pub user: User,
     /// The expiry moved forward (a browser's cookie should follow).
     pub slid: bool,
@@ -123,7 +122,7 @@ pub async fn authenticate(
     token_hash: &[u8],
     ttl: Duration,
 ) -> QueryResult<Option<Authenticated>> {
-    let found: Option<(Uuid, User)> = sessions::table
+    let found: Option<(SessionId, User)> = sessions::table
         .inner_join(users::table)
         .filter(sessions::token_hash.eq(token_hash))
         .filter(sessions::expires_at.gt(now()))
@@ -149,7 +148,7 @@ pub async fn authenticate(
 
 /// The account of a session that has not expired, if the account is live and not blocked
 /// (what a socket that signed in with the session may do now).
-pub async fn session_user(conn: &mut AsyncPgConnection, session_id: Uuid) -> QueryResult<Option<User>> {
+pub async fn session_user(conn: &mut AsyncPgConnection, session_id: SessionId) -> QueryResult<Option<User>> {
     sessions::table
         .inner_join(users::table)
         .filter(sessions::id.eq(session_id))
@@ -161,7 +160,7 @@ pub async fn session_user(conn: &mut AsyncPgConnection, session_id: Uuid) -> Que
         .optional()
 }
 
-pub async fn delete_session(conn: &mut AsyncPgConnection, session_id: Uuid) -> QueryResult<()> {
+pub async fn delete_session(conn: &mut AsyncPgConnection, session_id: SessionId) -> QueryResult<()> {
     diesel::delete(sessions::table.filter(sessions::id.eq(session_id)))
         .execute(conn)
         .await?;
@@ -283,7 +282,11 @@ pub async fn set_password(conn: &mut AsyncPgConnection, user_id: UserId, hash: &
 }
 
 /// Ends every session of the account except `keep` (the one making the change).
-pub async fn delete_sessions(conn: &mut AsyncPgConnection, user_id: UserId, keep: Option<Uuid>) -> QueryResult<usize> {
+pub async fn delete_sessions(
+    conn: &mut AsyncPgConnection,
+    user_id: UserId,
+    keep: Option<SessionId>,
+) -> QueryResult<usize> {
     let mut query = diesel::delete(sessions::table)
         .filter(sessions::user_id.eq(user_id))
         .into_boxed();

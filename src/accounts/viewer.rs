@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::api_keys::ApiKeyScope;
 use super::role::Role;
-use crate::db::types::UserId;
+use crate::db::types::{ApiKeyId, SessionId, UserId};
 use crate::error::{AppError, AppResult};
 
 #[derive(Debug, Clone)]
@@ -22,22 +22,22 @@ pub struct Viewer {
 /// A session (from `login`) or an API key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Credential {
-    Session(Uuid),
-    ApiKey { id: Uuid, scope: ApiKeyScope },
+    Session(SessionId),
+    ApiKey { id: ApiKeyId, scope: ApiKeyScope },
 }
 
 impl Credential {
     /// The session's or the key's id (they never collide: both are random UUIDs).
     pub fn id(self) -> Uuid {
         match self {
-            Credential::Session(id) | Credential::ApiKey { id, .. } => id,
+            Credential::Session(SessionId(id)) | Credential::ApiKey { id: ApiKeyId(id), .. } => id,
         }
     }
 }
 
 impl Viewer {
     /// The session signed in with, if it was one (not an API key).
-    pub fn session_id(&self) -> Option<Uuid> {
+    pub fn session_id(&self) -> Option<SessionId> {
         match self.credential {
             Credential::Session(id) => Some(id),
             Credential::ApiKey { .. } => None,

@@ -157,6 +157,14 @@ id_type!(
     /// A blog post.
     PostId
 );
+id_type!(
+    /// A sign-in session.
+    SessionId
+);
+id_type!(
+    /// An API key.
+    ApiKeyId
+);
 
 #[cfg(test)]
 mod tests {
