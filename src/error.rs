@@ -89,18 +89,34 @@ impl ErrorExtensions for AppError {
     }
 }
 
-impl From<diesel::result::Error> for AppError {
-    fn from(err: diesel::result::Error) -> Self {
+/// The pool's error: no connection within DB_POOL_TIMEOUT.
+pub type PoolError = deadpool::managed::PoolError<diesel_async::pooled_connection::PoolError>;
+
+impl AppError {
+    /// What a database error is, whether a resolver's `?` converts it or async-graphql
+    /// holds it as an error's source (`graphql::error_codes`): the one mapping of both.
+    pub fn of_database(err: &diesel::result::Error) -> AppError {
         match err {
             diesel::result::Error::NotFound => AppError::NotFound,
-            other => AppError::Internal(anyhow::Error::new(other).context("database query failed")),
+            other => AppError::Internal(anyhow::anyhow!("database query failed: {other}")),
         }
+    }
+
+    /// What a pool error is (see [`AppError::of_database`]).
+    pub fn of_pool(err: &PoolError) -> AppError {
+        AppError::Unavailable(anyhow::anyhow!("no database connection: {err}"))
     }
 }
 
-impl From<deadpool::managed::PoolError<diesel_async::pooled_connection::PoolError>> for AppError {
-    fn from(err: deadpool::managed::PoolError<diesel_async::pooled_connection::PoolError>) -> Self {
-        AppError::Unavailable(anyhow::anyhow!("no database connection: {err}"))
+impl From<diesel::result::Error> for AppError {
+    fn from(err: diesel::result::Error) -> Self {
+        AppError::of_database(&err)
+    }
+}
+
+impl From<PoolError> for AppError {
+    fn from(err: PoolError) -> Self {
+        AppError::of_pool(&err)
     }
 }
 
@@ -124,9 +140,9 @@ impl From<std::sync::Arc<AppError>> for AppError {
     }
 }
 
-impl From<crate::db::page::BadPageArg> for AppError {
-    fn from(err: crate::db::page::BadPageArg) -> Self {
-        AppError::bad_input(err.field, err.message)
+impl From<&crate::db::page::BadPageArg> for AppError {
+    fn from(err: &crate::db::page::BadPageArg) -> Self {
+        AppError::bad_input(err.field, err.message.clone())
     }
 }
 

@@ -39,7 +39,17 @@ pub struct RunInHand {
 
 impl RunInHand {
     fn new(snapshot: RunSnapshot) -> RunInHand {
-        let templates = MessageTemplates::compile(&snapshot.subject, &snapshot.body)
+        // A panic while compiling (a bug) fails the run's deliveries, not the dispatcher.
+        let templates = std::panic::catch_unwind(|| MessageTemplates::compile(&snapshot.subject, &snapshot.body))
+            .unwrap_or_else(|panic| {
+                Err((
+                    "message",
+                    crate::messages::template::Invalid {
+                        line: None,
+                        message: format!("compiling failed: {}", crate::tasks::panic_text(&*panic)),
+                    },
+                ))
+            })
             .map_err(|(part, invalid)| format!("the message's {part} template does not parse: {invalid}"));
         let zone: chrono_tz::Tz = snapshot.time_zone.parse().unwrap_or(chrono_tz::UTC);
         let date = snapshot.run_at.with_timezone(&zone).format("%Y-%m-%d").to_string();
@@ -283,14 +293,18 @@ impl Dispatcher {
         if missing.is_empty() {
             return Ok(known);
         }
-        let snapshots = queue::run_snapshots(conn, &missing).await?;
+        // Compiled before the lock is taken: a large template takes a moment.
+        let fresh: Vec<(RunId, Arc<RunInHand>)> = queue::run_snapshots(conn, &missing)
+            .await?
+            .into_iter()
+            .map(|(id, snapshot)| (id, Arc::new(RunInHand::new(snapshot))))
+            .collect();
         let mut runs = self.runs.lock().expect("runs lock");
         if runs.len() >= RUNS_KEPT {
             runs.clear();
         }
         let mut all = known;
-        for (id, snapshot) in snapshots {
-            let run = Arc::new(RunInHand::new(snapshot));
+        for (id, run) in fresh {
             runs.insert(id, run.clone());
             all.insert(id, run);
         }

@@ -12,7 +12,7 @@ use async_graphql::parser::types::ExecutableDocument;
 use async_graphql::{ErrorExtensions, Response, ServerError, ServerResult, ValidationResult, Variables};
 
 use crate::db::page::BadPageArg;
-use crate::error::AppError;
+use crate::error::{AppError, PoolError};
 
 /// Put into a request's data by the HTTP handler; set once execution starts.
 #[derive(Debug, Default, Clone)]
@@ -114,20 +114,12 @@ pub fn execution_error(err: ServerError) -> ServerError {
         .source::<AppError>()
         .map(AppError::extend)
         .or_else(|| err.source::<Arc<AppError>>().map(|app| AppError::extend(app)))
+        .or_else(|| err.source::<BadPageArg>().map(|bad| AppError::from(bad).extend()))
         .or_else(|| {
-            err.source::<BadPageArg>()
-                .map(|bad| AppError::bad_input(bad.field, bad.message.clone()).extend())
+            err.source::<diesel::result::Error>()
+                .map(|db| AppError::of_database(db).extend())
         })
-        .or_else(|| {
-            err.source::<diesel::result::Error>().map(|db| match db {
-                diesel::result::Error::NotFound => AppError::NotFound.extend(),
-                other => AppError::Internal(anyhow::anyhow!("database query failed: {other}")).extend(),
-            })
-        })
-        .or_else(|| {
-            err.source::<deadpool::managed::PoolError<diesel_async::pooled_connection::PoolError>>()
-                .map(|pool| AppError::Unavailable(anyhow::anyhow!("no database connection: {pool}")).extend())
-        });
+        .or_else(|| err.source::<PoolError>().map(|pool| AppError::of_pool(pool).extend()));
     if let Some(coded) = known {
         let mut err = err;
         err.message = coded.message;
