@@ -126,6 +126,18 @@ diesel::table! {
 }
 
 diesel::table! {
+    layouts (id) {
+        id -> Uuid,
+        owner_id -> Uuid,
+        name -> Text,
+        html -> Text,
+        deleted_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     mailing_clients (mailing_id, client_id) {
         mailing_id -> Uuid,
         client_id -> Uuid,
@@ -160,6 +172,9 @@ diesel::table! {
         deleted_at -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        format -> Text,
+        text_body -> Nullable<Text>,
+        layout_id -> Nullable<Uuid>,
     }
 }
 
@@ -182,6 +197,9 @@ diesel::table! {
         mail_from -> Text,
         created_at -> Timestamptz,
         finished_at -> Nullable<Timestamptz>,
+        format -> Text,
+        text_body -> Nullable<Text>,
+        layout_html -> Nullable<Text>,
     }
 }
 
@@ -219,10 +237,12 @@ diesel::joinable!(daily_sends -> users (user_id));
 diesel::joinable!(deliveries -> clients (client_id));
 diesel::joinable!(deliveries -> runs (run_id));
 diesel::joinable!(email_tokens -> users (user_id));
+diesel::joinable!(layouts -> users (owner_id));
 diesel::joinable!(mailing_clients -> clients (client_id));
 diesel::joinable!(mailing_clients -> mailings (mailing_id));
 diesel::joinable!(mailings -> messages (message_id));
 diesel::joinable!(mailings -> users (owner_id));
+diesel::joinable!(messages -> layouts (layout_id));
 diesel::joinable!(messages -> users (owner_id));
 diesel::joinable!(runs -> mailings (mailing_id));
 diesel::joinable!(sessions -> users (user_id));
@@ -237,6 +257,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     daily_sends,
     deliveries,
     email_tokens,
+    layouts,
     mailing_clients,
     mailings,
     messages,

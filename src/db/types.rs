@@ -138,6 +138,10 @@ id_type!(
     MessageId
 );
 id_type!(
+    /// A layout (HTML around messages).
+    LayoutId
+);
+id_type!(
     /// A mailing.
     MailingId
 );

@@ -38,9 +38,9 @@ pub struct RunInHand {
 }
 
 impl RunInHand {
-    fn new(snapshot: RunSnapshot) -> RunInHand {
+    pub(super) fn new(snapshot: RunSnapshot) -> RunInHand {
         // A panic while compiling (a bug) fails the run's deliveries, not the dispatcher.
-        let templates = std::panic::catch_unwind(|| MessageTemplates::compile(&snapshot.subject, &snapshot.body))
+        let templates = std::panic::catch_unwind(|| MessageTemplates::compile(&snapshot.content()))
             .unwrap_or_else(|panic| {
                 Err((
                     "message",

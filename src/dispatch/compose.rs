@@ -1,6 +1,7 @@
-//! One delivery's message: the run's subject and body with the recipient's fields filled
-//! in, a Message-ID derived from the delivery (the same on every retry, so a rare duplicate
-//! is traceable), and one-click unsubscribe headers (RFC 8058) with a signed link.
+//! One delivery's message: the run's templates rendered for the recipient (text, or text
+//! and HTML), a Message-ID derived from the delivery (the same on every retry, so a rare
+//! duplicate is traceable), one-click unsubscribe headers (RFC 8058) with a signed link,
+//! and a signed link to the message in a browser (`web_view_url`).
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -11,12 +12,54 @@ use sha2::Sha256;
 use crate::config::HttpConfig;
 use crate::db::types::{ClientId, DeliveryId, MailingId};
 use crate::mail::message::{Draft, Outgoing, message_id};
-use crate::messages::template::{ClientValues, MessageTemplates, Rendering, Values};
+use crate::messages::template::{ClientValues, Links, MessageTemplates, Rendered, Rendering, Values};
+
+/// What a signed link is for: a signature made for one cannot open the other.
+#[derive(Clone, Copy)]
+enum Purpose {
+    /// `/unsubscribe`, signed over the client id alone (the first links had no label).
+    Unsubscribe,
+    /// `/view/<delivery>`.
+    WebView,
+}
+
+fn mac(key: &[u8], purpose: Purpose, id: &uuid::Uuid) -> Hmac<Sha256> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+    if let Purpose::WebView = purpose {
+        mac.update(b"web-view:");
+    }
+    mac.update(id.as_bytes());
+    mac
+}
+
+fn sign(key: &[u8], purpose: Purpose, id: &uuid::Uuid) -> String {
+    URL_SAFE_NO_PAD.encode(&mac(key, purpose, id).finalize().into_bytes()[..16])
+}
+
+/// Whether `sig` was made for `id` and `purpose` (compared in constant time).
+fn verify(key: &[u8], purpose: Purpose, id: &uuid::Uuid, sig: &str) -> bool {
+    let Ok(given) = URL_SAFE_NO_PAD.decode(sig) else {
+        return false;
+    };
+    given.len() == 16 && mac(key, purpose, id).verify_truncated_left(&given).is_ok()
+}
 
 fn signature(key: &[u8], client_id: ClientId) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
-    mac.update(client_id.0.as_bytes());
-    URL_SAFE_NO_PAD.encode(&mac.finalize().into_bytes()[..16])
+    sign(key, Purpose::Unsubscribe, &client_id.0)
+}
+
+/// `PUBLIC_URL/view/<delivery>?s=<signature>`: the delivery's message in a browser, for
+/// whoever holds the link (the recipient), without signing in.
+pub fn web_view_url(http: &HttpConfig, key: &[u8], delivery_id: DeliveryId) -> String {
+    http.link(
+        &format!("view/{delivery_id}"),
+        &[("s", &sign(key, Purpose::WebView, &delivery_id.0))],
+    )
+}
+
+/// Whether `sig` was made for the web view of `delivery_id`.
+pub fn verify_web_view(key: &[u8], delivery_id: DeliveryId, sig: &str) -> bool {
+    verify(key, Purpose::WebView, &delivery_id.0, sig)
 }
 
 /// `PUBLIC_URL/unsubscribe?c=<client>&s=<signature>`: works without signing in, only for
@@ -30,12 +73,7 @@ pub fn unsubscribe_url(http: &HttpConfig, key: &[u8], client_id: ClientId) -> St
 
 /// Whether `sig` was made for `client_id` (compared in constant time).
 pub fn verify_unsubscribe(key: &[u8], client_id: ClientId, sig: &str) -> bool {
-    let Ok(given) = URL_SAFE_NO_PAD.decode(sig) else {
-        return false;
-    };
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
-    mac.update(client_id.0.as_bytes());
-    mac.verify_truncated_left(&given).is_ok() && given.len() == 16
+    verify(key, Purpose::Unsubscribe, &client_id.0, sig)
 }
 
 /// What a delivery needs to become a message.
@@ -57,7 +95,44 @@ pub struct RunMessage<'a> {
     pub date: String,
 }
 
-/// The run's subject and body rendered for one recipient, or why this delivery cannot go
+/// The run's message rendered for one recipient, as the mail carries it and the web view
+/// shows it, or why it cannot be (a template that fails for this recipient, a message over
+/// MAX_MESSAGE_SIZE).
+pub fn render(
+    http: &HttpConfig,
+    key: &[u8],
+    message: &RunMessage<'_>,
+    to: &Recipient<'_>,
+    email: &str,
+    max_size: usize,
+) -> Result<Rendered, String> {
+    let unsubscribe = unsubscribe_url(http, key, to.client_id);
+    let web_view = web_view_url(http, key, to.delivery_id);
+    let name = crate::mail::message::one_line(to.full_name);
+    let values = Values::new(
+        ClientValues {
+            email,
+            full_name: &name,
+            comment: to.comment,
+            attributes: to.attributes,
+        },
+        Links {
+            unsubscribe_url: &unsubscribe,
+            web_view_url: &web_view,
+        },
+        message.mailing_id.to_string(),
+        message.date.clone(),
+    );
+    message
+        .templates
+        .render(&values, max_size)
+        .map_err(|rendering| match rendering {
+            Rendering::TooLarge => format!("the message would be more than MAX_MESSAGE_SIZE ({max_size} bytes)"),
+            Rendering::Failed(why) => why,
+        })
+}
+
+/// The run's message for one recipient, ready for the wire, or why this delivery cannot go
 /// out (a value stored before today's input rules, a template that fails for this
 /// recipient, a message over MAX_MESSAGE_SIZE): that reason becomes the delivery's
 /// PERMANENT_FAILURE, and the rest of the run goes on.
@@ -72,30 +147,15 @@ pub fn compose(
     let address = crate::mail::address::parse(to.email).map_err(|e| format!("the address {e}"))?;
     let unsubscribe = unsubscribe_url(http, key, to.client_id);
     let name = crate::mail::message::one_line(to.full_name);
-    let values = Values::new(
-        ClientValues {
-            email: &address.text,
-            full_name: &name,
-            comment: to.comment,
-            attributes: to.attributes,
-        },
-        &unsubscribe,
-        message.mailing_id.to_string(),
-        message.date.clone(),
-    );
-    let failed = |rendering: Rendering| match rendering {
-        Rendering::TooLarge => format!("the message would be more than MAX_MESSAGE_SIZE ({max_size} bytes)"),
-        Rendering::Failed(why) => why,
-    };
-    let text = message.templates.body(&values, max_size).map_err(failed)?;
-    let subject = message.templates.subject(&values, max_size).map_err(failed)?;
+    let rendered = render(http, key, message, to, &address.text, max_size)?;
     crate::mail::message::build(
         &Draft {
             from,
             to: &address,
             to_name: Some(&name),
-            subject: &subject,
-            body: &text,
+            subject: &rendered.subject,
+            body: &rendered.text,
+            html: rendered.html.as_deref(),
             message_id: Some(message_id(to.delivery_id.0, from)),
             headers: vec![
                 ("List-Unsubscribe", format!("<{unsubscribe}>")),
@@ -119,5 +179,18 @@ mod tests {
         assert!(!verify_unsubscribe(&key, ClientId::new_random(), &sig));
         assert!(!verify_unsubscribe(b"other key", client, &sig));
         assert!(!verify_unsubscribe(&key, client, "garbage"));
+        // A web view signature opens that delivery's view only, and no unsubscribe link.
+        let delivery = DeliveryId(client.0);
+        let config = crate::config::Config::from_args(["server", "--public-url", "https://mail.example/"]).unwrap();
+        let url = web_view_url(&config.http, &key, delivery);
+        assert!(
+            url.starts_with(&format!("https://mail.example/view/{delivery}?s=")),
+            "{url}"
+        );
+        let view_sig = url.rsplit("s=").next().unwrap();
+        assert!(verify_web_view(&key, delivery, view_sig));
+        assert!(!verify_web_view(&key, DeliveryId::new_random(), view_sig));
+        assert!(!verify_unsubscribe(&key, client, view_sig));
+        assert!(!verify_web_view(&key, delivery, &sig));
     }
 }

@@ -7,7 +7,8 @@
 //! the next run, retry or lease expiry falls due, a wake-up arrives, or DISPATCH_INTERVAL.
 //! The parts: `batch` (a batch in hand, sent in groups and recorded), `outcome` (what an
 //! answer does to a delivery, pure), `guard` (the breaker and the pacer), `queue` and
-//! `runs` (the SQL), `compose` (one delivery's message), `listener` (notices to events).
+//! `runs` (the SQL), `compose` (one delivery's message), `web_view` (a delivery's message
+//! again, for the browser), `listener` (notices to events).
 
 mod batch;
 pub mod compose;
@@ -16,6 +17,7 @@ pub mod listener;
 pub mod outcome;
 pub mod queue;
 pub mod runs;
+pub mod web_view;
 
 use std::collections::HashSet;
 use std::fmt;

@@ -13,6 +13,8 @@ use uuid::Uuid;
 
 use crate::db::types::{ClientId, DeliveryId, MailingId, RunId};
 use crate::deliveries::model::{AttemptStatus, DeliveryStatus};
+use crate::messages::model::MessageFormat;
+use crate::messages::template::Content;
 
 /// A delivery this instance holds a lease on.
 #[derive(Debug, Clone, diesel::QueryableByName)]
@@ -279,6 +281,13 @@ pub struct RunSnapshot {
     #[diesel(sql_type = Text)]
     pub body: String,
     #[diesel(sql_type = Text)]
+    pub format: MessageFormat,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub text_body: Option<String>,
+    /// The layout's HTML when the run started, if the message had one.
+    #[diesel(sql_type = Nullable<Text>)]
+    pub layout_html: Option<String>,
+    #[diesel(sql_type = Text)]
     pub mail_from: String,
     #[diesel(sql_type = SqlUuid)]
     pub mailing_id: MailingId,
@@ -289,12 +298,25 @@ pub struct RunSnapshot {
     pub time_zone: String,
 }
 
+impl RunSnapshot {
+    /// What the run's templates are compiled from.
+    pub fn content(&self) -> Content<'_> {
+        Content {
+            format: self.format,
+            subject: &self.subject,
+            body: &self.body,
+            text_body: self.text_body.as_deref(),
+            layout: self.layout_html.as_deref(),
+        }
+    }
+}
+
 pub async fn run_snapshots(
     conn: &mut AsyncPgConnection,
     run_ids: &[RunId],
 ) -> diesel::QueryResult<HashMap<RunId, RunSnapshot>> {
     let rows: Vec<RunSnapshot> = diesel::sql_query(
-        "SELECT r.id, r.subject, r.body, r.mail_from, r.mailing_id, r.run_at, m.time_zone \
+        "SELECT r.id, r.subject, r.body, r.format, r.text_body, r.layout_html, r.mail_from, r.mailing_id, r.run_at, m.time_zone \
          FROM runs r JOIN mailings m ON m.id = r.mailing_id WHERE r.id = ANY($1)",
     )
     .bind::<Array<SqlUuid>, _>(run_ids)

@@ -140,8 +140,9 @@ async fn start_one(
     // Snapshot what this run sends, then one delivery per client of the mailing now,
     // unsubscribed and deleted clients left out: one INSERT ... SELECT, nothing in memory.
     let run: Option<Id> = diesel::sql_query(
-        "INSERT INTO runs (mailing_id, run_at, status, subject, body, mail_from) \
-         SELECT $1, $2, 'running', msg.subject, msg.body, $3 FROM messages msg WHERE msg.id = $4 \
+        "INSERT INTO runs (mailing_id, run_at, status, subject, body, format, text_body, layout_html, mail_from) \
+         SELECT $1, $2, 'running', msg.subject, msg.body, msg.format, msg.text_body, l.html, $3 \
+         FROM messages msg LEFT JOIN layouts l ON l.id = msg.layout_id WHERE msg.id = $4 \
          ON CONFLICT (mailing_id, run_at) DO NOTHING RETURNING id",
     )
     .bind::<SqlUuid, _>(mailing_id)

@@ -10,12 +10,13 @@ use crate::deliveries::graphql::{
     AttemptsOfLoader, ClientLoader, DeliveryLoader, MailingLoader, RunCountsLoader, RunTimeLoader, StatsLoader,
 };
 use crate::mailings::graphql::{MailingClientsLoader, RecipientsLoader, StartedLoader};
-use crate::messages::graphql::MessageLoader;
+use crate::messages::graphql::{LayoutLoader, MessageLoader};
 
 /// Adds the loaders to a request's (or a WebSocket connection's) data.
 pub fn add_loaders(data: &mut async_graphql::Data, state: &AppState) {
     let pool = state.pool().clone();
     data.insert(DataLoader::new(MessageLoader(pool.clone()), tokio::spawn));
+    data.insert(DataLoader::new(LayoutLoader(pool.clone()), tokio::spawn));
     data.insert(DataLoader::new(UserLoader(pool.clone()), tokio::spawn));
     data.insert(DataLoader::new(StartedLoader(pool.clone()), tokio::spawn));
     data.insert(DataLoader::new(MailingClientsLoader(pool.clone()), tokio::spawn));

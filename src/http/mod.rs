@@ -1,5 +1,5 @@
 //! The HTTP edge: one axum router for the GraphQL endpoint (HTTP and WebSocket), the
-//! playground, health checks and the static web front end.
+//! playground, health checks, the unsubscribe and message pages and the static web front end.
 
 pub mod auth;
 mod client_ip;
@@ -7,6 +7,7 @@ mod export;
 mod graphql;
 mod health;
 mod pages;
+mod view;
 pub mod sockets;
 mod web;
 mod ws;
@@ -49,6 +50,8 @@ pub fn router(app: AppState, schema: MailwarmSchema) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/unsubscribe", get(pages::unsubscribe_form).post(pages::unsubscribe))
+        .route("/view/{delivery}", get(view::web_view))
+        .route("/preview", axum::routing::post(view::preview_frame))
         .route("/export/clients.csv", get(export::clients_csv))
         .route("/metrics", get(health::metrics));
     router = if http.graphiql {

@@ -2,7 +2,7 @@
 //!
 //! Every text that ends up in a mail went through the input rules (`crate::validate`),
 //! except what was stored before them; so this module does not trust them either:
-//! display names and subjects lose their control characters, bodies get `\n` line ends
+//! display names and subjects lose their control characters, bodies (text and HTML parts) get `\n` line ends
 //! and lose the control characters other than `\n` and `\t`, the subject is folded or
 //! RFC 2047-encoded to stay within RFC 5322's line lengths (lettre writes printable ASCII
 //! as it comes, however long the word), and the finished bytes are checked: CRLF line ends
@@ -13,7 +13,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use lettre::address::Envelope;
 use lettre::message::header::{ContentType, HeaderName, HeaderValue};
-use lettre::message::{Mailbox, SinglePart};
+use lettre::message::{Mailbox, MultiPart, SinglePart};
 
 use super::address::Address;
 
@@ -44,7 +44,11 @@ pub struct Draft<'a> {
     pub to: &'a Address,
     pub to_name: Option<&'a str>,
     pub subject: &'a str,
+    /// The text/plain part (the whole mail when there is no HTML).
     pub body: &'a str,
+    /// The text/html part: the mail is then multipart/alternative, text first (RFC 2046
+    /// 5.1.4: the richest part last).
+    pub html: Option<&'a str>,
     pub message_id: Option<String>,
     /// Further header fields; their values must be printable ASCII (links, tokens).
     pub headers: Vec<(&'static str, String)>,
@@ -54,8 +58,9 @@ pub struct Draft<'a> {
 pub fn build(draft: &Draft<'_>, max_size: usize) -> Result<Outgoing, String> {
     // A rough bound first, so a huge body is refused before it is copied and encoded
     // (base64 grows it by a third).
-    if draft.body.len() / 3 * 4 > max_size {
-        return Err(too_large(draft.body.len() / 3 * 4, max_size));
+    let parts_len = draft.body.len() + draft.html.map_or(0, str::len);
+    if parts_len / 3 * 4 > max_size {
+        return Err(too_large(parts_len / 3 * 4, max_size));
     }
     let to = Mailbox::new(display_name(draft.to_name), draft.to.lettre()?);
     let mut builder = lettre::Message::builder()
@@ -70,13 +75,18 @@ pub fn build(draft: &Draft<'_>, max_size: usize) -> Result<Outgoing, String> {
         }
         builder = builder.raw_header(HeaderValue::new(HeaderName::new_from_ascii_str(name), value.clone()));
     }
-    let message = builder
-        .singlepart(
+    let message = match draft.html {
+        None => builder.singlepart(
             SinglePart::builder()
                 .header(ContentType::TEXT_PLAIN)
                 .body(body_text(draft.body)),
-        )
-        .map_err(|e| format!("the message cannot be built: {e}"))?;
+        ),
+        Some(html) => builder.multipart(MultiPart::alternative_plain_html(
+            body_text(draft.body),
+            body_text(html),
+        )),
+    }
+    .map_err(|e| format!("the message cannot be built: {e}"))?;
     let raw = message.formatted();
     check_wire(&raw, max_size)?;
     Ok(Outgoing {

@@ -120,6 +120,7 @@ pub fn plain_mail(
             to_name: None,
             subject,
             body,
+            html: None,
             message_id,
             headers: Vec::new(),
         },

@@ -9,7 +9,32 @@ use uuid::Uuid;
 use crate::db::now;
 use crate::db::page::{Cursor, Page, PageArgs};
 use crate::db::schema::{mailings, messages};
-use crate::db::types::{MessageId, UserId};
+use crate::db::types::{LayoutId, MessageId, UserId};
+
+/// What a message's body is written in, and so how it is sent.
+#[derive(
+    async_graphql::Enum,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    diesel::expression::AsExpression,
+    diesel::deserialize::FromSqlRow,
+)]
+#[diesel(sql_type = diesel::sql_types::Text)]
+pub enum MessageFormat {
+    /// text/plain only (the default).
+    #[default]
+    Text,
+    /// CommonMark, rendered to HTML; sent as multipart/alternative.
+    Markdown,
+    /// HTML; sent as multipart/alternative with a text part.
+    Html,
+}
+
+crate::text_enum!(MessageFormat { Text => "text", Markdown => "markdown", Html => "html" });
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = messages, check_for_backend(Pg))]
@@ -19,6 +44,9 @@ pub struct Message {
     pub subject: String,
     pub body: String,
     pub created_at: DateTime<Utc>,
+    pub format: MessageFormat,
+    pub text_body: Option<String>,
+    pub layout_id: Option<LayoutId>,
 }
 
 impl Message {
@@ -30,11 +58,14 @@ impl Message {
     }
 }
 
-#[derive(Debug, Clone, AsChangeset)]
-#[diesel(table_name = messages)]
+#[derive(Debug, Clone, AsChangeset, Insertable)]
+#[diesel(table_name = messages, treat_none_as_null = true)]
 pub struct MessageFields {
     pub subject: String,
     pub body: String,
+    pub format: MessageFormat,
+    pub text_body: Option<String>,
+    pub layout_id: Option<LayoutId>,
 }
 
 fn owned(owner: UserId) -> messages::BoxedQuery<'static, Pg> {
@@ -95,11 +126,7 @@ pub async fn find_by_ids(conn: &mut AsyncPgConnection, ids: &[MessageId]) -> Que
 
 pub async fn create(conn: &mut AsyncPgConnection, owner: UserId, fields: &MessageFields) -> QueryResult<Message> {
     diesel::insert_into(messages::table)
-        .values((
-            messages::owner_id.eq(owner),
-            messages::subject.eq(&fields.subject),
-            messages::body.eq(&fields.body),
-        ))
+        .values((messages::owner_id.eq(owner), fields))
         .returning(Message::as_returning())
         .get_result(conn)
         .await

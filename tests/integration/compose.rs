@@ -11,7 +11,8 @@ use mailwarm::db::types::{ClientId, DeliveryId};
 use mailwarm::dispatch::compose::RunMessage;
 use mailwarm::dispatch::compose::{Recipient, compose};
 use mailwarm::mail::message::{body_text, one_line};
-use mailwarm::messages::template::MessageTemplates;
+use mailwarm::messages::model::MessageFormat;
+use mailwarm::messages::template::{Content, MessageTemplates};
 use proptest::prelude::*;
 
 const MAX: usize = 10 * 1024 * 1024;
@@ -51,6 +52,18 @@ fn filled(pieces: &[String], name: &str, email: &str, unsubscribe: &str) -> Stri
             literal => literal,
         })
         .collect()
+}
+
+/// A TEXT message's templates.
+fn text(subject: &str, body: &str) -> MessageTemplates {
+    MessageTemplates::compile(&Content {
+        format: MessageFormat::Text,
+        subject,
+        body,
+        text_body: None,
+        layout: None,
+    })
+    .unwrap()
 }
 
 fn message(templates: &MessageTemplates) -> RunMessage<'_> {
@@ -134,7 +147,7 @@ proptest! {
             comment: "",
             attributes: &attributes,
         };
-        let templates = MessageTemplates::compile(&template_of(&subject), &template_of(&body)).unwrap();
+        let templates = text(&template_of(&subject), &template_of(&body));
         let mail = compose(&config.http, &key, &from, &message(&templates), &to, MAX);
         let mail = match mail {
             Ok(mail) => mail,
@@ -214,11 +227,11 @@ fn values_are_filled_once_and_the_size_is_known_before_building() {
     };
     // 1 MB of placeholders, each a 195-byte name: 15 MB, over 10 MiB; refused while it is
     // written, never built whole.
-    let templates = MessageTemplates::compile("S", &"{{full_name}}".repeat(80_000)).unwrap();
+    let templates = text("S", &"{{full_name}}".repeat(80_000));
     let err = compose(&config.http, &[1; 32], &from, &message(&templates), &to, MAX).unwrap_err();
     assert!(err.contains("MAX_MESSAGE_SIZE"), "{err}");
     // Under the limit it is built, and the name's placeholders stay as written.
-    let templates = MessageTemplates::compile("S", &"{{full_name}}".repeat(1_000)).unwrap();
+    let templates = text("S", &"{{full_name}}".repeat(1_000));
     let mail = compose(&config.http, &[1; 32], &from, &message(&templates), &to, MAX).unwrap();
     let parsed = MessageParser::default().parse(&mail.raw[..]).unwrap();
     assert_eq!(parsed.body_text(0).unwrap().trim_end(), name.repeat(1_000));

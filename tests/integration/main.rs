@@ -23,6 +23,7 @@ mod input_rules;
 mod jobs;
 mod layout;
 mod mail_transport;
+mod newsletters;
 mod migrations;
 mod n_plus_one;
 mod recovery;

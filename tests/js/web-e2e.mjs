@@ -12,6 +12,7 @@ import { mkdirSync } from 'node:fs';
 import net from 'node:net';
 import assert from 'node:assert/strict';
 import { chromium } from 'playwright-core';
+import { simpleParser } from 'mailparser';
 
 import en from '../../web/app/i18n/en.js';
 import ru from '../../web/app/i18n/ru.js';
@@ -248,6 +249,34 @@ try {
   await page.getByRole('cell', { name: 'Spring news' }).waitFor();
   await screenshot(page, 'messages');
 
+  // An HTML newsletter: a layout, then a message in it with variables, previewed for the
+  // client whose name is markup (shown as text in the sandboxed frame, never run).
+  await page.goto('/layouts');
+  await heading(page, en['layouts.title']);
+  await page.getByLabel(en['field.name']).fill('Brand');
+  await page.getByLabel(en['field.html']).fill('<html><head><style>.card { color: #0a7d55; }</style></head>'
+    + '<body><div class="card">{{ content }}</div><p>See you, {{ client.attributes.city | default("friend") }}</p></body></html>');
+  await page.getByRole('button', { name: en['layouts.create'] }).click();
+  await page.getByRole('cell', { name: 'Brand' }).waitFor();
+  await screenshot(page, 'layouts');
+  await page.goto('/messages');
+  await page.getByLabel(en['field.subject']).fill('June letter');
+  await page.getByLabel(en['field.format']).selectOption('HTML');
+  await page.getByLabel(en['field.layout']).selectOption({ label: 'Brand' });
+  await page.getByLabel(en['field.body']).fill('<h2>Dear {{ client.full_name }}</h2><p>Our June news.</p>');
+  await page.getByLabel(en['messages.previewFor']).selectOption({ label: '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2"> <slow-2@example.com>' });
+  const frame = page.frameLocator('iframe.preview-frame');
+  await frame.getByText('Dear <script>window.__pwned = 1</script>', { exact: false }).waitFor();
+  await frame.getByText('See you, friend').waitFor();
+  assert.equal(await frame.locator('script, img').count(), 0, 'markup in a name became elements in the preview');
+  assert.equal(await frame.locator('.card').getAttribute('style'), 'color: #0a7d55;', 'the CSS is not inlined');
+  assert.equal(await page.evaluate(() => window.__pwned), undefined);
+  await page.getByRole('tab', { name: en['messages.previewText'] }).click();
+  await page.locator('.preview-text').getByText('Dear <script>', { exact: false }).waitFor();
+  await screenshot(page, 'message-html-editor');
+  await page.getByRole('button', { name: en['messages.create'] }).click();
+  await page.getByRole('cell', { name: 'June letter' }).waitFor();
+
   // A mailing that starts now, to both clients.
   await page.goto('/mailings/new');
   await heading(page, en['mailings.newTitle']);
@@ -290,6 +319,25 @@ try {
   await screenshot(page, 'mailings-completed');
   await page.goto('/mailings');
   await page.getByText(en['mailings.none']).waitFor();
+
+  // The newsletter goes out once; what reaches the SMTP server is a well-formed
+  // multipart/alternative, read back with a real MIME parser.
+  await page.goto('/mailings/new');
+  await heading(page, en['mailings.newTitle']);
+  await page.getByLabel(en['field.message']).selectOption({ label: 'June letter' });
+  await page.getByRole('button', { name: en['mailings.selectAll'] }).click();
+  await page.getByRole('button', { name: en['mailings.create'] }).click();
+  await page.locator('#attempt-log').waitFor();
+  const june = await waitFor('the newsletter at the SMTP server', () =>
+    mails.find((m) => m.to.includes('slow-2@example.com') && m.data.includes('multipart/alternative')));
+  const parsed = await simpleParser(june.data);
+  assert.equal(parsed.headers.get('content-type').value, 'multipart/alternative');
+  assert.equal(parsed.subject, 'June letter');
+  assert.ok(parsed.text.includes('Dear <script>window.__pwned = 1</script>'), parsed.text);
+  assert.ok(parsed.html.includes('Dear &lt;script&gt;window.__pwned = 1&lt;/script&gt;'), parsed.html);
+  assert.ok(!/<script|<img/i.test(parsed.html), parsed.html);
+  assert.ok(parsed.html.includes('style="color: #0a7d55;"') && parsed.html.includes('See you, friend'), parsed.html);
+  assert.ok(parsed.html.includes('/unsubscribe?c='), 'the unsubscribe footer is missing');
 
   await page.goto('/settings');
   await heading(page, en['settings.title']);

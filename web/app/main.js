@@ -8,6 +8,7 @@ import * as account from './pages/account.js';
 import * as blog from './pages/blog.js';
 import * as clients from './pages/clients.js';
 import * as home from './pages/home.js';
+import * as layouts from './pages/layouts.js';
 import * as mailing from './pages/mailing.js';
 import * as mailings from './pages/mailings.js';
 import * as messages from './pages/messages.js';
@@ -24,6 +25,7 @@ const routes = [
   [/^\/settings$/, account.settings, 'user'],
   [/^\/clients$/, clients.page, 'user'],
   [/^\/messages$/, messages.page, 'user'],
+  [/^\/layouts$/, layouts.page, 'user'],
   [/^\/mailings$/, mailings.active, 'user'],
   [/^\/mailings\/completed$/, mailings.completed, 'user'],
   [/^\/mailings\/new$/, mailings.editor, 'user'],
@@ -70,7 +72,7 @@ function renderHeader() {
   const nav = [link('/', t('nav.home')), link('/blog', t('nav.blog'))];
   if (v) {
     nav.push(link('/mailings', t('nav.mailings')), link('/mailings/completed', t('nav.completed')),
-      link('/clients', t('nav.clients')), link('/messages', t('nav.messages')));
+      link('/clients', t('nav.clients')), link('/messages', t('nav.messages')), link('/layouts', t('nav.layouts')));
     if (app.can('manager')) nav.push(link('/users', t('nav.users')));
   }
   const language = h('select', { id: 'lang', 'aria-label': t('nav.language') },

@@ -594,7 +594,7 @@ pub fn js_packages() -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js");
     static INSTALLED: OnceLock<()> = OnceLock::new();
     INSTALLED.get_or_init(|| {
-        if ["graphql-http", "graphql-ws", "playwright-core"]
+        if ["graphql-http", "graphql-ws", "playwright-core", "mailparser"]
             .iter()
             .all(|p| dir.join("node_modules").join(p).exists())
         {
