@@ -5,7 +5,7 @@
 //! breaks, placeholders inside values, long words, non-ASCII, odd but valid addresses.
 
 use lettre::message::Mailbox;
-use mail_parser::{HeaderValue, MessageParser};
+use mail_parser::{HeaderValue, MessageParser, MimeHeaders};
 use mailwarm::config::Config;
 use mailwarm::db::types::{ClientId, DeliveryId};
 use mailwarm::dispatch::compose::RunMessage;
@@ -208,6 +208,68 @@ proptest! {
         let expected_name: String = clean_name.chars().take(200).collect();
         prop_assert_eq!(to.name().unwrap_or_default(), expected_name.as_str());
         prop_assert_eq!(mail.envelope.to()[0].to_string(), address.wire());
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 150, ..ProptestConfig::default() })]
+
+    /// Hostile names and attributes through an HTML message in a layout with a stylesheet
+    /// (so css-inline parses and writes the document again): the mail stays well formed,
+    /// and the value is text in the HTML part, never markup.
+    #[test]
+    fn any_values_make_a_well_formed_html_mail(
+        name in hostile_text(12),
+        city in hostile_text(6),
+        email in address(),
+    ) {
+        let config = Config::from_args(["server"]).unwrap();
+        let from: Mailbox = "Acme News <news@example.com>".parse().unwrap();
+        let attributes = serde_json::json!({ "city": city });
+        let to = Recipient {
+            delivery_id: DeliveryId::new_random(),
+            client_id: ClientId::new_random(),
+            email: &email,
+            full_name: &name,
+            comment: "",
+            attributes: &attributes,
+        };
+        let templates = MessageTemplates::compile(&Content {
+            format: MessageFormat::Html,
+            subject: "News for {{ client.full_name }}",
+            body: "<p id=\"n\">{{ client.full_name }}</p><p title=\"{{ client.attributes.city }}\">x</p>",
+            text_body: None,
+            layout: Some("<html><head><style>p { margin: 0 }</style></head><body>{{ content }}</body></html>"),
+        })
+        .unwrap();
+        let mail = compose(&config.http, &[7u8; 32], &from, &message(&templates), &to, MAX).expect("it goes out");
+        let raw = &mail.raw;
+        for (i, &byte) in raw.iter().enumerate() {
+            prop_assert!(byte != 0);
+            if byte == b'\r' { prop_assert_eq!(raw.get(i + 1), Some(&b'\n'), "bare CR at {}", i); }
+            if byte == b'\n' { prop_assert_eq!(raw[i - 1], b'\r', "bare LF at {}", i); }
+        }
+        for line in String::from_utf8_lossy(raw).split("\r\n") {
+            prop_assert!(line.len() <= 998, "a line of {} bytes", line.len());
+        }
+        let parsed = MessageParser::default().parse(&raw[..]).expect("mail-parser reads it");
+        let ct = parsed.content_type().unwrap();
+        prop_assert_eq!((ct.ctype(), ct.subtype()), ("multipart", Some("alternative")));
+        prop_assert_eq!(parsed.text_body.len(), 1);
+        prop_assert_eq!(parsed.html_body.len(), 1);
+        let html = parsed.body_html(0).unwrap().into_owned();
+        // The name's paragraph holds the name as text: no tag, no attribute, no end of it.
+        let inner = html
+            .split("id=\"n\"")
+            .nth(1)
+            .and_then(|rest| rest.split_once('>'))
+            .map(|(_, rest)| rest.split("</p>").next().unwrap().to_owned())
+            .expect("the name's paragraph");
+        prop_assert!(!inner.contains('<') && !inner.contains('>'), "{}", inner);
+        let shown = inner.replace("&lt;", "<").replace("&gt;", ">").replace("&nbsp;", "\u{a0}").replace("&amp;", "&");
+        prop_assert_eq!(shown, one_line(&name));
+        // The attribute value stays inside its quotes: our two paragraphs and the footer's.
+        prop_assert_eq!(html.matches("<p").count(), 3, "{}", html);
     }
 }
 
