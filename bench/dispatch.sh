@@ -27,9 +27,11 @@ start=$(date +%s.%N)
 end=$(date +%s.%N)
 echo "smtp-source -> smtp-sink, $sessions sessions, connection reuse: $(echo "40000 / ($end - $start)" | bc) messages/s"
 
-cargo build --release --bin server --example bench_dispatch --example bench_smtp
+cargo build --release --bin server --example bench_dispatch --example bench_smtp --example bench_render
 export BENCH_SMTP_URL="smtp://127.0.0.1:$port"
 # smtp-source runs again just before each throughput run, for a ratio against the same minute.
 export BENCH_SMTP_SOURCE="$PWD/$postfix/usr/sbin/smtp-source"
 target/release/examples/bench_smtp
+# What composing a mail costs: the text message against the HTML newsletter in a layout.
+target/release/examples/bench_render
 SERVER_BIN=target/release/server target/release/examples/bench_dispatch

@@ -9,7 +9,11 @@
 //! Settings (environment): BENCH_DATABASE_URL (a server where databases may be created;
 //! default postgres://postgres@127.0.0.1:5432/postgres), BENCH_SMTP_URL (the sink),
 //! SERVER_BIN (target/release/server), BENCH_SMTP_SOURCE (Postfix's smtp-source: then its rate
-//! is measured just before each throughput run and the ratio printed).
+//! is measured just before each throughput run and the ratio printed), BENCH_MESSAGE=html
+//! (send the newsletter of examples/support/newsletter.rs instead of a one-line text).
+
+#[path = "support/newsletter.rs"]
+mod newsletter;
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -102,12 +106,32 @@ async fn seed(conn: &mut AsyncPgConnection, recipients: i64) -> anyhow::Result<(
     )
     .execute(conn)
     .await?;
-    diesel::sql_query(
-        "INSERT INTO messages (id, owner_id, subject, body) VALUES ('00000000-0000-0000-0000-000000000002', \
-         '00000000-0000-0000-0000-000000000001', 'Benchmark', 'Hello {{full_name}}, this is a benchmark.')",
-    )
-    .execute(conn)
-    .await?;
+    if std::env::var("BENCH_MESSAGE").as_deref() == Ok("html") {
+        // The newsletter of examples/bench_render.rs: HTML in a layout with a stylesheet.
+        diesel::sql_query(
+            "INSERT INTO layouts (id, owner_id, name, html) VALUES ('00000000-0000-0000-0000-000000000005', \
+             '00000000-0000-0000-0000-000000000001', 'Bench', $1)",
+        )
+        .bind::<diesel::sql_types::Text, _>(newsletter::LAYOUT)
+        .execute(conn)
+        .await?;
+        diesel::sql_query(
+            "INSERT INTO messages (id, owner_id, subject, body, format, layout_id) VALUES \
+             ('00000000-0000-0000-0000-000000000002', '00000000-0000-0000-0000-000000000001', $1, $2, 'html', \
+             '00000000-0000-0000-0000-000000000005')",
+        )
+        .bind::<diesel::sql_types::Text, _>(newsletter::SUBJECT)
+        .bind::<diesel::sql_types::Text, _>(newsletter::BODY)
+        .execute(conn)
+        .await?;
+    } else {
+        diesel::sql_query(
+            "INSERT INTO messages (id, owner_id, subject, body) VALUES ('00000000-0000-0000-0000-000000000002', \
+             '00000000-0000-0000-0000-000000000001', 'Benchmark', 'Hello {{full_name}}, this is a benchmark.')",
+        )
+        .execute(conn)
+        .await?;
+    }
     diesel::sql_query(
         "INSERT INTO clients (owner_id, email, full_name) SELECT '00000000-0000-0000-0000-000000000001', \
          'client' || i || '@example.com', 'Client ' || i FROM generate_series(1, $1) AS i",

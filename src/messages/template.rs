@@ -110,6 +110,12 @@ pub struct MessageTemplates {
     has_layout: bool,
     /// Neither the body nor the layout links `unsubscribe_url`: the HTML gets a footer.
     needs_footer: bool,
+    /// The text part (hand-written, or derived from the body) links no `unsubscribe_url`:
+    /// it gets an "Unsubscribe: <link>" line.
+    text_needs_link: bool,
+    /// "page.html" is compiled: an HTML message's whole document (layout, body, footer)
+    /// with its CSS inlined once, here (`html::inline_css_in_template`).
+    has_page: bool,
 }
 
 /// Why a template cannot be compiled: the message and its line (1-based).
@@ -159,32 +165,35 @@ fn environment() -> Environment<'static> {
     env
 }
 
-/// Writes one `{{ value }}`: Markdown bodies get HTML escaping and then a backslash before
-/// each character Markdown gives a meaning to; the rest as minijinja does.
+/// Writes one `{{ value }}`: HTML gets `& < > " '` escaped, Markdown that and a backslash
+/// before each character Markdown gives a meaning to; the rest as minijinja does.
 fn format_value(out: &mut Output<'_>, state: &State<'_, '_>, value: &Value) -> Result<(), minijinja::Error> {
-    if state.auto_escape() != MARKDOWN || value.is_safe() {
+    let markdown = state.auto_escape() == MARKDOWN;
+    if !(markdown || state.auto_escape() == AutoEscape::Html) || value.is_safe() {
         return minijinja::escape_formatter(out, state, value);
     }
     if value.is_undefined() {
         return Ok(());
     }
+    // HTML: the five characters that matter (minijinja also escapes `/`, which makes every
+    // link in a newsletter longer and no safer).
     let text = value.to_string();
-    let mut md = String::with_capacity(text.len() + 8);
+    let mut escaped = String::with_capacity(text.len() + 8);
     for c in text.chars() {
         match c {
-            '<' => md.push_str("&lt;"),
-            '>' => md.push_str("&gt;"),
-            '&' => md.push_str("&amp;"),
-            '"' => md.push_str("&quot;"),
-            '\'' => md.push_str("&#39;"),
-            c if "\\`*_[]()#+-.!|~{}".contains(c) => {
-                md.push('\\');
-                md.push(c);
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            '&' => escaped.push_str("&amp;"),
+            '"' => escaped.push_str("&quot;"),
+            '\'' => escaped.push_str("&#39;"),
+            c if markdown && "\\`*_[]()#+-.!|~{}".contains(c) => {
+                escaped.push('\\');
+                escaped.push(c);
             }
-            c => md.push(c),
+            c => escaped.push(c),
         }
     }
-    out.write_str(&md)
+    out.write_str(&escaped)
         .map_err(|_| minijinja::Error::new(ErrorKind::WriteFailure, "over the size limit"))
 }
 
@@ -225,11 +234,30 @@ impl MessageTemplates {
                 .is_ok_and(|t| t.undeclared_variables(false).contains("unsubscribe_url"))
         };
         let needs_footer = rich && !links(body_name) && !(layout.is_some() && links("layout.html"));
+        let text_needs_link = rich && !links(if text_body.is_some() { "text.txt" } else { body_name });
+        let has_page = content.format == MessageFormat::Html && {
+            let page = match layout {
+                Some(layout) => html::splice_content(layout, content.body),
+                None => Some(content.body.to_owned()),
+            }
+            .map(|page| {
+                let page = html::document(page);
+                if needs_footer {
+                    html::add_footer(page, "{{ unsubscribe_url }}")
+                } else {
+                    page
+                }
+            })
+            .and_then(|page| html::inline_css_in_template(&page));
+            page.is_some_and(|page| env.add_template_owned("page.html", page).is_ok())
+        };
         Ok(MessageTemplates {
             format: content.format,
             has_text_body: text_body.is_some(),
             has_layout: layout.is_some(),
             needs_footer,
+            text_needs_link,
+            has_page,
             env,
         })
     }
@@ -241,29 +269,51 @@ impl MessageTemplates {
         let (text, html) = match self.format {
             MessageFormat::Text => (self.part("body.txt", &context, max_bytes)?, None),
             MessageFormat::Markdown | MessageFormat::Html => {
-                let html = self.html(&context, values.unsubscribe_url, max_bytes)?;
-                let text = if self.has_text_body {
-                    let mut text = self.part("text.txt", &context, max_bytes)?;
-                    if self.needs_footer {
-                        text.push_str(&format!("\n\n--\nUnsubscribe: {}\n", values.unsubscribe_url));
+                let render_body = |this: &Self| {
+                    if this.format == MessageFormat::Markdown {
+                        Ok(html::markdown_to_html(&this.part("body.md", &context, max_bytes)?))
+                    } else {
+                        this.part("body.html", &context, max_bytes)
                     }
-                    text
-                } else {
-                    html::to_text(&html).map_err(Rendering::Failed)?
                 };
+                let (html, body) = if self.has_page {
+                    (self.part("page.html", &context, max_bytes)?, None)
+                } else {
+                    let body = render_body(self)?;
+                    (
+                        self.html(body.clone(), &context, values.unsubscribe_url, max_bytes)?,
+                        Some(body),
+                    )
+                };
+                // The text part is the message's own, as listmonk's plain-text alternative
+                // is: hand-written, or derived from the body (not the layout's frame).
+                let mut text = if self.has_text_body {
+                    self.part("text.txt", &context, max_bytes)?
+                } else {
+                    let body = match body {
+                        Some(body) => body,
+                        None => render_body(self)?,
+                    };
+                    html::to_text(&body).map_err(Rendering::Failed)?
+                };
+                if self.text_needs_link {
+                    text.push_str(&format!("\n\n--\nUnsubscribe: {}\n", values.unsubscribe_url));
+                }
                 (text, Some(html))
             }
         };
         Ok(Rendered { subject, text, html })
     }
 
-    /// Body, then layout around it, then footer and inlined CSS.
-    fn html(&self, context: &Value, unsubscribe_url: &str, max_bytes: usize) -> Result<String, Rendering> {
-        let mut html = if self.format == MessageFormat::Markdown {
-            html::markdown_to_html(&self.part("body.md", context, max_bytes)?)
-        } else {
-            self.part("body.html", context, max_bytes)?
-        };
+    /// The body's HTML in its layout, then the footer and inlined CSS.
+    fn html(
+        &self,
+        body: String,
+        context: &Value,
+        unsubscribe_url: &str,
+        max_bytes: usize,
+    ) -> Result<String, Rendering> {
+        let mut html = body;
         if self.has_layout {
             let with_content = minijinja::context! { content => Value::from_safe_string(html), ..context.clone() };
             html = self.part("layout.html", &with_content, max_bytes)?;
@@ -438,6 +488,45 @@ mod tests {
     }
 
     #[test]
+    fn css_inlined_once_per_run_gives_the_mail_inlining_each_one_gives() {
+        let layout = "<html><head><style>h1 { color: #b8441a } .card p { margin: 0 } a { color: red }</style></head>\
+            <body><div class=\"card\">{{ content }}</div><p>{{ client.attributes.city | default('Springfield') }}</p></body></html>";
+        let body = "<h1 title=\"{{ client.full_name }}\">Hi {{ client.full_name }}</h1>\
+            {% if client.attributes.vip %}<p class=\"vip\">VIP</p>{% else %}<p>Welcome</p>{% endif %}\
+            <ul>{% for i in range(3) %}<li>{{ i }}</li>{% endfor %}</ul><a href=\"{{ web_view_url }}\">View</a>";
+        let content = Content {
+            format: MessageFormat::Html,
+            subject: "s",
+            body,
+            text_body: None,
+            layout: Some(layout),
+        };
+        let once = MessageTemplates::compile(&content).unwrap();
+        assert!(once.has_page, "this newsletter is inlined once per run");
+        let mut each = MessageTemplates::compile(&content).unwrap();
+        each.has_page = false;
+        let normal = |html: &str| css_inline::inline(html).unwrap();
+        for (name, attributes) in [
+            ("Ann", serde_json::json!({})),
+            (
+                "<script>x</script> O'Neil & \"Co\"",
+                serde_json::json!({ "vip": true, "city": "<b>" }),
+            ),
+            ("{{ email }} {% if %}", serde_json::json!({ "city": "a\nb" })),
+        ] {
+            let v = values(name, &attributes);
+            let (a, b) = (once.render(&v, 100_000).unwrap(), each.render(&v, 100_000).unwrap());
+            assert_eq!(
+                normal(a.html.as_deref().unwrap()),
+                normal(b.html.as_deref().unwrap()),
+                "{name}"
+            );
+            assert_eq!(a.text, b.text);
+            assert!(a.html.unwrap().contains("<h1 title="), "inlined and filled");
+        }
+    }
+
+    #[test]
     fn markdown_escapes_values_for_html_and_markdown_and_a_text_body_wins() {
         let attributes = serde_json::json!({});
         let t = MessageTemplates::compile(&Content {
@@ -459,7 +548,10 @@ mod tests {
             !html.contains("You get this mail"),
             "it links unsubscribe_url itself: {html}"
         );
-        assert_eq!(r.text, "Hello *Ann* <i>", "the hand-written text part, unescaped");
+        assert_eq!(
+            r.text, "Hello *Ann* <i>\n\n--\nUnsubscribe: https://x.example/u?c=1&s=2\n",
+            "the hand-written text part, unescaped, and the way out it did not have"
+        );
     }
 
     #[test]

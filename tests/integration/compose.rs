@@ -266,7 +266,13 @@ proptest! {
             .map(|(_, rest)| rest.split("</p>").next().unwrap().to_owned())
             .expect("the name's paragraph");
         prop_assert!(!inner.contains('<') && !inner.contains('>'), "{}", inner);
-        let shown = inner.replace("&lt;", "<").replace("&gt;", ">").replace("&nbsp;", "\u{a0}").replace("&amp;", "&");
+        let shown = inner
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&quot;", "\"")
+            .replace("&#39;", "'")
+            .replace("&nbsp;", "\u{a0}")
+            .replace("&amp;", "&");
         prop_assert_eq!(shown, one_line(&name));
         // The attribute value stays inside its quotes: our two paragraphs and the footer's.
         prop_assert_eq!(html.matches("<p").count(), 3, "{}", html);

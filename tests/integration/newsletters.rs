@@ -34,6 +34,33 @@ fn field_error(reply: &Value) -> (String, String, String) {
     )
 }
 
+/// A client of `token`'s made from `input`; its id.
+async fn new_client(app: &TestApp, token: &str, input: Value) -> String {
+    let reply = app
+        .graphql_as(
+            token,
+            "mutation($i: ClientInput!) { createClient(input: $i) { id } }",
+            json!({ "i": input }),
+        )
+        .await
+        .json();
+    id(&reply, "createClient")
+}
+
+/// `renderMessage` for `message` and `client`: the reply and its `renderMessage`.
+async fn render(app: &TestApp, token: &str, message: &str, client: &str) -> (Value, Value) {
+    let reply = app
+        .graphql_as(
+            token,
+            "query($m: ID!, $c: ID) { renderMessage(messageId: $m, clientId: $c) { subject html text } }",
+            json!({ "m": message, "c": client }),
+        )
+        .await
+        .json();
+    let rendered = reply["data"]["renderMessage"].clone();
+    (reply, rendered)
+}
+
 /// A layout with a stylesheet and a company line, and an HTML message in it.
 async fn newsletter(app: &TestApp, token: &str) -> (String, String) {
     let layout = app
@@ -79,30 +106,19 @@ async fn an_html_newsletter_in_a_layout_arrives_as_multipart_alternative_and_sho
     .await;
     let token = app.verified_user("ann@example.com", Role::User).await;
     let (layout, message) = newsletter(&app, &token).await;
-    let client = app
-        .graphql_as(
-            &token,
-            "mutation($i: ClientInput!) { createClient(input: $i) { id } }",
-            json!({ "i": { "email": "bo@example.com", "fullName": HOSTILE_NAME, "attributes": { "company": "ACME <b>" } } }),
-        )
-        .await
-        .json();
-    let client = id(&client, "createClient");
+    let client = new_client(
+        &app,
+        &token,
+        json!({ "email": "bo@example.com", "fullName": HOSTILE_NAME, "attributes": { "company": "ACME <b>" } }),
+    )
+    .await;
 
     // The preview is what the client will get.
-    let preview = app
-        .graphql_as(
-            &token,
-            "query($m: ID!, $c: ID) { renderMessage(messageId: $m, clientId: $c) { subject html text } }",
-            json!({ "m": message, "c": client }),
-        )
-        .await
-        .json();
-    let rendered = &preview["data"]["renderMessage"];
+    let (preview, rendered) = render(&app, &token, &message, &client).await;
     assert_eq!(rendered["subject"], format!("News for {HOSTILE_NAME}"), "{preview}");
     let html = rendered["html"].as_str().unwrap_or_else(|| panic!("{preview}"));
     assert!(
-        html.contains("&lt;script&gt;alert(1)&lt;/script&gt; O'Neil &amp; Co"),
+        html.contains("&lt;script&gt;alert(1)&lt;/script&gt; O&#39;Neil &amp; Co"),
         "{html}"
     );
     assert!(!html.contains("<script>"), "{html}");
@@ -143,7 +159,7 @@ async fn an_html_newsletter_in_a_layout_arrives_as_multipart_alternative_and_sho
     let (text, html) = (&parts[0].1, &parts[1].1);
     // Filled and escaped in the HTML, plain in the text.
     assert!(
-        html.contains("Hello &lt;script&gt;alert(1)&lt;/script&gt; O'Neil &amp; Co"),
+        html.contains("Hello &lt;script&gt;alert(1)&lt;/script&gt; O&#39;Neil &amp; Co"),
         "{html}"
     );
     assert!(!html.contains("<script"), "{html}");
@@ -388,5 +404,56 @@ async fn the_preview_frame_renders_a_draft_for_its_user_only() {
     for (auth, site) in [(None, None), (Some(token.as_str()), Some("cross-site"))] {
         let page = app.send(post(auth, site, form(""))).await;
         assert_eq!(page.status, StatusCode::UNAUTHORIZED);
+    }
+}
+
+/// The README's worked example ("The template language") says what Cy gets: this checks it.
+#[tokio::test]
+async fn the_readme_newsletter_example_renders_as_the_readme_says() {
+    let app = TestApp::new().await;
+    let token = app.verified_user("ann@example.com", Role::User).await;
+    let layout = app
+        .graphql_as(
+            &token,
+            "mutation($h: String!) { createLayout(input: {name: \"Brand\", html: $h}) { id } }",
+            json!({ "h": "<html><head><style>.card { max-width: 600px; padding: 24px } h1 { color: #b8441a }</style></head><body><div class=\"card\">{{ content }}</div><p>Acme Ltd, 1 Main Street</p></body></html>" }),
+        )
+        .await
+        .json();
+    let layout = id(&layout, "createLayout");
+    let client = new_client(
+        &app,
+        &token,
+        json!({ "email": "cy@example.com", "fullName": "Cy <Boss>", "attributes": { "plan": "pro", "seats": 4 } }),
+    )
+    .await;
+    let message = app
+        .graphql_as(
+            &token,
+            "mutation($b: String!, $l: ID!) { createMessage(input: {subject: \"{{ client.full_name }}, your {{ client.attributes.plan | upper }} plan\", format: HTML, layoutId: $l, body: $b}) { id } }",
+            json!({ "l": layout, "b": "<h1>Hello {{ client.full_name }}</h1>{% if client.attributes.seats > 3 %}<p>Thanks for your team of {{ client.attributes.seats }}!</p>{% endif %}<p><a href=\"{{ web_view_url }}\">View in browser</a></p>" }),
+        )
+        .await
+        .json();
+    let message = id(&message, "createMessage");
+    let (reply, rendered) = render(&app, &token, &message, &client).await;
+    assert_eq!(rendered["subject"], "Cy <Boss>, your PRO plan", "{reply}");
+    let html = rendered["html"].as_str().unwrap();
+    assert!(
+        html.contains("<h1 style=\"color: #b8441a;\">Hello Cy &lt;Boss&gt;</h1><p>Thanks for your team of 4!</p>"),
+        "{html}"
+    );
+    assert!(
+        html.contains("max-width: 600px;padding: 24px;") && html.contains("Unsubscribe"),
+        "{html}"
+    );
+    let text = rendered["text"].as_str().unwrap();
+    for line in [
+        "# Hello Cy <Boss>",
+        "Thanks for your team of 4!",
+        "/view/preview?preview=1",
+        "\n--\nUnsubscribe: http",
+    ] {
+        assert!(text.contains(line), "{text}");
     }
 }
