@@ -231,10 +231,20 @@ mod tests {
         .unwrap();
         assert!(styled.contains("<p style=\"color: red;\">Hi</p>"), "{styled}");
         assert!(styled.contains("@media"), "the at-rule stays: {styled}");
-        // A link to a stylesheet elsewhere is not fetched, and not an error.
-        let linked = inline_css(
-            "<html><head><link rel=\"stylesheet\" href=\"http://127.0.0.1:9/x.css\"><style>p{margin:0}</style></head><body><p>x</p></body></html>".into(),
-        );
+        // A link to a stylesheet elsewhere is not fetched (nothing connects to a listener
+        // it names), and not an error.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let linked = inline_css(format!(
+            "<html><head><link rel=\"stylesheet\" href=\"http://127.0.0.1:{port}/x.css\">\
+             <style>@import url(http://127.0.0.1:{port}/y.css); p{{margin:0}}</style></head><body><p>x</p></body></html>"
+        ));
         assert!(linked.is_ok(), "{linked:?}");
+        assert_eq!(
+            listener.accept().map_err(|e| e.kind()).err(),
+            Some(std::io::ErrorKind::WouldBlock),
+            "something connected"
+        );
     }
 }

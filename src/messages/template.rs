@@ -14,7 +14,10 @@
 //! text part and an optional layout (HTML with `{{ content }}`). Values are escaped for
 //! where they land: HTML-escaped in HTML bodies and layouts, HTML- and Markdown-escaped in
 //! Markdown bodies (a client named `<script>` or `*bold*` is text), as they are in
-//! subjects and text. [`MessageTemplates::render`] does the rest (`super::html`).
+//! subjects and text. [`MessageTemplates::render`] does the rest (`super::html`). An HTML
+//! message's whole document (layout, body, footer) is compiled once more as one template
+//! with its CSS already inlined (`html::inline_css_in_template`), so a delivery only
+//! renders it; where that cannot be done, each mail is inlined after rendering.
 
 use minijinja::value::Value;
 use minijinja::{AutoEscape, Environment, ErrorKind, Output, State};
