@@ -22,7 +22,7 @@ async fn the_worked_session_runs_as_written() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     files.sort();
-    assert_eq!(files.len(), 7, "a new example needs a step here: {files:?}");
+    assert_eq!(files.len(), 10, "a new example needs a step here: {files:?}");
 
     assert_eq!(
         data(&app.graphql(&example("01-register.graphql"), json!({})).await)["register"],
@@ -67,4 +67,39 @@ async fn the_worked_session_runs_as_written() {
     assert_eq!(listed["periodicity"], "MONTHLY");
     assert_eq!(listed["timeZone"], "Europe/Berlin");
     assert_eq!(listed["clients"]["nodes"][0]["email"], "bob@example.com");
+
+    let layout = data(
+        &app.graphql_as(&session, &example("08-create-layout.graphql"), json!({}))
+            .await,
+    );
+    let newsletter = data(
+        &app.graphql_as(
+            &session,
+            &example("09-create-newsletter.graphql"),
+            json!({ "layoutId": layout["createLayout"]["id"] }),
+        )
+        .await,
+    );
+    assert_eq!(newsletter["createMessage"]["format"], "HTML");
+    assert_eq!(newsletter["createMessage"]["layout"]["name"], "Bakery");
+    let preview = data(
+        &app.graphql_as(
+            &session,
+            &example("10-preview.graphql"),
+            json!({ "messageId": newsletter["createMessage"]["id"], "clientId": client["createClient"]["id"] }),
+        )
+        .await,
+    );
+    let rendered = &preview["renderMessage"];
+    assert_eq!(rendered["subject"], "Bob Stone, rye bread is back");
+    let html = rendered["html"].as_str().unwrap();
+    assert!(
+        html.contains("<h1 style=\"color: #8a4b08;\">Hello Bob Stone</h1><p>met at the fair: this month"),
+        "{html}"
+    );
+    assert!(html.contains("Unsubscribe"), "{html}");
+    assert!(
+        rendered["text"].as_str().unwrap().starts_with("# Hello Bob Stone"),
+        "{rendered}"
+    );
 }

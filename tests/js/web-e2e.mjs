@@ -271,9 +271,10 @@ try {
   assert.equal(await frame.locator('script, img').count(), 0, 'markup in a name became elements in the preview');
   assert.equal(await frame.locator('.card').getAttribute('style'), 'color: #0a7d55;', 'the CSS is not inlined');
   assert.equal(await page.evaluate(() => window.__pwned), undefined);
+  await screenshot(page, 'message-html-editor');
   await page.getByRole('tab', { name: en['messages.previewText'] }).click();
   await page.locator('.preview-text').getByText('Dear <script>', { exact: false }).waitFor();
-  await screenshot(page, 'message-html-editor');
+  assert.ok(await frame.locator('body').isHidden() || await page.locator('iframe.preview-frame').isHidden(), 'the HTML stays shown');
   await page.getByRole('button', { name: en['messages.create'] }).click();
   await page.getByRole('cell', { name: 'June letter' }).waitFor();
 

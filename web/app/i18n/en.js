@@ -51,7 +51,7 @@ export default {
   'messages.new': 'New message', 'messages.edit': 'Edit message', 'messages.create': 'Create message',
   'messages.preview': 'Preview', 'messages.deleteConfirm': 'Delete this message?',
   'messages.placeholders': 'A template: {{ client.full_name }}, {{ client.email }}, {{ client.attributes.plan | default("free") }}, {{ unsubscribe_url }}, {{ web_view_url }}, {% if %}…{% endif %} (see the README). In HTML and Markdown, values are escaped.',
-  'messages.textBodyHint': 'Optional: the plain-text part, a template too. Without it, the text is derived from the HTML.',
+  'messages.textBodyHint': 'Optional: the plain-text part, a template too. Without it, the text is derived from the message (not the layout), with an unsubscribe line.',
   'messages.noLayout': 'No layout', 'messages.previewFor': 'Preview for', 'messages.sampleClient': 'A sample client',
   'messages.previewHtml': 'HTML', 'messages.previewText': 'Text',
   'field.format': 'Format', 'field.layout': 'Layout', 'field.textBody': 'Text part', 'field.html': 'HTML',

@@ -51,7 +51,7 @@ export default {
   'messages.new': 'Новое сообщение', 'messages.edit': 'Изменить сообщение', 'messages.create': 'Создать сообщение',
   'messages.preview': 'Предпросмотр', 'messages.deleteConfirm': 'Удалить это сообщение?',
   'messages.placeholders': 'Шаблон: {{ client.full_name }}, {{ client.email }}, {{ client.attributes.plan | default("free") }}, {{ unsubscribe_url }}, {{ web_view_url }}, {% if %}…{% endif %} (см. README). В HTML и Markdown значения экранируются.',
-  'messages.textBodyHint': 'Необязательно: текстовая часть, тоже шаблон. Без неё текст получается из HTML.',
+  'messages.textBodyHint': 'Необязательно: текстовая часть, тоже шаблон. Без неё текст получается из сообщения (без макета), со строкой отписки.',
   'messages.noLayout': 'Без макета', 'messages.previewFor': 'Предпросмотр для', 'messages.sampleClient': 'Пример клиента',
   'messages.previewHtml': 'HTML', 'messages.previewText': 'Текст',
   'field.format': 'Формат', 'field.layout': 'Макет', 'field.textBody': 'Текстовая часть', 'field.html': 'HTML',
