@@ -1,7 +1,7 @@
-//! Clients as CSV: the import parser (header `email,full_name,comment`, any further column
-//! an attribute named by its header; per-line errors, never failing a whole file for one
-//! bad line) and the export writer, which defuses cells a spreadsheet would run as
-//! formulas.
+//! Clients as CSV: the import parser (header `email,full_name,comment`, an optional `tags`
+//! column of names separated by `;`, any further column an attribute named by its header;
+//! per-line errors, never failing a whole file for one bad line) and the export writer,
+//! which defuses cells a spreadsheet would run as formulas.
 
 use std::collections::HashMap;
 
@@ -24,7 +24,24 @@ pub struct LineError {
 #[derive(Debug, Default)]
 pub struct Parsed {
     pub rows: Vec<ClientFields>,
+    /// The tags cell of each good row that has one: (e-mail, tag names).
+    pub tags: Vec<(String, Vec<String>)>,
     pub errors: Vec<LineError>,
+}
+
+/// Separates the tag names of a `tags` cell.
+pub const TAG_SEPARATOR: char = ';';
+
+/// The names of a `tags` cell (`vip; newsletter`), each checked, the same name once.
+fn tag_names(cell: &str) -> AppResult<Vec<String>> {
+    let mut names: Vec<String> = Vec::new();
+    for name in cell.split(TAG_SEPARATOR).map(str::trim).filter(|n| !n.is_empty()) {
+        let name = validate::required_line("tags", name, 100)?;
+        if !names.iter().any(|known| known.to_lowercase() == name.to_lowercase()) {
+            names.push(name);
+        }
+    }
+    Ok(names)
 }
 
 /// Parses an import. Only a missing or unusable header, or too many rows, fail the whole
@@ -48,10 +65,11 @@ pub fn parse(text: &str) -> AppResult<Parsed> {
         ));
     };
     let comment_at = column("comment");
+    let tags_at = column("tags");
     // Every other column is an attribute, its header the key.
     let mut attribute_columns: Vec<(usize, String)> = Vec::new();
     for (at, name) in header.iter().enumerate() {
-        if [Some(email_at), Some(name_at), comment_at].contains(&Some(at)) {
+        if [Some(email_at), Some(name_at), comment_at, tags_at].contains(&Some(at)) {
             continue;
         }
         validate::attribute_key("csv", name)?;
@@ -93,7 +111,8 @@ pub fn parse(text: &str) -> AppResult<Parsed> {
         }
         let cell = |at: Option<usize>| at.and_then(|at| record.get(at)).map(unescape).unwrap_or_default();
         let row = (|| {
-            Ok::<_, AppError>(ClientFields {
+            let tags = tag_names(&cell(tags_at))?;
+            let fields = ClientFields {
                 email: validate::email("email", &cell(Some(email_at)))?,
                 full_name: validate::required_line("full_name", &cell(Some(name_at)), 200)?,
                 comment: validate::text("comment", &cell(comment_at), 2_000)?,
@@ -112,10 +131,11 @@ pub fn parse(text: &str) -> AppResult<Parsed> {
                         &serde_json::Value::Object(given),
                     )?))
                 },
-            })
+            };
+            Ok::<_, AppError>((fields, tags))
         })();
         match row {
-            Ok(row) => {
+            Ok((row, tags)) => {
                 if let Some(first) = seen.get(&row.email.to_lowercase()) {
                     parsed.errors.push(LineError {
                         line,
@@ -123,6 +143,9 @@ pub fn parse(text: &str) -> AppResult<Parsed> {
                     });
                 } else {
                     seen.insert(row.email.to_lowercase(), line);
+                    if !tags.is_empty() {
+                        parsed.tags.push((row.email.clone(), tags));
+                    }
                     parsed.rows.push(row);
                 }
             }
@@ -159,16 +182,21 @@ fn unescape(cell: &str) -> String {
     }
 }
 
-/// The export's first line: the fixed columns, then one per attribute key.
-pub fn header(attribute_keys: &[String]) -> Vec<u8> {
+/// The export's first line: the fixed columns, `tags` when the owner has tags, then one
+/// per attribute key.
+pub fn header(with_tags: bool, attribute_keys: &[String]) -> Vec<u8> {
     let mut cells = vec!["email", "full_name", "comment"];
+    if with_tags {
+        cells.push("tags");
+    }
     cells.extend(attribute_keys.iter().map(String::as_str));
     row(&cells)
 }
 
-/// One client's exported line: its attributes in the header's order, empty where it has
-/// none (numbers and booleans as JSON writes them).
-pub fn client_row(client: &super::model::Client, attribute_keys: &[String]) -> Vec<u8> {
+/// One client's exported line: its tags (when the header has the column) joined by `;`,
+/// its attributes in the header's order, empty where it has none (numbers and booleans as
+/// JSON writes them).
+pub fn client_row(client: &super::model::Client, tags: Option<&[String]>, attribute_keys: &[String]) -> Vec<u8> {
     let values: Vec<String> = attribute_keys
         .iter()
         .map(|key| match client.attributes.get(key) {
@@ -177,11 +205,13 @@ pub fn client_row(client: &super::model::Client, attribute_keys: &[String]) -> V
             Some(other) => other.to_string(),
         })
         .collect();
+    let tags = tags.map(|names| names.join(&format!("{TAG_SEPARATOR} ")));
     let mut cells = vec![
         client.email.as_str(),
         client.full_name.as_str(),
         client.comment.as_str(),
     ];
+    cells.extend(tags.as_deref());
     cells.extend(values.iter().map(String::as_str));
     row(&cells)
 }

@@ -1,13 +1,16 @@
-//! The clients part of the GraphQL API.
+//! The clients part of the GraphQL API: clients, their CSV import, and tags.
 
+use async_graphql::dataloader::DataLoader;
 use async_graphql::{Context, ID, InputObject, Json, Object, SimpleObject};
 use chrono::{DateTime, Utc};
-use diesel_async::AsyncConnection;
+use diesel_async::{AsyncConnection, AsyncPgConnection};
 
 use super::model::{self, ClientFields};
+use super::tags;
 use crate::accounts::viewer;
 use crate::app::AppState;
 use crate::db::page::PageArgs;
+use crate::db::types::{ClientId, TagId, UserId};
 use crate::error::{AppError, AppResult, on_unique_violation};
 use crate::graphql::connection::Connection;
 use crate::graphql::ids::parse_id;
@@ -47,6 +50,120 @@ impl Client {
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
     }
+
+    /// The client's tags, by name.
+    async fn tags(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Tag>> {
+        let found = ctx
+            .data_unchecked::<DataLoader<ClientTagsLoader>>()
+            .load_one(self.0.id)
+            .await?;
+        Ok(found.unwrap_or_default().into_iter().map(Tag).collect())
+    }
+}
+
+/// A user's label for clients.
+pub struct Tag(pub tags::Tag);
+
+#[Object]
+impl Tag {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+
+    /// The clients (not deleted) that carry it.
+    async fn client_count(&self, ctx: &Context<'_>) -> async_graphql::Result<i32> {
+        let count = ctx
+            .data_unchecked::<DataLoader<TagCountLoader>>()
+            .load_one(self.0.id)
+            .await?
+            .unwrap_or(0);
+        Ok(i32::try_from(count).unwrap_or(i32::MAX))
+    }
+}
+
+crate::batch_loader!(
+    /// Batches `Client.tags` into one query per request.
+    ClientTagsLoader: ClientId => Vec<tags::Tag>, |conn, keys| async {
+        tags::of_clients(conn, keys).await
+    }
+);
+
+crate::batch_loader!(
+    /// Batches `Tag.clientCount` into one query per request.
+    TagCountLoader: TagId => i64, |conn, keys| async {
+        tags::client_counts(conn, keys).await
+    }
+);
+
+/// Clients named in one call, at most (as a mailing's list is).
+const MAX_CLIENT_IDS: usize = 10_000;
+
+/// A tag's name: one line of 1 to 100 characters.
+fn tag_name(name: &str) -> AppResult<String> {
+    validate::required_line("name", name, 100)
+}
+
+fn conflict_on_tag_name(err: diesel::result::Error) -> AppError {
+    on_unique_violation(
+        err,
+        "tags_owner_name_key",
+        "name",
+        "you already have a tag with this name",
+    )
+}
+
+/// `ids` as tag ids, each the owner's, or BAD_USER_INPUT on `field`.
+async fn owned_tags(conn: &mut AsyncPgConnection, owner: UserId, field: &str, ids: &[ID]) -> AppResult<Vec<TagId>> {
+    let mut parsed: Vec<TagId> = ids
+        .iter()
+        .map(|id| parse_id(id).ok_or_else(|| AppError::bad_input(field, "no such tag")))
+        .collect::<AppResult<_>>()?;
+    parsed.sort_by_key(|id| id.0);
+    parsed.dedup();
+    if tags::count_owned(conn, owner, &parsed).await? != parsed.len() as i64 {
+        return Err(AppError::bad_input(field, "no such tag"));
+    }
+    Ok(parsed)
+}
+
+/// `ClientInput.tagIds`, when given, become the client's tags.
+async fn set_tags(conn: &mut AsyncPgConnection, owner: UserId, client: ClientId, ids: Option<&[ID]>) -> AppResult<()> {
+    if let Some(ids) = ids {
+        let ids = owned_tags(conn, owner, "input.tagIds", ids).await?;
+        tags::set_for_client(conn, client, &ids).await?;
+    }
+    Ok(())
+}
+
+/// The owner's tag `id` (NOT_FOUND otherwise) and `client_ids` parsed, for bulk tagging.
+async fn tag_and_clients(
+    conn: &mut AsyncPgConnection,
+    owner: UserId,
+    id: &ID,
+    client_ids: &[ID],
+) -> AppResult<(TagId, Vec<ClientId>)> {
+    let tag: TagId = parse_id(id).ok_or(AppError::NotFound)?;
+    let clients = client_ids_of(client_ids)?;
+    if tags::find(conn, owner, tag).await?.is_none() {
+        return Err(AppError::NotFound);
+    }
+    Ok((tag, clients))
+}
+
+/// `ids` as client ids (at most MAX_CLIENT_IDS); ids that name nothing are left out, as
+/// the query that uses them scopes them to the owner.
+fn client_ids_of(ids: &[ID]) -> AppResult<Vec<ClientId>> {
+    if ids.len() > MAX_CLIENT_IDS {
+        return Err(AppError::bad_input(
+            "clientIds",
+            format!("at most {MAX_CLIENT_IDS} clients at a time"),
+        ));
+    }
+    Ok(ids.iter().filter_map(parse_id).collect())
 }
 
 /// A CSV line that was not imported.
@@ -76,6 +193,9 @@ pub struct ClientInput {
     /// most 50 keys of letters, digits and `_`; values strings, numbers or booleans. On
     /// update, absent leaves them as they are and `{}` clears them.
     pub attributes: Option<Json<serde_json::Value>>,
+    /// The client's tags (your tags' ids). On update, absent leaves them as they are and
+    /// `[]` takes them all off.
+    pub tag_ids: Option<Vec<ID>>,
 }
 
 impl ClientInput {
@@ -135,6 +255,17 @@ impl ClientsQuery {
         let mut conn = AppState::from_ctx(ctx).conn().await?;
         Ok(model::find(&mut conn, viewer.user_id, id).await?.map(Client))
     }
+
+    /// Your tags, by name.
+    async fn tags(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Tag>> {
+        let viewer = viewer(ctx)?;
+        let mut conn = AppState::from_ctx(ctx).conn().await?;
+        Ok(tags::list(&mut conn, viewer.user_id)
+            .await?
+            .into_iter()
+            .map(Tag)
+            .collect())
+    }
 }
 
 #[derive(Default)]
@@ -146,9 +277,15 @@ impl ClientsMutation {
         let viewer = viewer(ctx)?;
         let fields = input.validate("input")?;
         let mut conn = AppState::from_ctx(ctx).conn().await?;
-        let client = model::create(&mut conn, viewer.user_id, &fields)
-            .await
-            .map_err(conflict_on_email)?;
+        let client = conn
+            .transaction::<_, AppError, _>(async |conn| {
+                let client = model::create(conn, viewer.user_id, &fields)
+                    .await
+                    .map_err(conflict_on_email)?;
+                set_tags(conn, viewer.user_id, client.id, input.tag_ids.as_deref()).await?;
+                Ok(client)
+            })
+            .await?;
         Ok(Client(client))
     }
 
@@ -157,21 +294,96 @@ impl ClientsMutation {
         let id = parse_id(&id).ok_or(AppError::NotFound)?;
         let fields = input.validate("input")?;
         let mut conn = AppState::from_ctx(ctx).conn().await?;
-        let client = model::update(&mut conn, viewer.user_id, id, &fields)
-            .await
-            .map_err(conflict_on_email)?;
-        client.map(Client).ok_or(AppError::NotFound).map_err(Into::into)
+        let client = conn
+            .transaction::<_, AppError, _>(async |conn| {
+                let client = model::update(conn, viewer.user_id, id, &fields)
+                    .await
+                    .map_err(conflict_on_email)?
+                    .ok_or(AppError::NotFound)?;
+                set_tags(conn, viewer.user_id, client.id, input.tag_ids.as_deref()).await?;
+                Ok(client)
+            })
+            .await?;
+        Ok(Client(client))
     }
 
-    /// Imports a CSV with the header `email,full_name,comment` (UTF-8, at most 10,000 rows):
-    /// new addresses are created, known ones updated (by e-mail, any case). Bad lines are
-    /// reported by line and skipped; the good ones are imported all the same. A cell
-    /// written `'=...` (as the export writes formula-like cells) is read as `=...`.
+    /// A new tag (names are unique per user, whatever the case; at most 1,000 tags).
+    async fn create_tag(&self, ctx: &Context<'_>, name: String) -> async_graphql::Result<Tag> {
+        let viewer = viewer(ctx)?;
+        let name = tag_name(&name)?;
+        let mut conn = AppState::from_ctx(ctx).conn().await?;
+        if tags::count(&mut conn, viewer.user_id).await? >= tags::MAX_TAGS {
+            return Err(AppError::bad_input("name", format!("you have {} tags already", tags::MAX_TAGS)).into());
+        }
+        let tag = tags::create(&mut conn, viewer.user_id, &name)
+            .await
+            .map_err(conflict_on_tag_name)?;
+        Ok(Tag(tag))
+    }
+
+    async fn rename_tag(&self, ctx: &Context<'_>, id: ID, name: String) -> async_graphql::Result<Tag> {
+        let viewer = viewer(ctx)?;
+        let id = parse_id(&id).ok_or(AppError::NotFound)?;
+        let name = tag_name(&name)?;
+        let mut conn = AppState::from_ctx(ctx).conn().await?;
+        let tag = tags::rename(&mut conn, viewer.user_id, id, &name)
+            .await
+            .map_err(conflict_on_tag_name)?;
+        tag.map(Tag).ok_or(AppError::NotFound).map_err(Into::into)
+    }
+
+    /// Takes the tag off every client and deletes it (the clients stay).
+    async fn delete_tag(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<bool> {
+        let viewer = viewer(ctx)?;
+        let id = parse_id(&id).ok_or(AppError::NotFound)?;
+        let mut conn = AppState::from_ctx(ctx).conn().await?;
+        if !tags::delete(&mut conn, viewer.user_id, id).await? {
+            return Err(AppError::NotFound.into());
+        }
+        Ok(true)
+    }
+
+    /// Tags your clients among `clientIds` (at most 10,000; others are skipped); answers
+    /// how many got the tag now.
+    async fn tag_clients(&self, ctx: &Context<'_>, tag_id: ID, client_ids: Vec<ID>) -> async_graphql::Result<i32> {
+        let viewer = viewer(ctx)?;
+        let mut conn = AppState::from_ctx(ctx).conn().await?;
+        let (tag, ids) = tag_and_clients(&mut conn, viewer.user_id, &tag_id, &client_ids).await?;
+        let tagged = tags::tag(&mut conn, viewer.user_id, tag, &ids).await?;
+        Ok(i32::try_from(tagged).unwrap_or(i32::MAX))
+    }
+
+    /// Takes the tag off `clientIds`; answers how many had it.
+    async fn untag_clients(&self, ctx: &Context<'_>, tag_id: ID, client_ids: Vec<ID>) -> async_graphql::Result<i32> {
+        let viewer = viewer(ctx)?;
+        let mut conn = AppState::from_ctx(ctx).conn().await?;
+        let (tag, ids) = tag_and_clients(&mut conn, viewer.user_id, &tag_id, &client_ids).await?;
+        let untagged = tags::untag(&mut conn, tag, &ids).await?;
+        Ok(i32::try_from(untagged).unwrap_or(i32::MAX))
+    }
+
+    /// Imports a CSV with the header `email,full_name,comment` (UTF-8, at most 10,000 rows),
+    /// then optionally `tags` (names separated by `;`, unknown ones created, added to the
+    /// client's) and attribute columns: new addresses are created, known ones updated (by
+    /// e-mail, any case). Bad lines are reported by line and skipped; the good ones are
+    /// imported all the same. A cell written `'=...` (as the export writes formula-like
+    /// cells) is read as `=...`.
     async fn import_clients(&self, ctx: &Context<'_>, csv: String) -> async_graphql::Result<ImportResult> {
         let viewer = viewer(ctx)?;
         let parsed = super::csv::parse(&csv)?;
         let mut conn = AppState::from_ctx(ctx).conn().await?;
-        let (created, updated) = model::import(&mut conn, viewer.user_id, &parsed.rows).await?;
+        let (created, updated) = conn
+            .transaction::<_, AppError, _>(async |conn| {
+                let counts = model::import(conn, viewer.user_id, &parsed.rows).await?;
+                if !tags::import(conn, viewer.user_id, &parsed.tags).await? {
+                    return Err(AppError::bad_input(
+                        "csv",
+                        format!("the file's tags would make more than {} tags", tags::MAX_TAGS),
+                    ));
+                }
+                Ok(counts)
+            })
+            .await?;
         Ok(ImportResult {
             created: created as i32,
             updated: updated as i32,

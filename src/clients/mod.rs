@@ -1,5 +1,7 @@
-//! Clients: the people a user mails (e-mail, full name, comment), owned by one user.
+//! Clients: the people a user mails (e-mail, full name, comment, attributes), owned by one
+//! user, and the tags the user labels them with.
 
 pub mod csv;
 pub mod graphql;
 pub mod model;
+pub mod tags;

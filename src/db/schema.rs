@@ -69,6 +69,13 @@ diesel::table! {
 }
 
 diesel::table! {
+    client_tags (tag_id, client_id) {
+        tag_id -> Uuid,
+        client_id -> Uuid,
+    }
+}
+
+diesel::table! {
     clients (id) {
         id -> Uuid,
         owner_id -> Uuid,
@@ -215,6 +222,15 @@ diesel::table! {
 }
 
 diesel::table! {
+    tags (id) {
+        id -> Uuid,
+        owner_id -> Uuid,
+        name -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     users (id) {
         id -> Uuid,
         email -> Text,
@@ -232,6 +248,8 @@ diesel::table! {
 diesel::joinable!(api_keys -> users (user_id));
 diesel::joinable!(attempts -> deliveries (delivery_id));
 diesel::joinable!(blog_posts -> users (author_id));
+diesel::joinable!(client_tags -> clients (client_id));
+diesel::joinable!(client_tags -> tags (tag_id));
 diesel::joinable!(clients -> users (owner_id));
 diesel::joinable!(daily_sends -> users (user_id));
 diesel::joinable!(deliveries -> clients (client_id));
@@ -246,6 +264,7 @@ diesel::joinable!(messages -> layouts (layout_id));
 diesel::joinable!(messages -> users (owner_id));
 diesel::joinable!(runs -> mailings (mailing_id));
 diesel::joinable!(sessions -> users (user_id));
+diesel::joinable!(tags -> users (owner_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     api_keys,
@@ -253,6 +272,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     attempts,
     background_jobs,
     blog_posts,
+    client_tags,
     clients,
     daily_sends,
     deliveries,
@@ -264,5 +284,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     rate_limits,
     runs,
     sessions,
+    tags,
     users,
 );

@@ -134,6 +134,10 @@ id_type!(
     ClientId
 );
 id_type!(
+    /// A user's label for clients.
+    TagId
+);
+id_type!(
     /// A message (subject and body).
     MessageId
 );

@@ -6,6 +6,7 @@ use async_graphql::dataloader::DataLoader;
 
 use crate::accounts::graphql::UserLoader;
 use crate::app::AppState;
+use crate::clients::graphql::{ClientTagsLoader, TagCountLoader};
 use crate::deliveries::graphql::{
     AttemptsOfLoader, ClientLoader, DeliveryLoader, MailingLoader, RunCountsLoader, RunTimeLoader, StatsLoader,
 };
@@ -17,6 +18,8 @@ pub fn add_loaders(data: &mut async_graphql::Data, state: &AppState) {
     let pool = state.pool().clone();
     data.insert(DataLoader::new(MessageLoader(pool.clone()), tokio::spawn));
     data.insert(DataLoader::new(LayoutLoader(pool.clone()), tokio::spawn));
+    data.insert(DataLoader::new(ClientTagsLoader(pool.clone()), tokio::spawn));
+    data.insert(DataLoader::new(TagCountLoader(pool.clone()), tokio::spawn));
     data.insert(DataLoader::new(UserLoader(pool.clone()), tokio::spawn));
     data.insert(DataLoader::new(StartedLoader(pool.clone()), tokio::spawn));
     data.insert(DataLoader::new(MailingClientsLoader(pool.clone()), tokio::spawn));

@@ -1,5 +1,6 @@
-//! GET /export/clients.csv: the caller's clients as CSV, streamed page by page (a
-//! connection is held only while a page is read), formula-like cells defused.
+//! GET /export/clients.csv: the caller's clients as CSV (their tags too, when the caller
+//! has tags), streamed page by page (a connection is held only while a page is read),
+//! formula-like cells defused.
 
 use std::sync::Arc;
 
@@ -11,7 +12,7 @@ use futures_util::{StreamExt, stream};
 
 use super::HttpState;
 use super::auth::Caller;
-use crate::clients::{csv, model};
+use crate::clients::{csv, model, tags};
 use crate::db::page::Cursor;
 
 const PAGE: i64 = 1_000;
@@ -27,7 +28,8 @@ pub async fn clients_csv(State(state): State<HttpState>, caller: Caller) -> Resp
     // after a cursor; done when a page is short.
     enum Step {
         Header,
-        After(Option<Cursor>, Arc<Vec<String>>),
+        /// After this cursor; the attribute keys, and whether the owner has tags.
+        After(Option<Cursor>, Arc<Vec<String>>, bool),
         Done,
     }
     let body = stream::unfold(Step::Header, move |step| {
@@ -35,36 +37,50 @@ pub async fn clients_csv(State(state): State<HttpState>, caller: Caller) -> Resp
         async move {
             match step {
                 Step::Header => {
-                    let keys = async {
+                    let columns = async {
                         let mut conn = app.conn().await?;
-                        Ok::<_, crate::error::AppError>(model::attribute_keys(&mut conn, owner).await?)
+                        let keys = model::attribute_keys(&mut conn, owner).await?;
+                        let with_tags = tags::count(&mut conn, owner).await? > 0;
+                        Ok::<_, crate::error::AppError>((keys, with_tags))
                     }
                     .await;
-                    match keys {
-                        Ok(keys) => Some((
-                            Ok::<_, std::io::Error>(Bytes::from(csv::header(&keys))),
-                            Step::After(None, Arc::new(keys)),
+                    match columns {
+                        Ok((keys, with_tags)) => Some((
+                            Ok::<_, std::io::Error>(Bytes::from(csv::header(with_tags, &keys))),
+                            Step::After(None, Arc::new(keys), with_tags),
                         )),
                         Err(err) => Some((Err(std::io::Error::other(err.to_string())), Step::Done)),
                     }
                 }
-                Step::After(after, keys) => {
+                Step::After(after, keys, with_tags) => {
                     let page = async {
                         let mut conn = app.conn().await?;
-                        Ok::<_, crate::error::AppError>(model::export_page(&mut conn, owner, after, PAGE).await?)
+                        let rows = model::export_page(&mut conn, owner, after, PAGE).await?;
+                        let tags = if with_tags {
+                            let ids: Vec<_> = rows.iter().map(|c| c.id).collect();
+                            tags::of_clients(&mut conn, &ids).await?
+                        } else {
+                            Default::default()
+                        };
+                        Ok::<_, crate::error::AppError>((rows, tags))
                     }
                     .await;
                     match page {
-                        Ok(rows) => {
+                        Ok((rows, tags)) => {
                             let next = match rows.last() {
                                 Some(last) if rows.len() as i64 == PAGE => {
-                                    Step::After(Some(last.cursor()), keys.clone())
+                                    Step::After(Some(last.cursor()), keys.clone(), with_tags)
                                 }
                                 _ => Step::Done,
                             };
                             let mut chunk = Vec::new();
                             for client in &rows {
-                                chunk.extend(csv::client_row(client, &keys));
+                                let names: Option<Vec<String>> = with_tags.then(|| {
+                                    tags.get(&client.id)
+                                        .map(|t| t.iter().map(|t| t.name.clone()).collect())
+                                        .unwrap_or_default()
+                                });
+                                chunk.extend(csv::client_row(client, names.as_deref(), &keys));
                             }
                             Some((Ok(Bytes::from(chunk)), next))
                         }

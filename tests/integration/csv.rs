@@ -368,3 +368,52 @@ async fn extra_csv_columns_are_attributes_and_come_back_in_the_export() {
             .contains("first name")
     );
 }
+
+#[tokio::test]
+async fn a_tags_column_tags_clients_creating_names_and_comes_back_in_the_export() {
+    let app = TestApp::new().await;
+    let token = app.verified_user("ann@example.com", Role::User).await;
+    // A tag of the same name in another case is the same tag.
+    app.graphql_as(&token, "mutation { createTag(name: \"VIP\") { id } }", json!({}))
+        .await;
+    let csv = "email,full_name,comment,tags,plan\n\
+               a@example.com,A,,vip; Newsletter ;,pro\n\
+               b@example.com,B,,,free\n\
+               c@example.com,C,,\"bad\nname\",\n";
+    let reply = app.graphql_as(&token, IMPORT, json!({ "csv": csv })).await.json();
+    let result = &reply["data"]["importClients"];
+    assert_eq!(result["created"], 2, "{reply}");
+    assert_eq!(result["errors"][0]["line"], 4, "{reply}");
+    assert!(
+        result["errors"][0]["message"].as_str().unwrap().starts_with("tags:"),
+        "{reply}"
+    );
+    let tags = app
+        .graphql_as(&token, "{ tags { name clientCount } }", json!({}))
+        .await
+        .json();
+    assert_eq!(
+        tags["data"]["tags"],
+        json!([{ "name": "Newsletter", "clientCount": 1 }, { "name": "VIP", "clientCount": 1 }]),
+        "{tags}"
+    );
+    // `tags` is no attribute.
+    let attributes = attributes_of(&app, &token).await;
+    assert_eq!(attributes["a@example.com"], json!({ "plan": "pro" }));
+
+    let (_, exported) = export(&app, &token).await;
+    let mut lines = exported.lines();
+    assert_eq!(lines.next(), Some("email,full_name,comment,tags,plan"));
+    let rows: Vec<&str> = lines.collect();
+    assert!(rows.contains(&"a@example.com,A,,Newsletter; VIP,pro"), "{exported}");
+    assert!(rows.contains(&"b@example.com,B,,,free"), "{exported}");
+
+    // Importing again adds tags and keeps the ones a row does not name.
+    let again = "email,full_name,tags\na@example.com,A,gold\n";
+    app.graphql_as(&token, IMPORT, json!({ "csv": again })).await;
+    let (_, exported) = export(&app, &token).await;
+    assert!(
+        exported.contains("a@example.com,A,,gold; Newsletter; VIP,pro"),
+        "{exported}"
+    );
+}

@@ -32,6 +32,7 @@ mod roles;
 mod schema;
 mod sockets;
 mod stats;
+mod tags;
 mod templates;
 mod web_ui;
 mod websocket;

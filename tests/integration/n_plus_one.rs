@@ -1,4 +1,5 @@
-//! Nested fields of a list (`Mailing.message`, `owner`, `clients`, `status`) go through
+//! Nested fields of a list (`Mailing.message`, `owner`, `clients`, `status`, `Client.tags`,
+//! `Tag.clientCount`, `Message.layout`) go through
 //! DataLoaders: one request for many mailings runs a fixed number of SQL statements.
 //! Counts the statements run on this test's thread (its runtime is single-threaded, and the
 //! app's resolvers and loaders run on it), leaving out the job runner's: the other tests of
@@ -60,7 +61,20 @@ async fn a_list_of_mailings_with_nested_fields_takes_a_fixed_number_of_statement
     let create = "mutation($i: MailingInput!) { createMailing(input: $i) { id } }";
     let input = json!({ "startsAt": "2030-01-01T00:00:00Z", "periodicity": "DAILY", "messageId": message, "clientIds": [client] });
 
-    let query = "{ mailings(first: 100) { nodes { status message { subject } owner { email } clients { totalCount nodes { email } } } } }";
+    let tag = app
+        .graphql_as(&token, "mutation { createTag(name: \"vip\") { id } }", json!({}))
+        .await
+        .json()["data"]["createTag"]["id"]
+        .clone();
+    app.graphql_as(
+        &token,
+        "mutation($t: ID!, $c: [ID!]!) { tagClients(tagId: $t, clientIds: $c) }",
+        json!({ "t": tag, "c": [client] }),
+    )
+    .await;
+
+    let query = "{ mailings(first: 100) { nodes { status message { subject layout { name } } owner { email } \
+                 clients { totalCount nodes { email tags { name clientCount } } } } } }";
     app.graphql_as(&token, create, json!({ "i": input })).await;
     statements_for(&app, &token, query).await; // warm the pool: new connections run set-up statements
     let one = statements_for(&app, &token, query).await;

@@ -1,0 +1,2 @@
+DROP TABLE client_tags;
+DROP TABLE tags;
