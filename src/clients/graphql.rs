@@ -232,7 +232,8 @@ pub struct ClientsQuery;
 
 #[Object]
 impl ClientsQuery {
-    /// Your clients, newest first; `search` matches e-mail or name.
+    /// Your clients, newest first; `search` matches e-mail or name, `tagId` keeps the
+    /// clients with that tag (NOT_FOUND when it is not yours).
     #[graphql(complexity = "crate::graphql::connection::page_cost(first, child_complexity)")]
     async fn clients(
         &self,
@@ -240,12 +241,22 @@ impl ClientsQuery {
         first: Option<i32>,
         after: Option<String>,
         search: Option<String>,
+        tag_id: Option<ID>,
     ) -> async_graphql::Result<Connection<Client>> {
         let viewer = viewer(ctx)?;
         let args = PageArgs::new(first, after.as_deref())?;
         let search = search.map(|s| validate::search("search", &s)).transpose()?;
         let mut conn = AppState::from_ctx(ctx).conn().await?;
-        let page = model::list(&mut conn, viewer.user_id, search.as_deref(), args).await?;
+        let tag = match &tag_id {
+            Some(id) => Some(
+                tags::find(&mut conn, viewer.user_id, parse_id(id).ok_or(AppError::NotFound)?)
+                    .await?
+                    .ok_or(AppError::NotFound)?
+                    .id,
+            ),
+            None => None,
+        };
+        let page = model::list(&mut conn, viewer.user_id, search.as_deref(), tag, args).await?;
         Ok(Connection::from_page(page, args, model::Client::cursor, Client))
     }
 

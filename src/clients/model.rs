@@ -8,8 +8,8 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use crate::db::now;
 use crate::db::page::{Cursor, Page, PageArgs};
-use crate::db::schema::clients;
-use crate::db::types::{ClientId, UserId};
+use crate::db::schema::{client_tags, clients};
+use crate::db::types::{ClientId, TagId, UserId};
 
 #[derive(Debug, Clone, Queryable, QueryableByName, Selectable)]
 #[diesel(table_name = clients, check_for_backend(Pg))]
@@ -65,14 +65,26 @@ fn owned(owner: UserId, search: Option<&str>) -> clients::BoxedQuery<'static, Pg
     query
 }
 
+/// The owner's live clients matching `search`, with the tag `tag` when given.
+fn listed(owner: UserId, search: Option<&str>, tag: Option<TagId>) -> clients::BoxedQuery<'static, Pg> {
+    let query = owned(owner, search);
+    match tag {
+        Some(tag) => query.filter(diesel::dsl::exists(
+            client_tags::table.filter(client_tags::tag_id.eq(tag).and(client_tags::client_id.eq(clients::id))),
+        )),
+        None => query,
+    }
+}
+
 pub async fn list(
     conn: &mut AsyncPgConnection,
     owner: UserId,
     search: Option<&str>,
+    tag: Option<TagId>,
     args: PageArgs,
 ) -> QueryResult<Page<Client>> {
-    let total = owned(owner, search).count().get_result(conn).await?;
-    let rows = crate::keyset_page!(owned(owner, search), clients, args)
+    let total = listed(owner, search, tag).count().get_result(conn).await?;
+    let rows = crate::keyset_page!(listed(owner, search, tag), clients, args)
         .select(Client::as_select())
         .load(conn)
         .await?;

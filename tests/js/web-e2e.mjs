@@ -231,17 +231,29 @@ try {
     await page.getByLabel(en['field.email']).fill(email);
     await page.getByLabel(en['field.fullName']).fill(name);
     await page.getByRole('button', { name: en['clients.create'] }).click();
-    await page.getByRole('cell', { name: email }).waitFor();
+    await page.getByRole('cell', { name: email, exact: true }).waitFor();
   }
   // Markup in a name is text: shown as written, never run.
   await page.getByRole('cell', { name: '<script>window.__pwned = 1</script>', exact: false }).waitFor();
   assert.equal(await page.evaluate(() => window.__pwned), undefined, 'a client name ran as script');
   assert.equal(await page.locator('main script, main img').count(), 0);
+  // Tags: made on the page, set on the ticked clients, shown per client, and a filter.
+  await page.getByLabel(en['clients.newTag']).fill('VIP');
+  await page.getByRole('button', { name: en['clients.createTag'] }).click();
+  await page.locator('#client-tag option', { hasText: 'VIP (0)' }).waitFor({ state: 'attached' });
+  await page.getByLabel(en['clients.tick'].replace('{email}', 'slow-1@example.com')).check();
+  await page.getByRole('button', { name: en['clients.tagTicked'], exact: true }).click();
+  await page.getByText(en['clients.tagged'].replace('{n}', '1')).waitFor();
+  await page.getByRole('row', { name: /slow-1@example\.com/ }).locator('.tag').getByText('VIP').waitFor();
+  await page.locator('#client-tag').selectOption({ label: 'VIP (1)' });
+  await page.getByText(en['clients.count'].replace('{n}', '1')).waitFor();
+  await page.locator('#client-tag').selectOption('');
+  await page.getByText(en['clients.count'].replace('{n}', '2')).waitFor();
   await screenshot(page, 'clients');
   // The export link works with the session cookie alone.
   const exported = await (await page.request.get('/export/clients.csv')).text();
-  assert.match(exported, /^email,full_name,comment\n/);
-  assert.match(exported, /slow-1@example.com,Bob Stone,/);
+  assert.match(exported, /^email,full_name,comment,tags\n/);
+  assert.match(exported, /slow-1@example.com,Bob Stone,,VIP\n/);
 
   await page.goto('/messages');
   await page.getByLabel(en['field.subject']).fill('Spring news');
