@@ -144,6 +144,13 @@ async fn tags_label_a_users_own_clients_in_bulk_and_one_by_one() {
         "{reply}"
     );
 
+    // The list filters by tag; someone else's tag is NOT_FOUND.
+    let by_tag = "query($t: ID!) { clients(first: 10, tagId: $t) { totalCount nodes { email } } }";
+    let reply = app.graphql_as(&ann, by_tag, json!({ "t": vip })).await.json();
+    assert_eq!(reply["data"]["clients"]["totalCount"], 2, "{reply}");
+    let reply = app.graphql_as(&ann, by_tag, json!({ "t": bobs })).await;
+    assert_eq!(reply.error_code(), "NOT_FOUND", "{}", reply.json());
+
     // Untag, rename, delete.
     let reply = app
         .graphql_as(&ann, UNTAG, json!({ "t": vip, "c": [c1, c2] }))
