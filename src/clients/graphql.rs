@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 
 use super::model::{self, ClientFields};
+use super::segment::SegmentInput;
 use super::tags;
 use crate::accounts::viewer;
 use crate::app::AppState;
@@ -233,7 +234,7 @@ pub struct ClientsQuery;
 #[Object]
 impl ClientsQuery {
     /// Your clients, newest first; `search` matches e-mail or name, `tagId` keeps the
-    /// clients with that tag (NOT_FOUND when it is not yours).
+    /// clients with that tag (NOT_FOUND when it is not yours), `segment` those in it.
     #[graphql(complexity = "crate::graphql::connection::page_cost(first, child_complexity)")]
     async fn clients(
         &self,
@@ -242,10 +243,12 @@ impl ClientsQuery {
         after: Option<String>,
         search: Option<String>,
         tag_id: Option<ID>,
+        segment: Option<SegmentInput>,
     ) -> async_graphql::Result<Connection<Client>> {
         let viewer = viewer(ctx)?;
         let args = PageArgs::new(first, after.as_deref())?;
         let search = search.map(|s| validate::search("search", &s)).transpose()?;
+        let segment = segment.map(|s| s.validate("segment")).transpose()?;
         let mut conn = AppState::from_ctx(ctx).conn().await?;
         let tag = match &tag_id {
             Some(id) => Some(
@@ -256,7 +259,12 @@ impl ClientsQuery {
             ),
             None => None,
         };
-        let page = model::list(&mut conn, viewer.user_id, search.as_deref(), tag, args).await?;
+        let filter = model::Filter {
+            search: search.as_deref(),
+            tag,
+            segment: segment.as_ref(),
+        };
+        let page = model::list(&mut conn, viewer.user_id, filter, args).await?;
         Ok(Connection::from_page(page, args, model::Client::cursor, Client))
     }
 
@@ -354,13 +362,27 @@ impl ClientsMutation {
         Ok(true)
     }
 
-    /// Tags your clients among `clientIds` (at most 10,000; others are skipped); answers
-    /// how many got the tag now.
-    async fn tag_clients(&self, ctx: &Context<'_>, tag_id: ID, client_ids: Vec<ID>) -> async_graphql::Result<i32> {
+    /// Tags your clients among `clientIds` (at most 10,000; others are skipped) and every
+    /// client of yours in `segment`; answers how many got the tag now.
+    async fn tag_clients(
+        &self,
+        ctx: &Context<'_>,
+        tag_id: ID,
+        client_ids: Option<Vec<ID>>,
+        segment: Option<SegmentInput>,
+    ) -> async_graphql::Result<i32> {
         let viewer = viewer(ctx)?;
+        let segment = segment.map(|s| s.validate("segment")).transpose()?;
+        if client_ids.is_none() && segment.is_none() {
+            return Err(AppError::bad_input("clientIds", "name the clients, or give a segment").into());
+        }
         let mut conn = AppState::from_ctx(ctx).conn().await?;
-        let (tag, ids) = tag_and_clients(&mut conn, viewer.user_id, &tag_id, &client_ids).await?;
-        let tagged = tags::tag(&mut conn, viewer.user_id, tag, &ids).await?;
+        let (tag, ids) =
+            tag_and_clients(&mut conn, viewer.user_id, &tag_id, client_ids.as_deref().unwrap_or(&[])).await?;
+        let mut tagged = tags::tag(&mut conn, viewer.user_id, tag, &ids).await?;
+        if let Some(segment) = &segment {
+            tagged += tags::tag_segment(&mut conn, viewer.user_id, tag, segment).await?;
+        }
         Ok(i32::try_from(tagged).unwrap_or(i32::MAX))
     }
 

@@ -4,4 +4,5 @@
 pub mod csv;
 pub mod graphql;
 pub mod model;
+pub mod segment;
 pub mod tags;

@@ -6,6 +6,7 @@ use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
+use super::segment::Segment;
 use crate::db::now;
 use crate::db::page::{Cursor, Page, PageArgs};
 use crate::db::schema::{client_tags, clients};
@@ -65,26 +66,38 @@ fn owned(owner: UserId, search: Option<&str>) -> clients::BoxedQuery<'static, Pg
     query
 }
 
-/// The owner's live clients matching `search`, with the tag `tag` when given.
-fn listed(owner: UserId, search: Option<&str>, tag: Option<TagId>) -> clients::BoxedQuery<'static, Pg> {
-    let query = owned(owner, search);
-    match tag {
-        Some(tag) => query.filter(diesel::dsl::exists(
+/// Which of the owner's live clients a list shows.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Filter<'a> {
+    /// In the e-mail or the name.
+    pub search: Option<&'a str>,
+    /// Carrying this tag.
+    pub tag: Option<TagId>,
+    /// In this segment.
+    pub segment: Option<&'a Segment>,
+}
+
+fn listed(owner: UserId, filter: Filter<'_>) -> clients::BoxedQuery<'static, Pg> {
+    let mut query = owned(owner, filter.search);
+    if let Some(tag) = filter.tag {
+        query = query.filter(diesel::dsl::exists(
             client_tags::table.filter(client_tags::tag_id.eq(tag).and(client_tags::client_id.eq(clients::id))),
-        )),
-        None => query,
+        ));
     }
+    if let Some(segment) = filter.segment {
+        query = query.filter(super::segment::compile(segment));
+    }
+    query
 }
 
 pub async fn list(
     conn: &mut AsyncPgConnection,
     owner: UserId,
-    search: Option<&str>,
-    tag: Option<TagId>,
+    filter: Filter<'_>,
     args: PageArgs,
 ) -> QueryResult<Page<Client>> {
-    let total = listed(owner, search, tag).count().get_result(conn).await?;
-    let rows = crate::keyset_page!(listed(owner, search, tag), clients, args)
+    let total = listed(owner, filter).count().get_result(conn).await?;
+    let rows = crate::keyset_page!(listed(owner, filter), clients, args)
         .select(Client::as_select())
         .load(conn)
         .await?;

@@ -9,6 +9,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
+use super::segment::Segment;
 use crate::db::schema::{client_tags, clients, tags};
 use crate::db::types::{ClientId, TagId, UserId};
 
@@ -104,6 +105,27 @@ pub async fn tag(
     .bind::<SqlUuid, _>(owner)
     .execute(conn)
     .await
+}
+
+/// Tags the owner's live clients in `segment`, in one statement; how many got the tag
+/// now. The tag must be the owner's.
+pub async fn tag_segment(
+    conn: &mut AsyncPgConnection,
+    owner: UserId,
+    tag: TagId,
+    segment: &Segment,
+) -> QueryResult<usize> {
+    use diesel::IntoSql;
+    let matching = clients::table
+        .filter(clients::owner_id.eq(owner).and(clients::deleted_at.is_null()))
+        .filter(super::segment::compile(segment))
+        .select((tag.into_sql::<SqlUuid>(), clients::id));
+    diesel::insert_into(client_tags::table)
+        .values(matching)
+        .into_columns((client_tags::tag_id, client_tags::client_id))
+        .on_conflict_do_nothing()
+        .execute(conn)
+        .await
 }
 
 /// Takes the tag off `client_ids`; how many had it. The tag must be the owner's.

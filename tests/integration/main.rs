@@ -30,6 +30,7 @@ mod recovery;
 mod robustness;
 mod roles;
 mod schema;
+mod segments;
 mod sockets;
 mod stats;
 mod tags;
