@@ -159,8 +159,8 @@ fn like_literal(text: &str) -> String {
     text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
 }
 
-/// `%text%` for ILIKE.
-fn like_pattern(text: &str) -> String {
+/// `%text%` for ILIKE (also the client list's search).
+pub(super) fn like_pattern(text: &str) -> String {
     format!("%{}%", like_literal(text))
 }
 

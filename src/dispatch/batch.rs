@@ -61,6 +61,17 @@ impl RunInHand {
     }
 }
 
+impl RunInHand {
+    /// The run's message as `compose` takes it, or why its templates do not compile.
+    pub(super) fn message(&self) -> Result<compose::RunMessage<'_>, String> {
+        Ok(compose::RunMessage {
+            templates: self.templates.as_ref().map_err(Clone::clone)?,
+            mailing_id: self.snapshot.mailing_id,
+            date: self.date.clone(),
+        })
+    }
+}
+
 impl Dispatcher {
     pub(super) async fn send_batch(
         &self,
@@ -252,26 +263,19 @@ impl Dispatcher {
     ) -> Result<Outgoing, String> {
         let config = self.state.config();
         let run = run.ok_or_else(|| "the run's snapshot is missing".to_owned())?;
-        let templates = run.templates.as_ref().map_err(Clone::clone)?;
+        let message = run.message()?;
         let from: Mailbox = run
             .snapshot
             .mail_from
             .parse()
             .map_err(|e| format!("MAIL_FROM of the run is not an address: {e}"))?;
-        let no_attributes = serde_json::Value::Object(Default::default());
-        let to = compose::Recipient {
-            delivery_id: delivery.id,
-            client_id: delivery.client_id,
-            email: &delivery.email,
-            full_name: &delivery.full_name,
-            comment: client.map_or("", |c| c.comment.as_str()),
-            attributes: client.map_or(&no_attributes, |c| &c.attributes),
-        };
-        let message = compose::RunMessage {
-            templates,
-            mailing_id: run.snapshot.mailing_id,
-            date: run.date.clone(),
-        };
+        let to = compose::Recipient::new(
+            delivery.id,
+            delivery.client_id,
+            &delivery.email,
+            &delivery.full_name,
+            client,
+        );
         compose::compose(&config.http, key, &from, &message, &to, config.mail.max_message_size)
     }
 

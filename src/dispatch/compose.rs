@@ -87,6 +87,31 @@ pub struct Recipient<'a> {
     pub attributes: &'a serde_json::Value,
 }
 
+/// A client whose attributes are gone reads as having none.
+static NO_ATTRIBUTES: std::sync::LazyLock<serde_json::Value> =
+    std::sync::LazyLock::new(|| serde_json::Value::Object(Default::default()));
+
+impl<'a> Recipient<'a> {
+    /// The delivery's own copy of address and name, and the client's comment and
+    /// attributes as they are now (`client`: None once it is gone).
+    pub fn new(
+        delivery_id: DeliveryId,
+        client_id: ClientId,
+        email: &'a str,
+        full_name: &'a str,
+        client: Option<&'a super::queue::ClientDetails>,
+    ) -> Recipient<'a> {
+        Recipient {
+            delivery_id,
+            client_id,
+            email,
+            full_name,
+            comment: client.map_or("", |c| c.comment.as_str()),
+            attributes: client.map_or(&NO_ATTRIBUTES, |c| &c.attributes),
+        }
+    }
+}
+
 /// A run's message, its templates compiled once for all its deliveries.
 pub struct RunMessage<'a> {
     pub templates: &'a MessageTemplates,
@@ -107,17 +132,47 @@ pub fn render(
     max_size: usize,
 ) -> Result<Rendered, String> {
     let unsubscribe = unsubscribe_url(http, key, to.client_id);
-    let web_view = web_view_url(http, key, to.delivery_id);
     let name = crate::mail::message::one_line(to.full_name);
+    fill(
+        http,
+        key,
+        message,
+        to,
+        Filled {
+            email,
+            name: &name,
+            unsubscribe: &unsubscribe,
+        },
+        max_size,
+    )
+}
+
+/// What `compose` already worked out for a recipient and the templates read too.
+struct Filled<'a> {
+    email: &'a str,
+    /// The name made one line.
+    name: &'a str,
+    unsubscribe: &'a str,
+}
+
+fn fill(
+    http: &HttpConfig,
+    key: &[u8],
+    message: &RunMessage<'_>,
+    to: &Recipient<'_>,
+    filled: Filled<'_>,
+    max_size: usize,
+) -> Result<Rendered, String> {
+    let web_view = web_view_url(http, key, to.delivery_id);
     let values = Values::new(
         ClientValues {
-            email,
-            full_name: &name,
+            email: filled.email,
+            full_name: filled.name,
             comment: to.comment,
             attributes: to.attributes,
         },
         Links {
-            unsubscribe_url: &unsubscribe,
+            unsubscribe_url: filled.unsubscribe,
             web_view_url: &web_view,
         },
         message.mailing_id.to_string(),
@@ -147,7 +202,12 @@ pub fn compose(
     let address = crate::mail::address::parse(to.email).map_err(|e| format!("the address {e}"))?;
     let unsubscribe = unsubscribe_url(http, key, to.client_id);
     let name = crate::mail::message::one_line(to.full_name);
-    let rendered = render(http, key, message, to, &address.text, max_size)?;
+    let filled = Filled {
+        email: &address.text,
+        name: &name,
+        unsubscribe: &unsubscribe,
+    };
+    let rendered = fill(http, key, message, to, filled, max_size)?;
     crate::mail::message::build(
         &Draft {
             from,

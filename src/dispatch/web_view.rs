@@ -6,7 +6,7 @@ use diesel::sql_types::Uuid as SqlUuid;
 use diesel_async::RunQueryDsl;
 
 use super::batch::RunInHand;
-use super::compose::{self, Recipient, RunMessage};
+use super::compose::{self, Recipient};
 use super::queue;
 use crate::app::AppState;
 use crate::db::types::{ClientId, DeliveryId, RunId};
@@ -47,24 +47,17 @@ pub async fn render(state: &AppState, delivery_id: DeliveryId) -> anyhow::Result
     drop(conn);
     let key = state.unsubscribe_key().await.map_err(|e| anyhow::anyhow!("{e}"))?;
     let run = RunInHand::new(snapshot);
-    let templates = match &run.templates {
-        Ok(templates) => templates,
-        Err(why) => return Ok(Some(Err(why.clone()))),
+    let message = match run.message() {
+        Ok(message) => message,
+        Err(why) => return Ok(Some(Err(why))),
     };
-    let no_attributes = serde_json::Value::Object(Default::default());
-    let to = Recipient {
+    let to = Recipient::new(
         delivery_id,
-        client_id: delivery.client_id,
-        email: &delivery.email,
-        full_name: &delivery.full_name,
-        comment: client.as_ref().map_or("", |c| c.comment.as_str()),
-        attributes: client.as_ref().map_or(&no_attributes, |c| &c.attributes),
-    };
-    let message = RunMessage {
-        templates,
-        mailing_id: run.snapshot.mailing_id,
-        date: run.date.clone(),
-    };
+        delivery.client_id,
+        &delivery.email,
+        &delivery.full_name,
+        client.as_ref(),
+    );
     let email = crate::mail::address::parse(&delivery.email).map_or(delivery.email.clone(), |a| a.text);
     let config = state.config();
     Ok(Some(compose::render(
