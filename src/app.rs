@@ -158,5 +158,6 @@ impl AppState {
         )
         .register::<account_mail::AccountMail>(sender)
         .register_recurring(&sweep::Sweep, SWEEP_EVERY, self.inner.pool.clone())
+        .register::<crate::clients::import::ImportClients>(self.inner.pool.clone())
     }
 }

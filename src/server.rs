@@ -38,7 +38,10 @@ pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
     result
 }
 
-async fn run_on(config: Config, database_url: &str, mode: Mode) -> anyhow::Result<()> {
+async fn run_on(mut config: Config, database_url: &str, mode: Mode) -> anyhow::Result<()> {
+    // The URL actually in use (the embedded server's when none was given): large imports
+    // open a connection of their own with it for COPY.
+    config.db.database_url = Some(database_url.to_owned());
     migrations::run_pending(database_url).await?;
     let pool = build_pool(database_url, config.db.db_pool_size, config.db.db_pool_timeout)?;
     let mailer = config.mail.mailer(&config.data_dir)?;

@@ -44,46 +44,139 @@ fn tag_names(cell: &str) -> AppResult<Vec<String>> {
     Ok(names)
 }
 
+/// Where an import's columns are, read from its header line.
+#[derive(Debug, Clone)]
+pub struct Columns {
+    email: usize,
+    full_name: usize,
+    comment: Option<usize>,
+    tags: Option<usize>,
+    /// Every other column is an attribute, its header the key.
+    attributes: Vec<(usize, String)>,
+}
+
+/// One line's cells as read, not yet checked.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Cells {
+    pub email: String,
+    pub full_name: String,
+    pub comment: String,
+    pub tags: String,
+    /// The attribute columns' non-empty cells.
+    pub attributes: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Columns {
+    /// The columns of a header line; BAD_USER_INPUT on `csv` when it is unusable.
+    pub fn from_header(header: &::csv::StringRecord) -> AppResult<Columns> {
+        let column = |name: &str| header.iter().position(|h| h.eq_ignore_ascii_case(name));
+        let (Some(email), Some(full_name)) = (column("email"), column("full_name")) else {
+            return Err(AppError::bad_input(
+                "csv",
+                "the first line must be the header email,full_name,comment (then any attributes)",
+            ));
+        };
+        let comment = column("comment");
+        let tags = column("tags");
+        let mut attributes: Vec<(usize, String)> = Vec::new();
+        for (at, name) in header.iter().enumerate() {
+            if [Some(email), Some(full_name), comment, tags].contains(&Some(at)) {
+                continue;
+            }
+            validate::attribute_key("csv", name)?;
+            if attributes.iter().any(|(_, known)| known == name) {
+                return Err(AppError::bad_input("csv", format!("the column {name:?} appears twice")));
+            }
+            attributes.push((at, name.to_owned()));
+        }
+        if attributes.len() > validate::MAX_ATTRIBUTES {
+            return Err(AppError::bad_input(
+                "csv",
+                format!("at most {} attribute columns", validate::MAX_ATTRIBUTES),
+            ));
+        }
+        Ok(Columns {
+            email,
+            full_name,
+            comment,
+            tags,
+            attributes,
+        })
+    }
+
+    /// Whether the file has attribute columns (without them, an import leaves attributes be).
+    pub fn has_attributes(&self) -> bool {
+        !self.attributes.is_empty()
+    }
+
+    /// A record's cells, unescaped; None for a line of empty cells (skipped).
+    pub fn cells(&self, record: &::csv::StringRecord) -> Option<Cells> {
+        if record.iter().all(str::is_empty) {
+            return None;
+        }
+        let cell = |at: Option<usize>| at.and_then(|at| record.get(at)).map(unescape).unwrap_or_default();
+        Some(Cells {
+            email: cell(Some(self.email)),
+            full_name: cell(Some(self.full_name)),
+            comment: cell(self.comment),
+            tags: cell(self.tags),
+            attributes: self
+                .attributes
+                .iter()
+                .map(|(at, key)| (key.clone(), cell(Some(*at))))
+                .filter(|(_, value)| !value.is_empty())
+                .map(|(key, value)| (key, serde_json::Value::String(value)))
+                .collect(),
+        })
+    }
+}
+
+/// A reader of CSV text as imports read it (cells trimmed, rows of any length).
+pub fn reader<R: std::io::Read>(source: R) -> ::csv::Reader<R> {
+    ::csv::ReaderBuilder::new()
+        .flexible(true)
+        .trim(::csv::Trim::All)
+        .from_reader(source)
+}
+
+/// Checks one line's cells: the client's fields and its tag names, or why not (a message
+/// that starts with the column's name). `with_attributes`: the file has attribute columns.
+pub fn check(cells: &Cells, with_attributes: bool) -> Result<(ClientFields, Vec<String>), String> {
+    let checked = (|| {
+        let tags = tag_names(&cells.tags)?;
+        let fields = ClientFields {
+            email: validate::email("email", &cells.email)?,
+            full_name: validate::required_line("full_name", &cells.full_name, 200)?,
+            comment: validate::text("comment", &cells.comment, 2_000)?,
+            // An empty cell sets nothing: the client keeps what it had.
+            attributes: if with_attributes {
+                Some(serde_json::Value::Object(validate::attributes(
+                    "attributes",
+                    &serde_json::Value::Object(cells.attributes.clone()),
+                )?))
+            } else {
+                None
+            },
+        };
+        Ok::<_, AppError>((fields, tags))
+    })();
+    checked.map_err(|err| match err {
+        AppError::BadUserInput { field, message } => format!("{field}: {message}"),
+        other => other.to_string(),
+    })
+}
+
 /// Parses an import. Only a missing or unusable header, or too many rows, fail the whole
 /// file (BAD_USER_INPUT on `csv`); a bad row is reported by line and skipped. An address
 /// that appears twice is imported from its first line only.
 pub fn parse(text: &str) -> AppResult<Parsed> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut reader = ::csv::ReaderBuilder::new()
-        .flexible(true)
-        .trim(::csv::Trim::All)
-        .from_reader(text.as_bytes());
+    let mut reader = reader(text.as_bytes());
     let header = reader
         .headers()
         .map_err(|e| AppError::bad_input("csv", format!("the header line cannot be read: {e}")))?
         .clone();
-    let column = |name: &str| header.iter().position(|h| h.eq_ignore_ascii_case(name));
-    let (Some(email_at), Some(name_at)) = (column("email"), column("full_name")) else {
-        return Err(AppError::bad_input(
-            "csv",
-            "the first line must be the header email,full_name,comment (then any attributes)",
-        ));
-    };
-    let comment_at = column("comment");
-    let tags_at = column("tags");
-    // Every other column is an attribute, its header the key.
-    let mut attribute_columns: Vec<(usize, String)> = Vec::new();
-    for (at, name) in header.iter().enumerate() {
-        if [Some(email_at), Some(name_at), comment_at, tags_at].contains(&Some(at)) {
-            continue;
-        }
-        validate::attribute_key("csv", name)?;
-        if attribute_columns.iter().any(|(_, known)| known == name) {
-            return Err(AppError::bad_input("csv", format!("the column {name:?} appears twice")));
-        }
-        attribute_columns.push((at, name.to_owned()));
-    }
-    if attribute_columns.len() > validate::MAX_ATTRIBUTES {
-        return Err(AppError::bad_input(
-            "csv",
-            format!("at most {} attribute columns", validate::MAX_ATTRIBUTES),
-        ));
-    }
+    let columns = Columns::from_header(&header)?;
 
     let mut parsed = Parsed::default();
     let mut seen: HashMap<String, usize> = HashMap::new();
@@ -106,35 +199,8 @@ pub fn parse(text: &str) -> AppResult<Parsed> {
             }
         };
         let line = record.position().map_or(index + 2, |p| p.line() as usize);
-        if record.iter().all(str::is_empty) {
-            continue;
-        }
-        let cell = |at: Option<usize>| at.and_then(|at| record.get(at)).map(unescape).unwrap_or_default();
-        let row = (|| {
-            let tags = tag_names(&cell(tags_at))?;
-            let fields = ClientFields {
-                email: validate::email("email", &cell(Some(email_at)))?,
-                full_name: validate::required_line("full_name", &cell(Some(name_at)), 200)?,
-                comment: validate::text("comment", &cell(comment_at), 2_000)?,
-                // An empty cell sets nothing: the client keeps what it had.
-                attributes: if attribute_columns.is_empty() {
-                    None
-                } else {
-                    let given: serde_json::Map<String, serde_json::Value> = attribute_columns
-                        .iter()
-                        .map(|(at, key)| (key.clone(), cell(Some(*at))))
-                        .filter(|(_, value)| !value.is_empty())
-                        .map(|(key, value)| (key, serde_json::Value::String(value)))
-                        .collect();
-                    Some(serde_json::Value::Object(validate::attributes(
-                        "attributes",
-                        &serde_json::Value::Object(given),
-                    )?))
-                },
-            };
-            Ok::<_, AppError>((fields, tags))
-        })();
-        match row {
+        let Some(cells) = columns.cells(&record) else { continue };
+        match check(&cells, columns.has_attributes()) {
             Ok((row, tags)) => {
                 if let Some(first) = seen.get(&row.email.to_lowercase()) {
                     parsed.errors.push(LineError {
@@ -149,11 +215,7 @@ pub fn parse(text: &str) -> AppResult<Parsed> {
                     parsed.rows.push(row);
                 }
             }
-            Err(AppError::BadUserInput { field, message }) => parsed.errors.push(LineError {
-                line,
-                message: format!("{field}: {message}"),
-            }),
-            Err(other) => return Err(other),
+            Err(message) => parsed.errors.push(LineError { line, message }),
         }
     }
     Ok(parsed)

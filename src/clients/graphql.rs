@@ -5,6 +5,7 @@ use async_graphql::{Context, ID, InputObject, Json, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 
+use super::import::{self, ImportStatus};
 use super::model::{self, ClientFields};
 use super::segment::SegmentInput;
 use super::tags;
@@ -118,7 +119,12 @@ fn conflict_on_tag_name(err: diesel::result::Error) -> AppError {
 }
 
 /// `ids` as tag ids, each the owner's, or BAD_USER_INPUT on `field`.
-async fn owned_tags(conn: &mut AsyncPgConnection, owner: UserId, field: &str, ids: &[ID]) -> AppResult<Vec<TagId>> {
+pub(crate) async fn owned_tags(
+    conn: &mut AsyncPgConnection,
+    owner: UserId,
+    field: &str,
+    ids: &[ID],
+) -> AppResult<Vec<TagId>> {
     let mut parsed: Vec<TagId> = ids
         .iter()
         .map(|id| parse_id(id).ok_or_else(|| AppError::bad_input(field, "no such tag")))
@@ -173,6 +179,82 @@ pub struct ImportError {
     /// 1-based line of the CSV, header included.
     pub line: i32,
     pub message: String,
+}
+
+/// A large import (`POST /import/clients.csv`): checked and written by a background job,
+/// its counts moving as it goes.
+pub struct ImportJob(pub import::ImportJob);
+
+#[Object]
+impl ImportJob {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+
+    async fn status(&self) -> ImportStatus {
+        self.0.status
+    }
+
+    /// Data lines in the file.
+    async fn total(&self) -> i32 {
+        self.0.total
+    }
+
+    /// Lines read so far.
+    async fn processed(&self) -> i32 {
+        self.0.processed
+    }
+
+    async fn created(&self) -> i32 {
+        self.0.created
+    }
+
+    async fn updated(&self) -> i32 {
+        self.0.updated
+    }
+
+    async fn error_count(&self) -> i32 {
+        self.0.error_count
+    }
+
+    /// The lines left out and why, in line order; `after` is the last line seen
+    /// (all of them: GET /import/{id}/errors.csv).
+    async fn errors(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<Vec<ImportError>> {
+        let after = match after {
+            Some(line) => Some(
+                line.parse::<i32>()
+                    .map_err(|_| AppError::bad_input("after", "the line number of the last error seen"))?,
+            ),
+            None => None,
+        };
+        let mut conn = AppState::from_ctx(ctx).conn().await?;
+        let errors = import::errors(&mut conn, self.0.id, after, import::error_page_limit(first)).await?;
+        Ok(errors
+            .into_iter()
+            .map(|e| ImportError {
+                line: e.line,
+                message: e.message,
+            })
+            .collect())
+    }
+
+    /// Why a FAILED import stopped.
+    async fn failure(&self) -> Option<&str> {
+        self.0.failure.as_deref()
+    }
+
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+
+    async fn finished_at(&self) -> Option<DateTime<Utc>> {
+        self.0.finished_at
+    }
 }
 
 /// What `importClients` did.
@@ -266,6 +348,14 @@ impl ClientsQuery {
         };
         let page = model::list(&mut conn, viewer.user_id, filter, args).await?;
         Ok(Connection::from_page(page, args, model::Client::cursor, Client))
+    }
+
+    /// An upload of yours (`POST /import/clients.csv`) and how far it has got.
+    async fn import_job(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<ImportJob>> {
+        let viewer = viewer(ctx)?;
+        let Some(id) = parse_id(&id) else { return Ok(None) };
+        let mut conn = AppState::from_ctx(ctx).conn().await?;
+        Ok(import::find(&mut conn, viewer.user_id, id).await?.map(ImportJob))
     }
 
     async fn client(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Client>> {
@@ -386,12 +476,22 @@ impl ClientsMutation {
         Ok(i32::try_from(tagged).unwrap_or(i32::MAX))
     }
 
-    /// Takes the tag off `clientIds`; answers how many had it.
-    async fn untag_clients(&self, ctx: &Context<'_>, tag_id: ID, client_ids: Vec<ID>) -> async_graphql::Result<i32> {
+    /// Takes the tag off `clientIds`, or off every client when they are absent; answers
+    /// how many had it.
+    async fn untag_clients(
+        &self,
+        ctx: &Context<'_>,
+        tag_id: ID,
+        client_ids: Option<Vec<ID>>,
+    ) -> async_graphql::Result<i32> {
         let viewer = viewer(ctx)?;
         let mut conn = AppState::from_ctx(ctx).conn().await?;
-        let (tag, ids) = tag_and_clients(&mut conn, viewer.user_id, &tag_id, &client_ids).await?;
-        let untagged = tags::untag(&mut conn, tag, &ids).await?;
+        let (tag, ids) =
+            tag_and_clients(&mut conn, viewer.user_id, &tag_id, client_ids.as_deref().unwrap_or(&[])).await?;
+        let untagged = match client_ids {
+            Some(_) => tags::untag(&mut conn, tag, &ids).await?,
+            None => tags::untag_all(&mut conn, tag).await?,
+        };
         Ok(i32::try_from(untagged).unwrap_or(i32::MAX))
     }
 

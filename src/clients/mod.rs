@@ -3,6 +3,7 @@
 
 pub mod csv;
 pub mod graphql;
+pub mod import;
 pub mod model;
 pub mod segment;
 pub mod tags;

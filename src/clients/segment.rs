@@ -26,6 +26,7 @@ pub const MAX_CONDITIONS: usize = 20;
 const MAX_VALUE: usize = 500;
 
 #[derive(async_graphql::Enum, Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum SegmentMatch {
     /// Every condition holds.
     All,
@@ -34,6 +35,7 @@ pub enum SegmentMatch {
 }
 
 #[derive(async_graphql::Enum, Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum SegmentOp {
     Eq,
     Ne,
@@ -152,7 +154,8 @@ pub fn condition(prefix: &str, field: &str, op: SegmentOp, value: Option<&str>) 
     Ok(Condition { field, op, value })
 }
 
-type Filter = Box<dyn BoxableExpression<clients::table, Pg, SqlType = Bool>>;
+/// A condition on `clients`, boxed so that parts can be combined at run time.
+pub type Filter = Box<dyn BoxableExpression<clients::table, Pg, SqlType = Bool>>;
 
 /// `text` for LIKE and ILIKE, its wildcards escaped (matched as themselves).
 fn like_literal(text: &str) -> String {
@@ -212,7 +215,27 @@ fn filter(condition: &Condition) -> Filter {
             let value = text(&condition.value);
             match (condition.op, &condition.value) {
                 (Exists, _) => Box::new(sql::<Bool>("(clients.attributes ? ").bind::<Text, _>(key).sql(")")),
-                (Eq, _) => attribute_text(key, ") = ", value),
+                (Eq, _) => {
+                    // Containment, so that the attributes' GIN index answers it: the value as a
+                    // string, and as the number or boolean it may also be stored as.
+                    let mut candidates = vec![serde_json::json!({ key.clone(): value.clone() })];
+                    if let Ok(number) = value.parse::<serde_json::Number>() {
+                        candidates.push(serde_json::json!({ key.clone(): number }));
+                    } else if let Ok(boolean) = value.parse::<bool>() {
+                        candidates.push(serde_json::json!({ key.clone(): boolean }));
+                    }
+                    candidates
+                        .into_iter()
+                        .map(|json| -> Filter {
+                            Box::new(
+                                sql::<Bool>("(clients.attributes @> ")
+                                    .bind::<diesel::sql_types::Jsonb, _>(json)
+                                    .sql(")"),
+                            )
+                        })
+                        .reduce(|either, or| Box::new(either.or(or)))
+                        .expect("at least the text candidate")
+                }
                 (Ne, _) => attribute_text(key, ") IS DISTINCT FROM ", value),
                 (Contains, _) => attribute_text(key, ") ILIKE ", like_pattern(&value)),
                 (Gt | Lt, Value::Number(_)) => {
@@ -259,7 +282,10 @@ pub fn compile(segment: &Segment) -> Filter {
     })
 }
 
-#[derive(async_graphql::InputObject, Debug, Clone)]
+#[derive(
+    async_graphql::InputObject, async_graphql::SimpleObject, Debug, Clone, serde::Serialize, serde::Deserialize,
+)]
+#[graphql(name = "SegmentCondition", input_name = "SegmentConditionInput")]
 pub struct SegmentConditionInput {
     /// `email`, `fullName`, `comment`, `createdAt` or `attributes.<key>`.
     pub field: String,
@@ -268,9 +294,14 @@ pub struct SegmentConditionInput {
     pub value: Option<String>,
 }
 
-#[derive(async_graphql::InputObject, Debug, Clone)]
+/// A segment as the user gave it: also how a mailing stores it (JSON) and shows it.
+#[derive(
+    async_graphql::InputObject, async_graphql::SimpleObject, Debug, Clone, serde::Serialize, serde::Deserialize,
+)]
+#[graphql(name = "Segment", input_name = "SegmentInput")]
 pub struct SegmentInput {
     #[graphql(name = "match")]
+    #[serde(rename = "match")]
     pub matching: SegmentMatch,
     pub conditions: Vec<SegmentConditionInput>,
 }

@@ -128,6 +128,13 @@ pub async fn tag_segment(
         .await
 }
 
+/// Takes the tag off every client; how many had it. The tag must be the owner's.
+pub async fn untag_all(conn: &mut AsyncPgConnection, tag: TagId) -> QueryResult<usize> {
+    diesel::delete(client_tags::table.filter(client_tags::tag_id.eq(tag)))
+        .execute(conn)
+        .await
+}
+
 /// Takes the tag off `client_ids`; how many had it. The tag must be the owner's.
 pub async fn untag(conn: &mut AsyncPgConnection, tag: TagId, client_ids: &[ClientId]) -> QueryResult<usize> {
     diesel::delete(

@@ -133,6 +133,43 @@ diesel::table! {
 }
 
 diesel::table! {
+    import_errors (job_id, line) {
+        job_id -> Uuid,
+        line -> Int4,
+        message -> Text,
+    }
+}
+
+diesel::table! {
+    import_jobs (id) {
+        id -> Uuid,
+        owner_id -> Uuid,
+        status -> Text,
+        total -> Int4,
+        processed -> Int4,
+        created -> Int4,
+        updated -> Int4,
+        error_count -> Int4,
+        failure -> Nullable<Text>,
+        created_at -> Timestamptz,
+        finished_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    import_rows (job_id, line) {
+        job_id -> Uuid,
+        line -> Int4,
+        email -> Text,
+        full_name -> Text,
+        comment -> Text,
+        tags -> Text,
+        attributes -> Text,
+        problem -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
     layouts (id) {
         id -> Uuid,
         owner_id -> Uuid,
@@ -153,6 +190,13 @@ diesel::table! {
 }
 
 diesel::table! {
+    mailing_tags (mailing_id, tag_id) {
+        mailing_id -> Uuid,
+        tag_id -> Uuid,
+    }
+}
+
+diesel::table! {
     mailings (id) {
         id -> Uuid,
         owner_id -> Uuid,
@@ -167,6 +211,8 @@ diesel::table! {
         deleted_at -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        audience_all -> Bool,
+        audience_segment -> Nullable<Jsonb>,
     }
 }
 
@@ -255,9 +301,14 @@ diesel::joinable!(daily_sends -> users (user_id));
 diesel::joinable!(deliveries -> clients (client_id));
 diesel::joinable!(deliveries -> runs (run_id));
 diesel::joinable!(email_tokens -> users (user_id));
+diesel::joinable!(import_errors -> import_jobs (job_id));
+diesel::joinable!(import_jobs -> users (owner_id));
+diesel::joinable!(import_rows -> import_jobs (job_id));
 diesel::joinable!(layouts -> users (owner_id));
 diesel::joinable!(mailing_clients -> clients (client_id));
 diesel::joinable!(mailing_clients -> mailings (mailing_id));
+diesel::joinable!(mailing_tags -> mailings (mailing_id));
+diesel::joinable!(mailing_tags -> tags (tag_id));
 diesel::joinable!(mailings -> messages (message_id));
 diesel::joinable!(mailings -> users (owner_id));
 diesel::joinable!(messages -> layouts (layout_id));
@@ -277,8 +328,12 @@ diesel::allow_tables_to_appear_in_same_query!(
     daily_sends,
     deliveries,
     email_tokens,
+    import_errors,
+    import_jobs,
+    import_rows,
     layouts,
     mailing_clients,
+    mailing_tags,
     mailings,
     messages,
     rate_limits,

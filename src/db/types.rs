@@ -138,6 +138,10 @@ id_type!(
     TagId
 );
 id_type!(
+    /// An upload of clients being imported.
+    ImportJobId
+);
+id_type!(
     /// A message (subject and body).
     MessageId
 );

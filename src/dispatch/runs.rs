@@ -10,6 +10,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use crate::db::types::{MailingId, RunId};
+use crate::mailings::audience;
 use crate::mailings::model::Mailing;
 
 /// Most SKIPPED rows recorded when a long outage is coalesced.
@@ -137,8 +138,7 @@ async fn start_one(
         return Ok(None);
     }
 
-    // Snapshot what this run sends, then one delivery per client of the mailing now,
-    // unsubscribed and deleted clients left out: one INSERT ... SELECT, nothing in memory.
+    // Snapshot what this run sends, then one delivery per client in the audience now.
     let run: Option<Id> = diesel::sql_query(
         "INSERT INTO runs (mailing_id, run_at, status, subject, body, format, text_body, layout_html, mail_from) \
          SELECT $1, $2, 'running', msg.subject, msg.body, msg.format, msg.text_body, l.html, $3 \
@@ -154,18 +154,7 @@ async fn start_one(
     .optional()?;
     let mut started = None;
     if let Some(Id { id: run_id }) = run {
-        let deliveries = diesel::sql_query(
-            "INSERT INTO deliveries (run_id, mailing_id, owner_id, client_id, email, full_name) \
-             SELECT $1, $2, $3, c.id, c.email, c.full_name \
-             FROM mailing_clients mc JOIN clients c ON c.id = mc.client_id \
-             WHERE mc.mailing_id = $2 AND c.deleted_at IS NULL AND c.unsubscribed_at IS NULL \
-             ON CONFLICT (run_id, client_id) DO NOTHING",
-        )
-        .bind::<SqlUuid, _>(run_id)
-        .bind::<SqlUuid, _>(mailing_id)
-        .bind::<SqlUuid, _>(mailing.owner_id)
-        .execute(conn)
-        .await?;
+        let deliveries = expand(conn, &mailing, RunId(run_id)).await?;
         if quota.is_some() {
             diesel::sql_query(
                 "UPDATE daily_sends SET deliveries = deliveries + $2 \
@@ -192,6 +181,36 @@ async fn start_one(
     Ok(started)
 }
 
+/// One delivery per client in the mailing's audience now (unsubscribed and deleted clients
+/// left out): one INSERT ... SELECT, nothing in memory whatever the audience's size.
+async fn expand(conn: &mut AsyncPgConnection, mailing: &Mailing, run_id: RunId) -> diesel::QueryResult<usize> {
+    use crate::db::schema::{clients, deliveries};
+    use diesel::{IntoSql, QueryDsl};
+    let audience = audience::of_mailing(conn, mailing).await?;
+    let members = audience::members(mailing.owner_id, &audience).select((
+        run_id.into_sql::<SqlUuid>(),
+        mailing.id.into_sql::<SqlUuid>(),
+        mailing.owner_id.into_sql::<SqlUuid>(),
+        clients::id,
+        clients::email,
+        clients::full_name,
+    ));
+    diesel::insert_into(deliveries::table)
+        .values(members)
+        .into_columns((
+            deliveries::run_id,
+            deliveries::mailing_id,
+            deliveries::owner_id,
+            deliveries::client_id,
+            deliveries::email,
+            deliveries::full_name,
+        ))
+        .on_conflict((deliveries::run_id, deliveries::client_id))
+        .do_nothing()
+        .execute(conn)
+        .await
+}
+
 /// Whether the owner's deliveries started today (UTC) plus this run's stay within `quota`.
 /// Locks the owner's counter for today until the transaction ends, so two instances
 /// starting two of the owner's runs at once count one after the other.
@@ -214,14 +233,9 @@ async fn within_quota(conn: &mut AsyncPgConnection, mailing: &Mailing, quota: u3
     .bind::<SqlUuid, _>(mailing.owner_id)
     .get_result(conn)
     .await?;
-    let size: Count = diesel::sql_query(
-        "SELECT count(*) AS n FROM mailing_clients mc JOIN clients c ON c.id = mc.client_id \
-         WHERE mc.mailing_id = $1 AND c.deleted_at IS NULL AND c.unsubscribed_at IS NULL",
-    )
-    .bind::<SqlUuid, _>(mailing.id)
-    .get_result(conn)
-    .await?;
-    Ok(used.n + size.n <= i64::from(quota))
+    let audience = audience::of_mailing(conn, mailing).await?;
+    let size = audience::size(conn, mailing.owner_id, &audience).await?;
+    Ok(used.n + size <= i64::from(quota))
 }
 
 /// Closes runs with nothing PENDING or SENDING left, then completes mailings whose window

@@ -10,7 +10,7 @@ use crate::clients::graphql::{ClientTagsLoader, TagCountLoader};
 use crate::deliveries::graphql::{
     AttemptsOfLoader, ClientLoader, DeliveryLoader, MailingLoader, RunCountsLoader, RunTimeLoader, StatsLoader,
 };
-use crate::mailings::graphql::{MailingClientsLoader, RecipientsLoader, StartedLoader};
+use crate::mailings::graphql::{MailingClientsLoader, MailingTagsLoader, RecipientsLoader, StartedLoader};
 use crate::messages::graphql::{LayoutLoader, MessageLoader};
 
 /// Adds the loaders to a request's (or a WebSocket connection's) data.
@@ -24,6 +24,7 @@ pub fn add_loaders(data: &mut async_graphql::Data, state: &AppState) {
     data.insert(DataLoader::new(StartedLoader(pool.clone()), tokio::spawn));
     data.insert(DataLoader::new(MailingClientsLoader(pool.clone()), tokio::spawn));
     data.insert(DataLoader::new(RecipientsLoader(pool.clone()), tokio::spawn));
+    data.insert(DataLoader::new(MailingTagsLoader(pool.clone()), tokio::spawn));
     data.insert(DataLoader::new(RunCountsLoader(pool.clone()), tokio::spawn));
     data.insert(DataLoader::new(RunTimeLoader(pool.clone()), tokio::spawn));
     data.insert(DataLoader::new(MailingLoader(pool.clone()), tokio::spawn));

@@ -6,6 +6,7 @@ mod client_ip;
 mod export;
 mod graphql;
 mod health;
+mod import;
 mod pages;
 mod view;
 pub mod sockets;
@@ -62,7 +63,13 @@ pub fn router(app: AppState, schema: MailwarmSchema) -> Router {
     };
     router = router.fallback(web::static_file);
 
+    // Uploads of any size: no body limit and no request timeout (a million-line file takes
+    // longer to send than a request may take).
+    let uploads = Router::new()
+        .route("/import/clients.csv", axum::routing::post(import::clients_csv))
+        .with_state(state.clone());
     let mut router = router
+        .route("/import/{id}/errors.csv", get(import::errors_csv))
         .with_state(state)
         .layer(DefaultBodyLimit::max(http.body_limit))
         .layer(CompressionLayer::new())
@@ -70,6 +77,7 @@ pub fn router(app: AppState, schema: MailwarmSchema) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             http.request_timeout,
         ))
+        .merge(uploads)
         .layer(TraceLayer::new_for_http())
         .layer(axum::middleware::from_fn_with_state(metrics, count_responses));
     if !http.cors_origins.is_empty() {

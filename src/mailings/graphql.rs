@@ -9,13 +9,15 @@ use chrono::{DateTime, Utc};
 use diesel_async::AsyncConnection;
 
 use super::access::{may_steer, read_scope};
-use super::model::{self, MailingFields};
+use super::audience::{self, AudienceFields};
+use super::model::{self, MailingFields, Scope};
 use super::schedule::{Periodicity, Schedule};
 use crate::accounts::graphql::{User, UserLoader};
 use crate::accounts::{Viewer, viewer};
 use crate::app::AppState;
-use crate::clients::graphql::Client;
+use crate::clients::graphql::{Client, Tag, owned_tags};
 use crate::clients::model as clients;
+use crate::clients::segment::SegmentInput;
 use crate::db::DbPool;
 use crate::db::page::PageArgs;
 use crate::db::types::{ClientId, MailingId, UserId};
@@ -126,7 +128,12 @@ impl Mailing {
         owner.map(User).ok_or(AppError::NotFound).map_err(Into::into)
     }
 
-    /// The mailing's clients now (deleted ones drop out), newest first.
+    /// Who it reaches.
+    async fn audience(&self) -> Audience {
+        Audience(self.0.clone())
+    }
+
+    /// The clients in its audience now (a run starting now reaches them), newest first.
     #[graphql(complexity = "crate::graphql::connection::page_cost(first, child_complexity)")]
     async fn clients(
         &self,
@@ -196,9 +203,98 @@ impl Mailing {
 }
 
 crate::batch_loader!(
-    /// Live clients per mailing (`stats.recipients`).
-    RecipientsLoader: MailingId => i64, |conn, keys| model::recipient_counts(conn, keys)
+    /// The size of each mailing's audience now (`stats.recipients`, `audience.size`): one
+    /// query for all the mailings of picked clients only, one per mailing of any other kind.
+    RecipientsLoader: MailingId => i64, |conn, keys| async {
+        let mailings = model::find_by_ids(conn, keys).await?;
+        let audiences = audience::of_mailings(conn, &mailings).await?;
+        let picked: Vec<MailingId> = audiences.values().filter_map(audience::Audience::picked_only).collect();
+        let mut sizes = audience::picked_sizes(conn, &picked).await?;
+        for mailing in &mailings {
+            if !sizes.contains_key(&mailing.id) {
+                sizes.insert(mailing.id, audience::size(conn, mailing.owner_id, &audiences[&mailing.id]).await?);
+            }
+        }
+        Ok(sizes)
+    }
 );
+
+/// Who a mailing reaches: everyone in any of its parts.
+#[derive(InputObject, Default)]
+pub struct AudienceInput {
+    /// Every live client of yours, including those added after the mailing was made.
+    pub all_clients: Option<bool>,
+    /// Clients picked one by one (at most 10,000; for more, use a tag or a segment).
+    pub client_ids: Option<Vec<ID>>,
+    /// Clients carrying any of these tags of yours.
+    pub tag_ids: Option<Vec<ID>>,
+    /// Clients in this segment.
+    pub segment: Option<SegmentInput>,
+}
+
+impl AudienceInput {
+    /// The checked audience, every id the owner's; errors name `field.clientIds` and so on.
+    async fn validate(
+        &self,
+        conn: &mut diesel_async::AsyncPgConnection,
+        owner: UserId,
+        field: &str,
+    ) -> AppResult<AudienceFields> {
+        Ok(AudienceFields {
+            all_clients: self.all_clients.unwrap_or(false),
+            client_ids: match &self.client_ids {
+                Some(ids) => owned_clients(conn, owner, &format!("{field}.clientIds"), ids).await?,
+                None => Vec::new(),
+            },
+            tag_ids: match &self.tag_ids {
+                Some(ids) => owned_tags(conn, owner, &format!("{field}.tagIds"), ids).await?,
+                None => Vec::new(),
+            },
+            segment: match &self.segment {
+                Some(segment) => {
+                    segment.validate(&format!("{field}.segment"))?;
+                    Some(segment.clone())
+                }
+                None => None,
+            },
+        })
+    }
+}
+
+fn too_many_picked(field: &str) -> AppError {
+    AppError::bad_input(
+        field,
+        format!("at most {MAX_CLIENTS} clients picked one by one; use a tag or a segment for more"),
+    )
+}
+
+/// `ids` as the owner's live clients, each once, or BAD_USER_INPUT on `field`.
+async fn owned_clients(
+    conn: &mut diesel_async::AsyncPgConnection,
+    owner: UserId,
+    field: &str,
+    ids: &[ID],
+) -> AppResult<Vec<ClientId>> {
+    if ids.len() > MAX_CLIENTS {
+        return Err(too_many_picked(field));
+    }
+    let mut client_ids = Vec::with_capacity(ids.len());
+    let mut seen = HashSet::new();
+    for id in ids {
+        let parsed = parse_id(id).ok_or_else(|| AppError::bad_input(field, format!("no such client: {}", id.0)))?;
+        if seen.insert(parsed) {
+            client_ids.push(parsed);
+        }
+    }
+    let owned: HashSet<ClientId> = clients::owned_ids(conn, owner, &client_ids)
+        .await?
+        .into_iter()
+        .collect();
+    if let Some(missing) = client_ids.iter().find(|id| !owned.contains(id)) {
+        return Err(AppError::bad_input(field, format!("no such client: {missing}")));
+    }
+    Ok(client_ids)
+}
 
 #[derive(InputObject)]
 pub struct MailingInput {
@@ -209,20 +305,24 @@ pub struct MailingInput {
     /// IANA name, default "UTC".
     pub time_zone: Option<String>,
     pub message_id: ID,
-    /// 1 to 10,000 of your clients.
-    pub client_ids: Vec<ID>,
+    /// Clients picked one by one (at most 10,000), as `audience.clientIds`.
+    pub client_ids: Option<Vec<ID>>,
+    /// Who the mailing reaches. On update, without this and `clientIds` the audience stays
+    /// as it is; with either, it becomes what they say.
+    pub audience: Option<AudienceInput>,
 }
 
 impl MailingInput {
-    /// Checks the input against the schedule rules and the caller's own messages and
-    /// clients (their rows locked for the transaction). `last_run_at`: the latest run the
-    /// mailing already started, from which the next run is counted.
+    /// Checks the input against the schedule rules and the caller's own messages, clients
+    /// and tags (the message's row locked for the transaction). `last_run_at`: the latest
+    /// run the mailing already started, from which the next run is counted. The audience is
+    /// None when the input leaves it as it is.
     async fn validate(
         &self,
         conn: &mut diesel_async::AsyncPgConnection,
         owner: UserId,
         last_run_at: Option<DateTime<Utc>>,
-    ) -> AppResult<(MailingFields, Vec<ClientId>)> {
+    ) -> AppResult<(MailingFields, Option<AudienceFields>)> {
         if self.ends_at.is_some_and(|end| end <= self.starts_at) {
             return Err(AppError::bad_input("input.endsAt", "must be after startsAt"));
         }
@@ -245,34 +345,32 @@ impl MailingInput {
             return Err(AppError::bad_input("input.messageId", "no such message"));
         }
 
-        if self.client_ids.is_empty() {
-            return Err(AppError::bad_input("input.clientIds", "choose at least one client"));
-        }
-        if self.client_ids.len() > MAX_CLIENTS {
-            return Err(AppError::bad_input(
-                "input.clientIds",
-                format!("at most {MAX_CLIENTS} clients per mailing"),
-            ));
-        }
-        let mut client_ids = Vec::with_capacity(self.client_ids.len());
-        let mut seen = HashSet::new();
-        for id in &self.client_ids {
-            let parsed = parse_id(id)
-                .ok_or_else(|| AppError::bad_input("input.clientIds", format!("no such client: {}", id.0)))?;
-            if seen.insert(parsed) {
-                client_ids.push(parsed);
+        let audience = if self.client_ids.is_none() && self.audience.is_none() {
+            None
+        } else {
+            let mut audience = match &self.audience {
+                Some(audience) => audience.validate(conn, owner, "input.audience").await?,
+                None => AudienceFields::default(),
+            };
+            if let Some(ids) = &self.client_ids {
+                for id in owned_clients(conn, owner, "input.clientIds", ids).await? {
+                    if !audience.client_ids.contains(&id) {
+                        audience.client_ids.push(id);
+                    }
+                }
+                if audience.client_ids.len() > MAX_CLIENTS {
+                    return Err(too_many_picked("input.clientIds"));
+                }
             }
-        }
-        let owned: HashSet<ClientId> = clients::owned_ids(conn, owner, &client_ids)
-            .await?
-            .into_iter()
-            .collect();
-        if let Some(missing) = client_ids.iter().find(|id| !owned.contains(id)) {
-            return Err(AppError::bad_input(
-                "input.clientIds",
-                format!("no such client: {missing}"),
-            ));
-        }
+            if audience.is_empty() {
+                return Err(if self.audience.is_some() {
+                    AppError::bad_input("input.audience", "choose all clients, clients, tags or a segment")
+                } else {
+                    AppError::bad_input("input.clientIds", "choose at least one client")
+                });
+            }
+            Some(audience)
+        };
 
         let schedule = Schedule {
             starts_at: self.starts_at,
@@ -292,9 +390,66 @@ impl MailingInput {
             time_zone: tz.name().to_owned(),
             next_run_at,
         };
-        Ok((fields, client_ids))
+        Ok((fields, audience))
     }
 }
+
+/// Who a mailing reaches, as saved.
+pub struct Audience(model::Mailing);
+
+#[Object]
+impl Audience {
+    /// Every live client of the owner, those added later included.
+    async fn all_clients(&self) -> bool {
+        self.0.audience_all
+    }
+
+    /// Clients with any of these tags are in.
+    async fn tags(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Tag>> {
+        let tags = ctx
+            .data_unchecked::<DataLoader<MailingTagsLoader>>()
+            .load_one(self.0.id)
+            .await?
+            .unwrap_or_default();
+        Ok(tags.into_iter().map(Tag).collect())
+    }
+
+    /// Clients in this segment are in.
+    async fn segment(&self) -> Option<SegmentInput> {
+        audience::stored_segment(self.0.id, self.0.audience_segment.as_ref()).map(|(input, _)| input)
+    }
+
+    /// Clients picked one by one (deleted ones drop out), newest first.
+    #[graphql(complexity = "crate::graphql::connection::page_cost(first, child_complexity)")]
+    async fn clients(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<Connection<Client>> {
+        let args = PageArgs::new(first, after.as_deref())?;
+        let mut conn = AppState::from_ctx(ctx).conn().await?;
+        let page = audience::picked_page(&mut conn, self.0.owner_id, self.0.id, args).await?;
+        Ok(Connection::from_page(page, args, clients::Client::cursor, Client))
+    }
+
+    /// How many clients it holds now (live, not unsubscribed): a run starting now reaches them.
+    async fn size(&self, ctx: &Context<'_>) -> async_graphql::Result<i32> {
+        let size = ctx
+            .data_unchecked::<DataLoader<RecipientsLoader>>()
+            .load_one(self.0.id)
+            .await?
+            .unwrap_or(0);
+        Ok(i32::try_from(size).unwrap_or(i32::MAX))
+    }
+}
+
+crate::batch_loader!(
+    /// `Audience.tags`, batched per request.
+    MailingTagsLoader: MailingId => Vec<crate::clients::tags::Tag>, |conn, keys| async {
+        audience::tags_of_mailings(conn, keys).await
+    }
+);
 
 #[derive(Default)]
 pub struct MailingsQuery;
@@ -323,6 +478,27 @@ impl MailingsQuery {
         let mut conn = AppState::from_ctx(ctx).conn().await?;
         Ok(model::find(&mut conn, read_scope(viewer), id).await?.map(Mailing))
     }
+
+    /// How many of your clients an audience holds now (live, not unsubscribed): what a
+    /// mailing to it would reach if a run started now.
+    async fn audience_size(&self, ctx: &Context<'_>, audience: AudienceInput) -> async_graphql::Result<i32> {
+        let viewer = viewer(ctx)?;
+        let mut conn = AppState::from_ctx(ctx).conn().await?;
+        let fields = audience.validate(&mut conn, viewer.user_id, "audience").await?;
+        let segment = fields
+            .segment
+            .as_ref()
+            .map(|s| s.validate("audience.segment"))
+            .transpose()?;
+        let audience = audience::Audience {
+            all_clients: fields.all_clients,
+            picked: Some(audience::Picked::Ids(fields.client_ids)),
+            tags: fields.tag_ids,
+            segment,
+        };
+        let size = audience::size(&mut conn, viewer.user_id, &audience).await?;
+        Ok(i32::try_from(size).unwrap_or(i32::MAX))
+    }
 }
 
 #[derive(Default)]
@@ -335,8 +511,15 @@ impl MailingsMutation {
         let mut conn = AppState::from_ctx(ctx).conn().await?;
         let mailing = conn
             .transaction::<_, AppError, _>(async |conn| {
-                let (fields, client_ids) = input.validate(conn, viewer.user_id, None).await?;
-                let mailing = model::create(conn, viewer.user_id, &fields, &client_ids).await?;
+                let (fields, audience) = input.validate(conn, viewer.user_id, None).await?;
+                let audience = audience.ok_or_else(|| {
+                    AppError::bad_input("input.audience", "choose all clients, clients, tags or a segment")
+                })?;
+                let mailing = model::create(conn, viewer.user_id, &fields).await?;
+                audience::save(conn, mailing.id, &audience).await?;
+                let mailing = model::find(conn, Scope::Owner(viewer.user_id), mailing.id)
+                    .await?
+                    .ok_or(AppError::NotFound)?;
                 // Every dispatcher looks now: a mailing whose window has begun starts at once.
                 events::notify(conn, &Notice::Wake).await?;
                 Ok(mailing)
@@ -346,8 +529,8 @@ impl MailingsMutation {
         Ok(Mailing(mailing))
     }
 
-    /// Replaces the schedule, message and clients; the next run is recomputed. Runs already
-    /// started keep what they started with.
+    /// Replaces the schedule and message, and the audience when the input names one; the
+    /// next run is recomputed. Runs already started keep what they started with.
     async fn update_mailing(&self, ctx: &Context<'_>, id: ID, input: MailingInput) -> async_graphql::Result<Mailing> {
         let viewer = viewer(ctx)?;
         let id = parse_id(&id).ok_or(AppError::NotFound)?;
@@ -356,11 +539,16 @@ impl MailingsMutation {
             .transaction::<_, AppError, _>(async |conn| {
                 let existing = visible_for_write(conn, viewer, id).await?;
                 let last_run = model::last_run_at(conn, existing.id).await?;
-                let (mut fields, client_ids) = input.validate(conn, existing.owner_id, last_run).await?;
+                let (mut fields, audience) = input.validate(conn, existing.owner_id, last_run).await?;
                 if existing.completed_at.is_some() {
                     fields.next_run_at = None;
                 }
-                model::update(conn, existing.owner_id, id, &fields, &client_ids)
+                let updated = model::update(conn, existing.owner_id, id, &fields)
+                    .await?
+                    .ok_or(AppError::NotFound)?;
+                let Some(audience) = audience else { return Ok(updated) };
+                audience::save(conn, id, &audience).await?;
+                model::find(conn, Scope::Owner(existing.owner_id), id)
                     .await?
                     .ok_or(AppError::NotFound)
             })
@@ -481,8 +669,8 @@ crate::batch_loader!(
     }
 );
 
-/// `Mailing.clients` pages, batched per request: one pair of queries for every mailing of
-/// a list that asks for the same page.
+/// `Mailing.clients` pages, batched per request: mailings of picked clients only in one
+/// pair of queries; any other audience costs a count and a page of its own.
 pub struct MailingClientsLoader(pub DbPool);
 
 impl Loader<(MailingId, PageArgs)> for MailingClientsLoader {
@@ -493,19 +681,34 @@ impl Loader<(MailingId, PageArgs)> for MailingClientsLoader {
         &self,
         keys: &[(MailingId, PageArgs)],
     ) -> Result<HashMap<(MailingId, PageArgs), Self::Value>, Self::Error> {
-        let mut by_args: HashMap<PageArgs, Vec<MailingId>> = HashMap::new();
-        for (mailing, args) in keys {
-            by_args.entry(*args).or_default().push(*mailing);
-        }
         let mut conn = self.0.get().await.map_err(|e| Arc::new(e.into()))?;
-        let mut result = HashMap::new();
-        for (args, mailings) in by_args {
-            let pages = model::clients_pages(&mut conn, &mailings, args)
-                .await
-                .map_err(|e| Arc::new(e.into()))?;
-            result.extend(pages.into_iter().map(|(mailing, page)| ((mailing, args), page)));
+        let ids: Vec<MailingId> = keys.iter().map(|(id, _)| *id).collect();
+        let loaded: AppResult<_> = async {
+            let mailings = model::find_by_ids(&mut conn, &ids).await?;
+            let audiences = audience::of_mailings(&mut conn, &mailings).await?;
+            let mut result = HashMap::new();
+            // Mailings of picked clients only: one pair of queries per page asked for.
+            let mut picked: HashMap<PageArgs, Vec<MailingId>> = HashMap::new();
+            for (id, args) in keys {
+                match audiences.get(id) {
+                    Some(audience) if audience.picked_only().is_some() => picked.entry(*args).or_default().push(*id),
+                    Some(audience) => {
+                        let owner = mailings.iter().find(|m| m.id == *id).map(|m| m.owner_id);
+                        let Some(owner) = owner else { continue };
+                        let page = audience::members_page(&mut conn, owner, audience, *args).await?;
+                        result.insert((*id, *args), page);
+                    }
+                    None => {}
+                }
+            }
+            for (args, ids) in picked {
+                let pages = audience::picked_members_pages(&mut conn, &ids, args).await?;
+                result.extend(pages.into_iter().map(|(mailing, page)| ((mailing, args), page)));
+            }
+            Ok(result)
         }
-        Ok(result)
+        .await;
+        loaded.map_err(Arc::new)
     }
 }
 

@@ -1,20 +1,16 @@
-//! The `mailings` and `mailing_clients` tables. Reads are scoped in SQL: a user sees their
+//! The `mailings` table (its audience: `audience`). Reads are scoped in SQL: a user sees their
 //! own mailings, managers and admins everyone's; writes are always the owner's.
-
-use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use diesel::pg::Pg;
 use diesel::prelude::*;
-use diesel::sql_types::{Array, BigInt, Nullable, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use super::schedule::{Periodicity, Schedule};
-use crate::clients::model::Client;
 use crate::db::now;
 use crate::db::page::{Cursor, Page, PageArgs};
-use crate::db::schema::{mailing_clients, mailings, runs};
-use crate::db::types::{ClientId, MailingId, MessageId, UserId};
+use crate::db::schema::{mailings, runs};
+use crate::db::types::{MailingId, MessageId, UserId};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = mailings, check_for_backend(Pg))]
@@ -30,6 +26,10 @@ pub struct Mailing {
     pub next_run_at: Option<DateTime<Utc>>,
     pub completed_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
+    /// Every live client of the owner (see `audience`).
+    pub audience_all: bool,
+    /// The audience's segment as the user gave it (see `audience::stored_segment`).
+    pub audience_segment: Option<serde_json::Value>,
 }
 
 impl Mailing {
@@ -126,28 +126,21 @@ pub async fn find_by_ids(conn: &mut AsyncPgConnection, ids: &[MailingId]) -> Que
         .await
 }
 
-pub async fn create(
-    conn: &mut AsyncPgConnection,
-    owner: UserId,
-    fields: &MailingFields,
-    client_ids: &[ClientId],
-) -> QueryResult<Mailing> {
-    let mailing: Mailing = diesel::insert_into(mailings::table)
+pub async fn create(conn: &mut AsyncPgConnection, owner: UserId, fields: &MailingFields) -> QueryResult<Mailing> {
+    diesel::insert_into(mailings::table)
         .values((mailings::owner_id.eq(owner), fields))
         .returning(Mailing::as_returning())
         .get_result(conn)
-        .await?;
-    set_clients(conn, mailing.id, client_ids).await?;
-    Ok(mailing)
+        .await
 }
 
-/// Updates a live mailing of `owner`; None when there is none with this id.
+/// Updates a live mailing of `owner` (not its audience: `audience::save`); None when there
+/// is none with this id.
 pub async fn update(
     conn: &mut AsyncPgConnection,
     owner: UserId,
     id: MailingId,
     fields: &MailingFields,
-    client_ids: &[ClientId],
 ) -> QueryResult<Option<Mailing>> {
     let updated: Option<Mailing> = diesel::update(mailings::table)
         .filter(
@@ -161,39 +154,7 @@ pub async fn update(
         .get_result(conn)
         .await
         .optional()?;
-    if updated.is_some() {
-        set_clients(conn, id, client_ids).await?;
-    }
     Ok(updated)
-}
-
-/// Makes the mailing's clients exactly `client_ids`.
-async fn set_clients(conn: &mut AsyncPgConnection, mailing_id: MailingId, client_ids: &[ClientId]) -> QueryResult<()> {
-    diesel::delete(
-        mailing_clients::table.filter(
-            mailing_clients::mailing_id
-                .eq(mailing_id)
-                .and(mailing_clients::client_id.ne_all(client_ids)),
-        ),
-    )
-    .execute(conn)
-    .await?;
-    let rows: Vec<_> = client_ids
-        .iter()
-        .map(|c| {
-            (
-                mailing_clients::mailing_id.eq(mailing_id),
-                mailing_clients::client_id.eq(*c),
-            )
-        })
-        .collect();
-    // 10,000 clients are 20,000 bind parameters, under PostgreSQL's 65,535.
-    diesel::insert_into(mailing_clients::table)
-        .values(&rows)
-        .on_conflict_do_nothing()
-        .execute(conn)
-        .await?;
-    Ok(())
 }
 
 /// Soft delete; the log of what was sent stays.
@@ -232,75 +193,6 @@ pub async fn started(conn: &mut AsyncPgConnection, ids: &[MailingId]) -> QueryRe
         .distinct()
         .load(conn)
         .await
-}
-
-#[derive(QueryableByName)]
-struct MailingClientRow {
-    #[diesel(sql_type = SqlUuid)]
-    mailing_id: MailingId,
-    #[diesel(embed)]
-    client: Client,
-}
-
-#[derive(QueryableByName)]
-struct MailingCount {
-    #[diesel(sql_type = SqlUuid)]
-    mailing_id: MailingId,
-    #[diesel(sql_type = BigInt)]
-    count: i64,
-}
-
-/// One page of live clients for each of several mailings, in two queries whatever their number.
-pub async fn clients_pages(
-    conn: &mut AsyncPgConnection,
-    mailing_ids: &[MailingId],
-    args: PageArgs,
-) -> QueryResult<HashMap<MailingId, Page<Client>>> {
-    let rows: Vec<MailingClientRow> = diesel::sql_query(
-        "SELECT mailing_id, id, owner_id, email, full_name, comment, unsubscribed_at, deleted_at, created_at, attributes FROM ( \
-             SELECT mc.mailing_id, c.*, row_number() OVER ( \
-                 PARTITION BY mc.mailing_id ORDER BY c.created_at DESC, c.id DESC) AS rn \
-             FROM mailing_clients mc JOIN clients c ON c.id = mc.client_id \
-             WHERE mc.mailing_id = ANY($1) AND c.deleted_at IS NULL \
-               AND ($2::timestamptz IS NULL OR (c.created_at, c.id) < ($2, $3)) \
-         ) page WHERE rn <= $4 ORDER BY mailing_id, created_at DESC, id DESC",
-    )
-    .bind::<Array<SqlUuid>, _>(mailing_ids)
-    .bind::<Nullable<Timestamptz>, _>(args.after.map(|c| c.created_at))
-    .bind::<Nullable<SqlUuid>, _>(args.after.map(|c| c.id))
-    .bind::<BigInt, _>(args.limit())
-    .load(conn)
-    .await?;
-    let totals = recipient_counts(conn, mailing_ids).await?;
-
-    let mut pages: HashMap<MailingId, Page<Client>> = mailing_ids
-        .iter()
-        .map(|id| {
-            (
-                *id,
-                Page {
-                    rows: Vec::new(),
-                    total: 0,
-                },
-            )
-        })
-        .collect();
-    for row in rows {
-        pages
-            .entry(row.mailing_id)
-            .or_insert_with(|| Page {
-                rows: Vec::new(),
-                total: 0,
-            })
-            .rows
-            .push(row.client);
-    }
-    for (mailing, total) in totals {
-        if let Some(page) = pages.get_mut(&mailing) {
-            page.total = total;
-        }
-    }
-    Ok(pages)
 }
 
 /// Pauses or resumes a live mailing; None when there is none with this id.
@@ -343,18 +235,4 @@ pub async fn complete_all_of(conn: &mut AsyncPgConnection, owner: UserId) -> Que
         ))
         .execute(conn)
         .await
-}
-
-/// How many live clients each mailing has.
-pub async fn recipient_counts(conn: &mut AsyncPgConnection, ids: &[MailingId]) -> QueryResult<HashMap<MailingId, i64>> {
-    let counts: Vec<MailingCount> = diesel::sql_query(
-        "SELECT mc.mailing_id, count(*) AS count FROM mailing_clients mc JOIN clients c ON c.id = mc.client_id \
-         WHERE mc.mailing_id = ANY($1) AND c.deleted_at IS NULL GROUP BY mc.mailing_id",
-    )
-    .bind::<Array<SqlUuid>, _>(ids)
-    .load(conn)
-    .await?;
-    let mut result: HashMap<MailingId, i64> = ids.iter().map(|id| (*id, 0)).collect();
-    result.extend(counts.into_iter().map(|c| (c.mailing_id, c.count)));
-    Ok(result)
 }

@@ -7,6 +7,7 @@ mod common;
 mod abuse;
 mod accounts;
 mod api_keys;
+mod audiences;
 mod blog;
 mod compose;
 mod contract;
