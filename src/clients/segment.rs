@@ -5,7 +5,8 @@
 //!
 //! EQ and NE compare text (e-mail without regard to case); CONTAINS is a case-insensitive
 //! substring; EXISTS holds when the attribute is set (a built-in field: not empty); GT and
-//! LT compare numbers when the value is a number, and dates (`YYYY-MM-DD`, or a full
+//! LT compare numbers when the value is a number (an attribute that is a number, or a
+//! string written as one, as CSV imports store them), and dates (`YYYY-MM-DD`, or a full
 //! RFC 3339 time for `createdAt`) when it is a date. An attribute of another kind never
 //! matches GT or LT (no error per row).
 
@@ -243,7 +244,9 @@ fn filter(condition: &Condition) -> Filter {
                     Box::new(
                         sql::<Bool>("(CASE WHEN jsonb_typeof(clients.attributes -> ")
                             .bind::<Text, _>(key.clone())
-                            .sql(") = 'number' THEN (clients.attributes ->> ")
+                            .sql(") = 'number' OR (clients.attributes ->> ")
+                            .bind::<Text, _>(key.clone())
+                            .sql(") ~ '^-?[0-9]{1,30}(\\.[0-9]{1,30})?$' THEN (clients.attributes ->> ")
                             .bind::<Text, _>(key)
                             .sql(")::numeric")
                             .sql(op)

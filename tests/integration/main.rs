@@ -20,6 +20,7 @@ mod embedded_server;
 mod examples;
 mod graphql_http_audit;
 mod http_graphql;
+mod import;
 mod input_rules;
 mod jobs;
 mod layout;
