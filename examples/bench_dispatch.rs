@@ -14,12 +14,15 @@
 
 #[path = "support/newsletter.rs"]
 mod newsletter;
+#[path = "support/process.rs"]
+mod process;
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use diesel::sql_types::{BigInt, Text};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use process::{free_port, peak_memory_kib};
 
 #[derive(diesel::QueryableByName)]
 struct Count {
@@ -215,15 +218,6 @@ fn postgres_cpu_seconds() -> f64 {
     total
 }
 
-fn peak_memory_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
-
 /// Server processes, stopped (SIGTERM) however the benchmark ends.
 struct Servers(Vec<Child>);
 
@@ -237,14 +231,6 @@ impl Drop for Servers {
             let _ = child.wait();
         }
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Deliveries per second for `instances` dispatchers and `recipients` recipients.

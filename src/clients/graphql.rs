@@ -350,6 +350,13 @@ impl ClientsQuery {
         Ok(Connection::from_page(page, args, model::Client::cursor, Client))
     }
 
+    /// The attribute keys your clients use, sorted (for segment builders and exports).
+    async fn attribute_keys(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<String>> {
+        let viewer = viewer(ctx)?;
+        let mut conn = AppState::from_ctx(ctx).conn().await?;
+        Ok(model::attribute_keys(&mut conn, viewer.user_id).await?)
+    }
+
     /// An upload of yours (`POST /import/clients.csv`) and how far it has got.
     async fn import_job(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<ImportJob>> {
         let viewer = viewer(ctx)?;

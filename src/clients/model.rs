@@ -53,7 +53,7 @@ fn owned(owner: UserId, search: Option<&str>) -> clients::BoxedQuery<'static, Pg
         .filter(clients::owner_id.eq(owner).and(clients::deleted_at.is_null()))
         .into_boxed();
     if let Some(search) = search.map(str::trim).filter(|s| !s.is_empty()) {
-        let pattern = super::segment::like_pattern(search);
+        let pattern = crate::db::like_pattern(search);
         query = query.filter(
             clients::email
                 .ilike(pattern.clone())

@@ -18,6 +18,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{Bool, Text};
 
 use crate::db::schema::clients;
+use crate::db::{like_literal, like_pattern};
 use crate::error::{AppError, AppResult};
 use crate::validate;
 
@@ -157,16 +158,6 @@ pub fn condition(prefix: &str, field: &str, op: SegmentOp, value: Option<&str>) 
 
 /// A condition on `clients`, boxed so that parts can be combined at run time.
 pub type Filter = Box<dyn BoxableExpression<clients::table, Pg, SqlType = Bool>>;
-
-/// `text` for LIKE and ILIKE, its wildcards escaped (matched as themselves).
-fn like_literal(text: &str) -> String {
-    text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
-}
-
-/// `%text%` for ILIKE (also the client list's search).
-pub(super) fn like_pattern(text: &str) -> String {
-    format!("%{}%", like_literal(text))
-}
 
 /// `attributes ->> key <op> value`, both bound.
 fn attribute_text(key: String, op: &str, value: String) -> Filter {

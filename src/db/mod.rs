@@ -33,6 +33,16 @@ pub fn build_pool(database_url: &str, max_size: u32, wait_timeout: Duration) -> 
         .map_err(|e| anyhow::anyhow!("DATABASE_URL: cannot build the connection pool: {e}"))
 }
 
+/// `text` for LIKE and ILIKE, its wildcards escaped (matched as themselves).
+pub fn like_literal(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+}
+
+/// `%text%` for ILIKE: a search for `text` anywhere, wildcards in it taken literally.
+pub fn like_pattern(text: &str) -> String {
+    format!("%{}%", like_literal(text))
+}
+
 /// The database's clock: every "is it due / expired" decision uses it, never the instance's.
 pub fn now() -> SqlLiteral<Timestamptz> {
     sql("now()")

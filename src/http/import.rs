@@ -22,15 +22,15 @@ fn refuse(status: StatusCode, message: &str) -> Response {
 
 /// The caller who may import: signed in (a session cookie only from this site's own
 /// pages), and not with a READ API key.
-fn importer(caller: &Caller, headers: &HeaderMap) -> Result<UserId, Response> {
+fn importer(caller: &Caller, headers: &HeaderMap) -> Result<UserId, (StatusCode, &'static str)> {
     let cross_site = caller.via_cookie
         && headers
             .get("sec-fetch-site")
             .is_some_and(|v| v.as_bytes() != b"same-origin");
     match &caller.viewer {
-        None => Err(refuse(StatusCode::UNAUTHORIZED, "sign in first")),
-        Some(_) if cross_site => Err(refuse(StatusCode::FORBIDDEN, "uploads come from this site's pages")),
-        Some(viewer) if viewer.read_only() => Err(refuse(StatusCode::FORBIDDEN, "a READ API key cannot import")),
+        None => Err((StatusCode::UNAUTHORIZED, "sign in first")),
+        Some(_) if cross_site => Err((StatusCode::FORBIDDEN, "uploads come from this site's pages")),
+        Some(viewer) if viewer.read_only() => Err((StatusCode::FORBIDDEN, "a READ API key cannot import")),
         Some(viewer) => Ok(viewer.user_id),
     }
 }
@@ -38,7 +38,7 @@ fn importer(caller: &Caller, headers: &HeaderMap) -> Result<UserId, Response> {
 pub async fn clients_csv(State(state): State<HttpState>, caller: Caller, headers: HeaderMap, body: Body) -> Response {
     let owner = match importer(&caller, &headers) {
         Ok(owner) => owner,
-        Err(refused) => return refused,
+        Err((status, why)) => return refuse(status, why),
     };
     let content_type = headers
         .get(header::CONTENT_TYPE)
@@ -123,7 +123,7 @@ pub async fn errors_csv(State(state): State<HttpState>, caller: Caller, Path(id)
             }
         }
     });
-    let mut response = Body::from_stream(header_row.chain(pages)).into_response();
+    let mut response = Body::from_stream(header_row.chain(pages).fuse()).into_response();
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,

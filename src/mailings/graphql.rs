@@ -210,10 +210,9 @@ crate::batch_loader!(
         let audiences = audience::of_mailings(conn, &mailings).await?;
         let picked: Vec<MailingId> = audiences.values().filter_map(audience::Audience::picked_only).collect();
         let mut sizes = audience::picked_sizes(conn, &picked).await?;
-        for mailing in &mailings {
-            if !sizes.contains_key(&mailing.id) {
-                sizes.insert(mailing.id, audience::size(conn, mailing.owner_id, &audiences[&mailing.id]).await?);
-            }
+        for mailing in mailings.iter().filter(|m| audiences[&m.id].picked_only().is_none()) {
+            let size = audience::size(conn, mailing.owner_id, &audiences[&mailing.id]).await?;
+            sizes.insert(mailing.id, size);
         }
         Ok(sizes)
     }

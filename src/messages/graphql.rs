@@ -368,11 +368,13 @@ impl MessagesQuery {
         ctx: &Context<'_>,
         first: Option<i32>,
         after: Option<String>,
+        #[graphql(desc = "Matches the subject, any case.")] search: Option<String>,
     ) -> async_graphql::Result<Connection<Message>> {
         let viewer = viewer(ctx)?;
         let args = PageArgs::new(first, after.as_deref())?;
+        let search = search.map(|s| crate::validate::search("search", &s)).transpose()?;
         let mut conn = AppState::from_ctx(ctx).conn().await?;
-        let page = model::list(&mut conn, viewer.user_id, args).await?;
+        let page = model::list(&mut conn, viewer.user_id, search.as_deref(), args).await?;
         Ok(Connection::from_page(page, args, model::Message::cursor, Message))
     }
 

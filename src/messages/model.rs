@@ -74,9 +74,22 @@ fn owned(owner: UserId) -> messages::BoxedQuery<'static, Pg> {
         .into_boxed()
 }
 
-pub async fn list(conn: &mut AsyncPgConnection, owner: UserId, args: PageArgs) -> QueryResult<Page<Message>> {
-    let total = owned(owner).count().get_result(conn).await?;
-    let rows = crate::keyset_page!(owned(owner), messages, args)
+/// The owner's live messages, newest first; `search` in the subject.
+pub async fn list(
+    conn: &mut AsyncPgConnection,
+    owner: UserId,
+    search: Option<&str>,
+    args: PageArgs,
+) -> QueryResult<Page<Message>> {
+    let listed = || {
+        let query = owned(owner);
+        match search.map(str::trim).filter(|s| !s.is_empty()) {
+            Some(search) => query.filter(messages::subject.ilike(crate::db::like_pattern(search))),
+            None => query,
+        }
+    };
+    let total = listed().count().get_result(conn).await?;
+    let rows = crate::keyset_page!(listed(), messages, args)
         .select(Message::as_select())
         .load(conn)
         .await?;

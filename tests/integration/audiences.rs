@@ -270,7 +270,12 @@ async fn reached(app: &TestApp, token: &str, id: &str, runs: usize) -> Vec<Vec<S
             .as_array()
             .cloned()
             .unwrap_or_default();
-        if run_times.len() == runs && deliveries.iter().all(|d| d["status"] == "SENT") {
+        // The two fields are read by separate statements: a run seen without deliveries
+        // started between them.
+        let every_run_seen = run_times
+            .iter()
+            .all(|at| deliveries.iter().any(|d| d["runAt"].as_str() == Some(at.as_str())));
+        if run_times.len() == runs && every_run_seen && deliveries.iter().all(|d| d["status"] == "SENT") {
             return run_times
                 .iter()
                 .map(|at| {
@@ -331,5 +336,9 @@ async fn each_run_reaches_the_segment_as_it_is_when_the_run_starts() {
     .await
     .unwrap();
     let both = reached(app, ann, &id, 2).await;
-    assert_eq!(both[1], vec!["new@acme.com", "p1@acme.com", "p2@acme.com"]);
+    assert_eq!(
+        both[1],
+        vec!["new@acme.com", "p1@acme.com", "p2@acme.com"],
+        "runs: {both:?}"
+    );
 }

@@ -22,7 +22,7 @@ async fn the_worked_session_runs_as_written() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     files.sort();
-    assert_eq!(files.len(), 10, "a new example needs a step here: {files:?}");
+    assert_eq!(files.len(), 12, "a new example needs a step here: {files:?}");
 
     assert_eq!(
         data(&app.graphql(&example("01-register.graphql"), json!({})).await)["register"],
@@ -101,5 +101,28 @@ async fn the_worked_session_runs_as_written() {
     assert!(
         rendered["text"].as_str().unwrap().starts_with("# Hello Bob Stone"),
         "{rendered}"
+    );
+
+    let tag = data(
+        &app.graphql_as(&session, &example("11-create-tag.graphql"), json!({}))
+            .await,
+    );
+    let audience = data(
+        &app.graphql_as(
+            &session,
+            &example("12-mailing-to-an-audience.graphql"),
+            json!({ "tagId": tag["createTag"]["id"], "clientId": client["createClient"]["id"], "messageId": message["createMessage"]["id"] }),
+        )
+        .await,
+    );
+    assert_eq!(audience["tagClients"], 1);
+    assert_eq!(
+        audience["createMailing"]["audience"],
+        json!({
+            "allClients": false,
+            "tags": [{ "name": "regulars" }],
+            "segment": { "match": "ANY", "conditions": [{ "field": "comment", "op": "CONTAINS", "value": "fair" }] },
+            "size": 1
+        })
     );
 }

@@ -122,15 +122,19 @@ async fn an_upload_is_imported_in_the_background_with_errors_by_line() {
     assert_eq!(by("last@example.com")["comment"], "tab\there, back\\\\slash");
     assert_eq!(clients.len(), 3);
 
-    // The errors as CSV; another user's job is nobody's business.
-    let reply = app
-        .send(
-            Request::get(format!("/import/{id}/errors.csv"))
-                .header("authorization", format!("Bearer {ann}"))
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await;
+    // The errors as CSV (compressed too: the stream ends once); another user's job is
+    // nobody's business.
+    let errors_csv = |encoding: &'static str| {
+        Request::get(format!("/import/{id}/errors.csv"))
+            .header("authorization", format!("Bearer {ann}"))
+            .header("accept-encoding", encoding)
+            .body(Body::empty())
+            .unwrap()
+    };
+    let reply = app.send(errors_csv("gzip")).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.headers["content-encoding"], "gzip");
+    let reply = app.send(errors_csv("identity")).await;
     assert_eq!(reply.status, StatusCode::OK);
     let text = String::from_utf8(reply.body).unwrap();
     assert!(

@@ -452,6 +452,74 @@ try {
   }
   assert.deepEqual(saved.sort(), clientIds.filter((id) => id !== removed).sort(), 'saving the editor changed clients the user did not touch');
 
+  // 5. Audiences: a file uploaded with a progress bar, a segment on an attribute with its
+  // size, a DAILY mailing to it, and an edit of that mailing that leaves its audience be.
+  const rows = ['email,full_name,tags,plan', ...Array.from({ length: 2000 }, (_, i) => `up-${i}@example.com,Up ${i},${i % 10 === 0 ? 'ten' : ''},${i % 4 === 0 ? 'pro' : 'free'}`), 'broken,No Address,,pro'];
+  await other.goto('/clients');
+  await heading(other, en['clients.title']);
+  await other.locator('#csv-file').setInputFiles({ name: 'clients.csv', mimeType: 'text/csv', buffer: Buffer.from(rows.join('\n')) });
+  await other.getByRole('button', { name: en['clients.import'], exact: true }).click();
+  await other.locator('#import-progress').waitFor();
+  await other.getByText(en['clients.imported'].replace('{created}', '2000').replace('{updated}', '0').replace('{errors}', '1')).waitFor({ timeout: 30000 });
+  assert.equal(await other.locator('#import-progress').getAttribute('value'), '2001');
+  await other.getByText(en['clients.importing'].replace('{processed}', '2001').replace('{total}', '2001')).waitFor();
+  const errorsHref = await other.getByRole('link', { name: en['clients.errorsLink'] }).getAttribute('href');
+  const errorsCsv = await (await other.request.get(errorsHref)).text();
+  assert.match(errorsCsv, /^line,message\r?\n2002,email:/);
+  await screenshot(other, 'clients-import');
+  await other.getByText(en['clients.segmentFilter']).click();
+  await other.getByRole('button', { name: en['segment.add'] }).click();
+  await other.getByLabel(en['segment.field'].replace('{n}', '1')).fill('attributes.plan');
+  await other.getByLabel(en['segment.value'].replace('{n}', '1')).fill('pro');
+  await other.getByText(en['clients.count'].replace('{n}', '500')).waitFor();
+  await other.getByLabel(en['clients.newTag']).fill('Pro');
+  await other.getByRole('button', { name: en['clients.createTag'] }).click();
+  await other.locator('#client-tag option', { hasText: 'Pro (0)' }).waitFor({ state: 'attached' });
+  await other.getByLabel(en['clients.tagToApply']).selectOption({ label: 'Pro' });
+  await other.getByRole('button', { name: en['clients.tagSegment'] }).click();
+  await other.getByText(en['clients.tagged'].replace('{n}', '500')).waitFor();
+  await screenshot(other, 'clients-segment');
+
+  await other.goto('/mailings/new');
+  await heading(other, en['mailings.newTitle']);
+  await other.getByLabel(en['mailings.messageSearchLabel']).fill('Man');
+  await other.getByLabel(en['field.message']).selectOption({ label: 'Many' });
+  await other.locator('input[name="input.startsAt"]').fill('2030-01-01T08:00');
+  await other.getByLabel(en['field.periodicity']).selectOption('DAILY');
+  const audience = other.locator('fieldset.audience');
+  await audience.getByRole('button', { name: en['segment.add'] }).click();
+  await audience.getByLabel(en['segment.field'].replace('{n}', '1')).fill('attributes.plan');
+  await audience.getByLabel(en['segment.value'].replace('{n}', '1')).fill('pro');
+  await other.getByText(en['mailings.audienceSize'].replace('{n}', '500')).waitFor();
+  // Tags join the audience: "ten" adds the free clients every tenth line.
+  await audience.getByLabel('ten (200)').check();
+  await other.getByText(en['mailings.audienceSize'].replace('{n}', '600')).waitFor();
+  await audience.getByLabel('ten (200)').uncheck();
+  await other.getByText(en['mailings.audienceSize'].replace('{n}', '500')).waitFor();
+  // The picker pages over every client, not the first hundred.
+  await audience.getByRole('button', { name: en['page.next'] }).click();
+  await audience.getByText('101–200', { exact: false }).waitFor();
+  await screenshot(other, 'mailing-audience');
+  await other.getByRole('button', { name: en['mailings.create'] }).click();
+  await other.locator('#attempt-log').waitFor();
+  const segmentId = other.url().split('/').pop();
+  const audienceQuery = 'query($id: ID!) { mailing(id: $id) { periodicity audience { allClients tags { name } segment { match conditions { field op value } } size clients { totalCount } } } }';
+  const before = (await api(other, audienceQuery, { id: segmentId })).data.mailing;
+  assert.deepEqual(before.audience, {
+    allClients: false, tags: [], size: 500, clients: { totalCount: 0 },
+    segment: { match: 'ALL', conditions: [{ field: 'attributes.plan', op: 'EQ', value: 'pro' }] },
+  });
+  assert.equal(before.periodicity, 'DAILY');
+  await other.goto(`/mailings/${segmentId}/edit`);
+  await heading(other, en['mailings.editTitle']);
+  await other.getByText(en['mailings.audienceSize'].replace('{n}', '500')).waitFor();
+  await other.getByLabel(en['field.periodicity']).selectOption('WEEKLY');
+  await other.getByRole('button', { name: en['action.save'] }).click();
+  await other.waitForURL(`**/mailings/${segmentId}`);
+  const after = (await api(other, audienceQuery, { id: segmentId })).data.mailing;
+  assert.equal(after.periodicity, 'WEEKLY');
+  assert.deepEqual(after.audience, before.audience, 'saving the editor changed an audience the user did not touch');
+
   // A manager sees the users page and can block a user.
   const manager = await newPage();
   await login(manager, 'boss@example.com');

@@ -1,12 +1,14 @@
-// Clients: a searchable, paginated list, filtered by tag; create, edit, delete; tags made
-// and set in bulk on the clients ticked; CSV import and export.
+// Clients: a searchable, paginated list, filtered by tag and by segment; create, edit,
+// delete; tags made and set in bulk on the clients ticked or on a whole segment; CSV files
+// of any size uploaded with a progress bar (the import runs on the server), and export.
 
 import { gql } from '../api.js';
 import { field, form, h, table, when } from '../dom.js';
 import { t } from '../i18n.js';
+import { segmentBuilder } from '../segment.js';
 
-const LIST = `query($first: Int, $after: String, $search: String, $tagId: ID) {
-  clients(first: $first, after: $after, search: $search, tagId: $tagId) {
+const LIST = `query($first: Int, $after: String, $search: String, $tagId: ID, $segment: SegmentInput) {
+  clients(first: $first, after: $after, search: $search, tagId: $tagId, segment: $segment) {
     totalCount pageInfo { hasNextPage endCursor }
     nodes { id email fullName comment unsubscribedAt createdAt tags { id name } }
   }
@@ -17,9 +19,10 @@ const PAGE = 20;
 export async function page() {
   let search = '';
   let tagFilter = '';
+  let segmentFilter = null;
   let cursors = [null]; // the `after` of each page seen, for "previous"
   let editing = null;
-  let tags = (await gql(TAGS)).tags;
+  let { tags, attributeKeys } = await gql('{ tags { id name clientCount } attributeKeys }');
   const ticked = new Set();
 
   const heading = h('h1', {}, t('clients.title'));
@@ -63,6 +66,31 @@ export async function page() {
       tagStatus.textContent = err.message;
     }
   }
+  // The segment filter: applied as the user edits it, a moment after the last key.
+  const segmentStatus = h('p', { class: 'error', role: 'status' });
+  let segmentTimer;
+  const segment = segmentBuilder({
+    keys: attributeKeys,
+    onChange() {
+      clearTimeout(segmentTimer);
+      segmentTimer = setTimeout(() => { segmentFilter = segment.value(); cursors = [null]; load(); }, 300);
+    },
+  });
+  const tagSegment = h('button', {
+    type: 'button',
+    async onclick() {
+      if (!bulkSelect.value || !segmentFilter) { tagStatus.textContent = t('clients.segmentFirst'); return; }
+      try {
+        const reply = await gql('mutation($t: ID!, $s: SegmentInput) { n: tagClients(tagId: $t, segment: $s) }', { t: bulkSelect.value, s: segmentFilter });
+        tagStatus.textContent = t('clients.tagged', { n: reply.n });
+        await reloadTags();
+        load();
+      } catch (err) {
+        tagStatus.textContent = err.message;
+      }
+    },
+  }, t('clients.tagSegment'));
+
   const tagTools = h('div', { class: 'tag-tools' },
     h('div', { class: 'field' }, h('label', { for: 'new-tag' }, t('clients.newTag')), newTag),
     h('button', {
@@ -81,11 +109,20 @@ export async function page() {
     bulkSelect,
     h('button', { type: 'button', onclick: () => bulk('tagClients', 'clients.tagged') }, t('clients.tagTicked')),
     h('button', { type: 'button', onclick: () => bulk('untagClients', 'clients.untagged') }, t('clients.untagTicked')),
+    tagSegment,
     tagStatus);
 
   async function load() {
     const after = cursors[cursors.length - 1];
-    const { clients } = await gql(LIST, { first: PAGE, after, search: search || null, tagId: tagFilter || null });
+    let clients;
+    try {
+      ({ clients } = await gql(LIST, { first: PAGE, after, search: search || null, tagId: tagFilter || null, segment: segmentFilter }));
+      segmentStatus.textContent = '';
+    } catch (err) {
+      // A condition still being written: say what is wrong and keep the list as it was.
+      segmentStatus.textContent = err.message;
+      return;
+    }
     const rows = clients.nodes.map((c) => h('tr', {},
       h('td', {}, h('input', {
         type: 'checkbox',
@@ -153,8 +190,43 @@ export async function page() {
       c ? h('button', { type: 'button', onclick: () => { editing = null; renderForm(); } }, t('action.cancel')) : '');
   }
 
+  // Import: the file goes up as it is (any size), then the server imports it; the bar
+  // shows the upload, then the lines imported.
   const importResult = h('div', { 'aria-live': 'polite' });
+  const bar = h('progress', { id: 'import-progress', max: 100, value: 0, hidden: true, 'aria-label': t('clients.importProgress') });
+  const barText = h('p', { role: 'status' });
   const fileInput = h('input', { id: 'csv-file', type: 'file', accept: '.csv,text/csv' });
+  function send(file) {
+    return new Promise((resolve, reject) => {
+      const xhr = new XMLHttpRequest();
+      xhr.open('POST', '/import/clients.csv');
+      xhr.setRequestHeader('content-type', 'text/csv');
+      xhr.upload.onprogress = (e) => {
+        if (!e.lengthComputable) return;
+        bar.max = e.total;
+        bar.value = e.loaded;
+        barText.textContent = t('clients.uploading', { pct: Math.floor((100 * e.loaded) / e.total) });
+      };
+      xhr.onload = () => {
+        let body = {};
+        try { body = JSON.parse(xhr.responseText); } catch { /* not JSON */ }
+        if (xhr.status === 202) resolve(body.importJob);
+        else reject(new Error(body.error || `HTTP ${xhr.status}`));
+      };
+      xhr.onerror = () => reject(new Error(t('clients.uploadFailed')));
+      xhr.send(file);
+    });
+  }
+  async function follow(id) {
+    for (;;) {
+      const { importJob: job } = await gql('query($id: ID!) { importJob(id: $id) { id status total processed created updated errorCount failure } }', { id });
+      bar.max = Math.max(job.total, 1);
+      bar.value = job.processed;
+      barText.textContent = t('clients.importing', { processed: job.processed, total: job.total });
+      if (job.status === 'DONE' || job.status === 'FAILED') return job;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }
   const importButton = h('button', {
     type: 'button',
     async onclick() {
@@ -163,16 +235,21 @@ export async function page() {
         importResult.replaceChildren(h('p', { class: 'alert' }, t('clients.chooseFile')));
         return;
       }
+      importButton.disabled = true;
+      importResult.replaceChildren();
+      bar.hidden = false;
       try {
-        const { importClients: r } = await gql(
-          'mutation($csv: String!) { importClients(csv: $csv) { created updated errors { line message } } }',
-          { csv: await file.text() });
+        const job = await follow(await send(file));
         importResult.replaceChildren(
-          h('p', { role: 'status' }, t('clients.imported', { created: r.created, updated: r.updated, errors: r.errors.length })),
-          r.errors.length ? h('ul', { class: 'import-errors' }, r.errors.map((e) => h('li', {}, t('clients.line', { line: e.line }), ' ', e.message))) : '');
+          job.status === 'FAILED' ? h('p', { class: 'alert', role: 'alert' }, t('clients.importFailed', { why: job.failure || '' })) : '',
+          h('p', { role: 'status', id: 'import-summary' }, t('clients.imported', { created: job.created, updated: job.updated, errors: job.errorCount })),
+          job.errorCount ? h('p', {}, h('a', { href: `/import/${job.id}/errors.csv`, download: 'import-errors.csv' }, t('clients.errorsLink'))) : '');
+        await reloadTags();
         load();
       } catch (err) {
         importResult.replaceChildren(h('p', { class: 'alert', role: 'alert' }, err.message));
+      } finally {
+        importButton.disabled = false;
       }
     },
   }, t('clients.import'));
@@ -185,6 +262,7 @@ export async function page() {
     h('div', { class: 'filters' },
       h('div', { class: 'field' }, h('label', { for: 'client-search' }, t('clients.search')), searchInput),
       h('div', { class: 'field' }, h('label', { for: 'client-tag' }, t('clients.tagFilter')), tagSelect)),
+    h('details', { class: 'segment-filter' }, h('summary', {}, t('clients.segmentFilter')), segment.el, segmentStatus),
     tagTools,
     listBox,
     formBox,
@@ -193,6 +271,8 @@ export async function page() {
       h('p', {}, t('clients.csvLead')),
       h('div', { class: 'field' }, h('label', { for: 'csv-file' }, t('clients.csvFile')), fileInput),
       importButton,
+      bar,
+      barText,
       importResult,
       h('p', {}, h('a', { href: '/export/clients.csv', download: 'clients.csv' }, t('clients.export')))));
 }
