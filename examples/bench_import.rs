@@ -266,6 +266,7 @@ async fn main() -> anyhow::Result<()> {
     println!("| measure | figure |\n| --- | --- |");
     let mut last = None;
     for lines in sizes {
+        drop(last.take()); // the previous server stops before its database is dropped
         last = Some(import(&admin, lines).await?);
     }
     if let Some((url, server)) = last {

@@ -28,6 +28,8 @@ use crate::jobs::{self, BackgroundJob, JobError};
 pub const MAX_LINES: usize = 10_000_000;
 /// Lines checked and written per transaction.
 const CHUNK: i64 = 5_000;
+/// Lines between two ANALYZE of the tables an import grows.
+const ANALYZE_EVERY: usize = 50_000;
 /// How long one run of the job works before it queues its continuation (under the lease).
 const SLICE: Duration = Duration::from_secs(20);
 /// COPY data handed to PostgreSQL at a time.
@@ -418,9 +420,9 @@ impl From<diesel::result::Error> for ChunkError {
 /// Checks and writes the next chunk of a job's lines, in the caller's transaction.
 async fn chunk(conn: &mut AsyncPgConnection, job: ImportJobId) -> Result<Step, ChunkError> {
     // The job's row lock makes two runners on one job (a lease that ran out) take turns.
-    let Some((owner, status)): Option<(UserId, ImportStatus)> = import_jobs::table
+    let Some((owner, status, processed)): Option<(UserId, ImportStatus, i32)> = import_jobs::table
         .filter(import_jobs::id.eq(job))
-        .select((import_jobs::owner_id, import_jobs::status))
+        .select((import_jobs::owner_id, import_jobs::status, import_jobs::processed))
         .for_update()
         .first(conn)
         .await
@@ -431,6 +433,7 @@ async fn chunk(conn: &mut AsyncPgConnection, job: ImportJobId) -> Result<Step, C
     match status {
         ImportStatus::Done | ImportStatus::Failed => return Ok(Step::Finished),
         ImportStatus::Queued => {
+            diesel::sql_query("ANALYZE import_rows").execute(conn).await?;
             // An address on several lines is imported from the first.
             diesel::sql_query(
                 "UPDATE import_rows r SET problem = 'email: ' || r.email || ' is already on line ' || d.first \
@@ -533,6 +536,13 @@ async fn chunk(conn: &mut AsyncPgConnection, job: ImportJobId) -> Result<Step, C
         .execute(conn)
         .await?;
     let count = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
+    // A bulk load outruns the statistics (and autovacuum, when it is slow or off): every
+    // ANALYZE_EVERY lines the planner learns the tables' new sizes, so that the upserts'
+    // and the tags' joins keep their index plans, and audience sizes theirs afterwards.
+    let processed = usize::try_from(processed).unwrap_or(0);
+    if (processed + staged.len()) / ANALYZE_EVERY != processed / ANALYZE_EVERY {
+        diesel::sql_query("ANALYZE clients, client_tags").execute(conn).await?;
+    }
     diesel::update(import_jobs::table.filter(import_jobs::id.eq(job)))
         .set((
             import_jobs::processed.eq(import_jobs::processed + count(staged.len())),

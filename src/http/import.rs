@@ -16,6 +16,10 @@ use crate::clients::{csv, import};
 use crate::db::types::{ImportJobId, UserId};
 use crate::error::AppError;
 
+/// Uploads this instance takes at once: each holds a database connection of its own (the
+/// COPY) for as long as the file takes to arrive.
+static UPLOADS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
+
 fn refuse(status: StatusCode, message: &str) -> Response {
     (status, Json(json!({ "error": message }))).into_response()
 }
@@ -54,6 +58,12 @@ pub async fn clients_csv(State(state): State<HttpState>, caller: Caller, headers
             "send the CSV file itself as the body, with Content-Type: text/csv",
         );
     }
+    let Ok(_slot) = UPLOADS.try_acquire() else {
+        return refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many uploads at once on this instance; try again in a minute",
+        );
+    };
     let Some(database_url) = state.app.config().db.database_url.clone() else {
         return refuse(StatusCode::SERVICE_UNAVAILABLE, "the database is not ready");
     };
