@@ -200,7 +200,11 @@ where
     R: AsyncRead + Send + Unpin + 'static,
 {
     let source = tokio_util::io::SyncIoBridge::new(upload);
-    let mut reader = csv::reader(Bom::new(source));
+    let mut reader = csv::reader(Bom::new(RecordLimit {
+        inner: source,
+        in_quotes: false,
+        since_break: 0,
+    }));
     let header = reader
         .headers()
         .map_err(|e| AppError::bad_input("csv", format!("the header line cannot be read: {e}")))?
@@ -221,7 +225,11 @@ where
                 }
             }
             Err(err) if matches!(err.kind(), ::csv::ErrorKind::Io(_)) => {
-                return Err(AppError::bad_input("csv", format!("the upload broke off: {err}")));
+                let line = err.position().map_or(lines + 2, |p| p.line() as usize);
+                return Err(AppError::bad_input(
+                    "csv",
+                    format!("the upload stopped at line {line}: {err}"),
+                ));
             }
             Err(err) => {
                 let line = err.position().map_or(lines + 2, |p| p.line() as usize);
@@ -297,6 +305,43 @@ fn escape_copy(buffer: &mut Vec<u8>, value: &str) {
             b'\r' => buffer.extend_from_slice(b"\\r"),
             other => buffer.push(other),
         }
+    }
+}
+
+/// Refuses a record longer than MAX_RECORD bytes before the CSV reader buffers it whole (a
+/// file with no line break, or a quoted cell that never closes, would otherwise sit in
+/// memory entire). A record ends at a line break outside quotes; a doubled quote inside a
+/// quoted cell toggles twice, so counting quotes is enough.
+struct RecordLimit<R> {
+    inner: R,
+    in_quotes: bool,
+    since_break: usize,
+}
+
+/// Longest record an upload may hold.
+const MAX_RECORD: usize = 1024 * 1024;
+
+impl<R: std::io::Read> std::io::Read for RecordLimit<R> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(out)?;
+        for byte in &out[..n] {
+            match byte {
+                b'"' => self.in_quotes = !self.in_quotes,
+                b'\n' if !self.in_quotes => {
+                    self.since_break = 0;
+                    continue;
+                }
+                _ => {}
+            }
+            self.since_break += 1;
+            if self.since_break > MAX_RECORD {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("a line is longer than {} KiB", MAX_RECORD / 1024),
+                ));
+            }
+        }
+        Ok(n)
     }
 }
 
@@ -584,6 +629,29 @@ mod tests {
             String::from_utf8(buffer).unwrap(),
             "job\t8\t\t\t\t\t{}\ta cell holds a NUL character\n"
         );
+    }
+
+    #[test]
+    fn a_record_longer_than_the_limit_is_refused_before_it_is_buffered() {
+        let read_all = |input: Vec<u8>| {
+            let mut out = Vec::new();
+            RecordLimit {
+                inner: input.as_slice(),
+                in_quotes: false,
+                since_break: 0,
+            }
+            .read_to_end(&mut out)
+            .map(|_| out.len())
+        };
+        // Many short records, and a quoted cell with line breaks and doubled quotes: fine.
+        let mut fine = b"email,full_name\n".repeat(200_000);
+        fine.extend_from_slice(b"a@b.c,\"x\"\"y\nz\"\n");
+        assert!(read_all(fine).is_ok());
+        // One line with no break, and a quoted cell that never closes: refused.
+        assert!(read_all(vec![b'a'; MAX_RECORD + 1]).is_err());
+        let mut open = b"a@b.c,\"".to_vec();
+        open.extend(b"line\n".repeat(MAX_RECORD / 4));
+        assert!(read_all(open).is_err());
     }
 
     #[test]

@@ -198,6 +198,17 @@ async fn uploads_are_refused_clearly_and_leave_nothing_behind() {
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);
     assert_eq!(reply.json()["field"], "csv", "{}", reply.json());
 
+    // A line with no end is refused before it fills the server's memory.
+    let mut endless = b"email,full_name\na@example.com,".to_vec();
+    endless.extend(vec![b'x'; 2 * 1024 * 1024]);
+    let reply = upload(&app, &ann, "text/csv", endless).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert!(
+        reply.json()["error"].as_str().unwrap().contains("longer than 1024 KiB"),
+        "{}",
+        reply.json()
+    );
+
     let reply = upload(&app, &ann, "application/json", b"{}".to_vec()).await;
     assert_eq!(reply.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
 
