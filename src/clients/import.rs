@@ -82,6 +82,18 @@ pub async fn find(conn: &mut AsyncPgConnection, owner: UserId, id: ImportJobId) 
         .optional()
 }
 
+/// Forgets uploads that never reached the job queue (the process stopped during the COPY):
+/// a day later, a QUEUED job with no queued work. Part of the recurring sweep.
+pub async fn sweep(conn: &mut AsyncPgConnection) -> QueryResult<usize> {
+    diesel::sql_query(
+        "DELETE FROM import_jobs j WHERE j.status = 'queued' AND j.created_at < now() - interval '1 day' \
+         AND NOT EXISTS (SELECT 1 FROM background_jobs b WHERE b.kind = $1 AND b.payload ->> 'job' = j.id::text)",
+    )
+    .bind::<Text, _>(ImportClients::KIND)
+    .execute(conn)
+    .await
+}
+
 /// A line the import left out, and why.
 #[derive(Debug, Clone, Queryable)]
 pub struct LineError {
@@ -434,6 +446,11 @@ impl BackgroundJob for ImportClients {
                 Ok(Step::More) => {}
                 Err(ChunkError::Database(err)) => return Err(retry(&err)),
                 Err(ChunkError::Fails(why)) => {
+                    diesel::sql_query("DELETE FROM import_rows WHERE job_id = $1")
+                        .bind::<SqlUuid, _>(self.job)
+                        .execute(&mut conn)
+                        .await
+                        .map_err(|e| retry(&e))?;
                     diesel::update(import_jobs::table.filter(import_jobs::id.eq(self.job)))
                         .set((
                             import_jobs::status.eq(ImportStatus::Failed),

@@ -249,7 +249,7 @@ impl<M: MailingNode> Attempt<M> {
 
 #[derive(SimpleObject)]
 pub struct MailingStats {
-    /// Clients linked to the mailing now.
+    /// Clients in its audience now (live, not unsubscribed): a run starting now reaches them.
     pub recipients: i32,
     /// Deliveries SENT, all runs.
     pub sent: i32,

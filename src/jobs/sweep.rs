@@ -1,4 +1,5 @@
-//! The recurring clean-up: expired sessions and e-mail tokens, old rate-limit windows.
+//! The recurring clean-up: expired sessions and e-mail tokens, old rate-limit windows,
+//! uploads abandoned during their COPY.
 //! Any instance may run it; the deletes are idempotent.
 
 use serde::{Deserialize, Serialize};
@@ -20,10 +21,11 @@ impl BackgroundJob for Sweep {
         let windows = crate::accounts::throttle::sweep(&mut conn)
             .await
             .map_err(|e| retry(&e))?;
-        if sessions + windows > 0 {
+        let uploads = crate::clients::import::sweep(&mut conn).await.map_err(|e| retry(&e))?;
+        if sessions + windows + uploads > 0 {
             tracing::debug!(
-                rows = sessions + windows,
-                "expired sessions, tokens and rate-limit windows deleted"
+                rows = sessions + windows + uploads,
+                "expired sessions, tokens, rate-limit windows and abandoned uploads deleted"
             );
         }
         Ok(())

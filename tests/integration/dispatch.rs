@@ -769,8 +769,11 @@ async fn dropped_database_connections_lose_and_repeat_nothing() {
     use diesel_async::RunQueryDsl;
 
     // 150 messages, 4 at a time, each answered after 40 ms: at least 1.5 s of sending.
+    // Recording is retried for as long as a lease lasts; on a loaded machine a retry can
+    // lose the race with the next kill many times in a row, so the lease here is as long as
+    // the killing may go on (500 kills), not the fast settings' 5 s.
     let smtp = TestSmtpServer::start_with_delay(Duration::from_millis(40)).await;
-    let app = app_with(&smtp, &["--smtp-concurrency", "4"]).await;
+    let app = app_with(&smtp, &["--smtp-concurrency", "4", "--lease-ttl", "40s"]).await;
     let owner = owner(&app).await;
     let emails: Vec<String> = (0..150).map(|i| format!("c{i}@example.com")).collect();
     let emails: Vec<&str> = emails.iter().map(String::as_str).collect();
@@ -799,7 +802,7 @@ async fn dropped_database_connections_lose_and_repeat_nothing() {
         &owner,
         &id,
         "status stats { sent unknown failed pending }",
-        Duration::from_secs(30),
+        Duration::from_secs(60),
         |m| m["status"] == "COMPLETED",
     )
     .await;

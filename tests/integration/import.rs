@@ -249,6 +249,18 @@ async fn uploads_are_refused_clearly_and_leave_nothing_behind() {
     .unwrap();
     assert_eq!(left.n, 0);
 
+    // An upload whose process stopped during its COPY is forgotten by the sweep a day later.
+    diesel_async::RunQueryDsl::execute(
+        diesel::sql_query(
+            "INSERT INTO import_jobs (owner_id, created_at) SELECT id, now() - interval '2 days' FROM users \
+             WHERE email = 'ann@example.com'",
+        ),
+        &mut conn,
+    )
+    .await
+    .unwrap();
+    assert_eq!(mailwarm::clients::import::sweep(&mut conn).await.unwrap(), 1);
+
     // An empty file (a header only) is a job that is done at once.
     let id = job_id(&upload(&app, &ann, "text/csv", b"email,full_name\n".to_vec()).await);
     let job = finished(&app, &ann, &id).await;
