@@ -13,7 +13,7 @@ url="${admin%/*}/$db"
 port=${PORT:-18089}
 data=$(mktemp -d)
 password='a long bench password'
-echo "$password" | DATABASE_URL=$url DATA_DIR=$data target/release/server create-user \
+echo "$password" | RUST_LOG=warn DATABASE_URL=$url DATA_DIR=$data target/release/server create-user \
   --email bench@example.com --full-name Bench --role user >/dev/null
 DATABASE_URL=$url DATA_DIR=$data BIND_ADDR=127.0.0.1:$port RUST_LOG=warn target/release/server &
 server=$!
