@@ -73,8 +73,16 @@ fn main() -> anyhow::Result<()> {
                     comment: "",
                     attributes,
                 };
-                let mail = compose(&config.http, &key, &from, &message, &to, config.mail.max_message_size)
-                    .map_err(|e| anyhow::anyhow!(e))?;
+                let mail = compose(
+                    &config.http,
+                    &key,
+                    &from,
+                    &message,
+                    &to,
+                    None,
+                    config.mail.max_message_size,
+                )
+                .map_err(|e| anyhow::anyhow!(e))?;
                 bytes += mail.raw.len();
             }
             per_delivery.push(started.elapsed().as_secs_f64() * 1e6 / DELIVERIES as f64);

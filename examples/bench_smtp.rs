@@ -24,7 +24,7 @@ async fn main() -> anyhow::Result<()> {
             async move {
                 let to = format!("client{i}@example.com");
                 let body = format!("Hello client {i}");
-                let message = plain_mail(&from, &to, "Benchmark", &body, None, 1 << 20).unwrap();
+                let message = plain_mail(&from, &to, "Benchmark", &body, None, None, 1 << 20).unwrap();
                 mailer.send(&message).await.is_ok()
             }
         })

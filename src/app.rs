@@ -42,12 +42,16 @@ struct Inner {
     live_sessions: crate::accounts::live::LiveSessions,
     /// The key that signs unsubscribe links, shared by all instances through the database.
     unsubscribe_key: tokio::sync::OnceCell<Vec<u8>>,
+    /// Signs every mail when DKIM_DOMAIN, DKIM_SELECTOR and DKIM_PRIVATE_KEY are set.
+    dkim: Option<Arc<crate::mail::dkim::Signer>>,
 }
 
 impl AppState {
     pub fn new(config: Config, pool: DbPool, mailer: Mailer) -> Self {
+        let dkim = config.mail.dkim_signer().map(Arc::new);
         AppState {
             inner: Arc::new(Inner {
+                dkim,
                 config,
                 pool,
                 mailer,
@@ -79,6 +83,11 @@ impl AppState {
 
     pub fn mailer(&self) -> &Mailer {
         &self.inner.mailer
+    }
+
+    /// The DKIM signer, when DKIM is configured.
+    pub fn dkim(&self) -> Option<&crate::mail::dkim::Signer> {
+        self.inner.dkim.as_deref()
     }
 
     pub fn passwords(&self) -> &Passwords {
@@ -149,6 +158,7 @@ impl AppState {
             mailer: self.inner.mailer.clone(),
             from: config.mail.mail_from.clone(),
             max_message_size: config.mail.max_message_size,
+            dkim: self.inner.dkim.clone(),
         };
         Runner::new(
             self.inner.pool.clone(),

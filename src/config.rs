@@ -65,6 +65,31 @@ impl Config {
                 self.dispatch.retry_base, self.dispatch.retry_max
             ));
         }
+        let dkim = [
+            self.mail.dkim_domain.is_some(),
+            self.mail.dkim_selector.is_some(),
+            self.mail.dkim_private_key.is_some(),
+        ];
+        if dkim.contains(&true) && dkim.contains(&false) {
+            return Err(
+                "DKIM_DOMAIN, DKIM_SELECTOR and DKIM_PRIVATE_KEY go together: set all three or none".to_owned(),
+            );
+        }
+        for (name, value) in [
+            ("DKIM_DOMAIN", &self.mail.dkim_domain),
+            ("DKIM_SELECTOR", &self.mail.dkim_selector),
+        ] {
+            if let Some(value) = value
+                && (value.is_empty()
+                    || !value
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')))
+            {
+                return Err(format!(
+                    "{name} ({value:?}) must be a DNS name: letters, digits, '.', '-', '_'"
+                ));
+            }
+        }
         if self
             .dispatch
             .send_rate
@@ -221,6 +246,19 @@ pub struct MailConfig {
     #[arg(long, env = "SMTP_CONCURRENCY", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=1000), global = true)]
     pub smtp_concurrency: u16,
 
+    /// DKIM: the signing domain (`d=`), e.g. `acme.example`. With DKIM_SELECTOR and
+    /// DKIM_PRIVATE_KEY set too, every mail is signed (`server dns-records` prints the record).
+    #[arg(long, env = "DKIM_DOMAIN", global = true)]
+    pub dkim_domain: Option<String>,
+
+    /// DKIM: the selector (`s=`); the public key is published at `<selector>._domainkey.<domain>`.
+    #[arg(long, env = "DKIM_SELECTOR", global = true)]
+    pub dkim_selector: Option<String>,
+
+    /// DKIM: a PEM file with the private key, RSA (2048 bits; PKCS#1 or PKCS#8) or Ed25519 (PKCS#8).
+    #[arg(long, env = "DKIM_PRIVATE_KEY", value_parser = parse_dkim_key, global = true)]
+    pub dkim_private_key: Option<crate::mail::dkim::DkimKey>,
+
     /// The largest composed message; a delivery whose message would be larger fails
     /// (PERMANENT_FAILURE) instead of being built.
     #[arg(long, env = "MAX_MESSAGE_SIZE", default_value = "10MiB", value_parser = parse_message_size, global = true)]
@@ -228,6 +266,15 @@ pub struct MailConfig {
 }
 
 impl MailConfig {
+    /// The DKIM signer, when all three DKIM settings are given (`Config::validate` refuses
+    /// one or two of them).
+    pub fn dkim_signer(&self) -> Option<crate::mail::dkim::Signer> {
+        match (&self.dkim_domain, &self.dkim_selector, &self.dkim_private_key) {
+            (Some(domain), Some(selector), Some(key)) => Some(crate::mail::dkim::Signer::new(domain, selector, key)),
+            _ => None,
+        }
+    }
+
     /// Where mail goes: SMTP when SMTP_URL is set, else the outbox folder.
     pub fn mailer(&self, data_dir: &std::path::Path) -> anyhow::Result<Mailer> {
         let config = self;
@@ -407,6 +454,11 @@ fn parse_public_url(s: &str) -> Result<Url, String> {
         return Err("must be an http:// or https:// URL with a host".to_owned());
     }
     Ok(url)
+}
+
+fn parse_dkim_key(path: &str) -> Result<crate::mail::dkim::DkimKey, String> {
+    let pem = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    crate::mail::dkim::DkimKey::from_pem(&pem).map_err(|e| format!("{path}: {e}"))
 }
 
 fn parse_smtp_url(s: &str) -> Result<Url, String> {

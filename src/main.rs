@@ -39,6 +39,9 @@ enum Command {
     Migrate,
     /// Print the GraphQL schema (SDL), as committed in graphql/schema.graphql.
     ExportSchema,
+    /// Print the DNS records to publish for MAIL_FROM's domain: DKIM (the key of
+    /// DKIM_PRIVATE_KEY), an SPF hint, a DMARC policy to start with.
+    DnsRecords,
     /// Create an account that can sign in at once; the password is read from standard input.
     CreateUser {
         #[arg(long)]
@@ -96,6 +99,22 @@ async fn main() -> ExitCode {
             print!("{}", mailwarm::graphql::sdl());
             Ok(())
         }
+        Command::DnsRecords => match cli.config.validate() {
+            Ok(()) => {
+                let mail = &cli.config.mail;
+                let dkim = match (&mail.dkim_domain, &mail.dkim_selector, &mail.dkim_private_key) {
+                    (Some(domain), Some(selector), Some(key)) => Some((domain.as_str(), selector.as_str(), key)),
+                    _ => None,
+                };
+                let relay = mail.smtp_url.as_ref().and_then(|url| url.host_str());
+                print!(
+                    "{}",
+                    mailwarm::mail::dkim::dns_records(mail.mail_from.email.domain(), relay, dkim)
+                );
+                Ok(())
+            }
+            Err(err) => Err(anyhow::anyhow!(err)),
+        },
         Command::CreateUser { email, full_name, role } => match read_password() {
             Ok(password) => mailwarm::server::create_user(cli.config, &email, &full_name, role.into(), &password).await,
             Err(err) => Err(anyhow::anyhow!("cannot read the password from standard input: {err}")),

@@ -276,7 +276,15 @@ impl Dispatcher {
             &delivery.full_name,
             client,
         );
-        compose::compose(&config.http, key, &from, &message, &to, config.mail.max_message_size)
+        compose::compose(
+            &config.http,
+            key,
+            &from,
+            &message,
+            &to,
+            self.state.dkim(),
+            config.mail.max_message_size,
+        )
     }
 
     /// The runs of a batch with their templates compiled, each once per instance while it

@@ -197,6 +197,7 @@ pub fn compose(
     from: &Mailbox,
     message: &RunMessage<'_>,
     to: &Recipient<'_>,
+    dkim: Option<&crate::mail::dkim::Signer>,
     max_size: usize,
 ) -> Result<Outgoing, String> {
     let address = crate::mail::address::parse(to.email).map_err(|e| format!("the address {e}"))?;
@@ -221,6 +222,7 @@ pub fn compose(
                 ("List-Unsubscribe", format!("<{unsubscribe}>")),
                 ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click".to_owned()),
             ],
+            dkim,
         },
         max_size,
     )

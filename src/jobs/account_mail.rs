@@ -43,6 +43,8 @@ pub struct Sender {
     pub mailer: Mailer,
     pub from: Mailbox,
     pub max_message_size: usize,
+    /// Account mails are signed like mailings when DKIM is configured.
+    pub dkim: Option<std::sync::Arc<crate::mail::dkim::Signer>>,
 }
 
 impl BackgroundJob for AccountMail {
@@ -56,6 +58,7 @@ impl BackgroundJob for AccountMail {
             &self.subject,
             &self.body,
             None,
+            sender.dkim.as_deref(),
             sender.max_message_size,
         )
         .map_err(JobError::Permanent)?;

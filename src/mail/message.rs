@@ -52,6 +52,8 @@ pub struct Draft<'a> {
     pub message_id: Option<String>,
     /// Further header fields; their values must be printable ASCII (links, tokens).
     pub headers: Vec<(&'static str, String)>,
+    /// Signs the mail when DKIM is configured.
+    pub dkim: Option<&'a super::dkim::Signer>,
 }
 
 /// Builds the mail, or says why it cannot go out.
@@ -87,7 +89,10 @@ pub fn build(draft: &Draft<'_>, max_size: usize) -> Result<Outgoing, String> {
         )),
     }
     .map_err(|e| format!("the message cannot be built: {e}"))?;
-    let raw = message.formatted();
+    let raw = match draft.dkim {
+        Some(signer) => signer.sign(&message.formatted()),
+        None => message.formatted(),
+    };
     check_wire(&raw, max_size)?;
     Ok(Outgoing {
         envelope: message.envelope().clone(),

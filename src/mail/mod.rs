@@ -3,6 +3,7 @@
 //! checkout works with no mail server), or memory (tests).
 
 pub mod address;
+pub mod dkim;
 pub mod message;
 pub mod smtp;
 
@@ -110,6 +111,7 @@ pub fn plain_mail(
     subject: &str,
     body: &str,
     message_id: Option<String>,
+    dkim: Option<&dkim::Signer>,
     max_size: usize,
 ) -> Result<Outgoing, String> {
     let to = address::parse(to).map_err(|e| format!("the address {e}"))?;
@@ -123,6 +125,7 @@ pub fn plain_mail(
             html: None,
             message_id,
             headers: Vec::new(),
+            dkim,
         },
         max_size,
     )

@@ -551,6 +551,7 @@ impl MessagesMutation {
                 html: rendered.html.as_deref(),
                 message_id: None,
                 headers: Vec::new(),
+                dkim: state.dkim(),
             },
             max_size,
         )

@@ -148,7 +148,7 @@ proptest! {
             attributes: &attributes,
         };
         let templates = text(&template_of(&subject), &template_of(&body));
-        let mail = compose(&config.http, &key, &from, &message(&templates), &to, MAX);
+        let mail = compose(&config.http, &key, &from, &message(&templates), &to, None, MAX);
         let mail = match mail {
             Ok(mail) => mail,
             // The only reason these values may not go out: the size.
@@ -242,7 +242,7 @@ proptest! {
             layout: Some("<html><head><style>p { margin: 0 }</style></head><body>{{ content }}</body></html>"),
         })
         .unwrap();
-        let mail = compose(&config.http, &[7u8; 32], &from, &message(&templates), &to, MAX).expect("it goes out");
+        let mail = compose(&config.http, &[7u8; 32], &from, &message(&templates), &to, None, MAX).expect("it goes out");
         let raw = &mail.raw;
         for (i, &byte) in raw.iter().enumerate() {
             prop_assert!(byte != 0);
@@ -296,11 +296,11 @@ fn values_are_filled_once_and_the_size_is_known_before_building() {
     // 1 MB of placeholders, each a 195-byte name: 15 MB, over 10 MiB; refused while it is
     // written, never built whole.
     let templates = text("S", &"{{full_name}}".repeat(80_000));
-    let err = compose(&config.http, &[1; 32], &from, &message(&templates), &to, MAX).unwrap_err();
+    let err = compose(&config.http, &[1; 32], &from, &message(&templates), &to, None, MAX).unwrap_err();
     assert!(err.contains("MAX_MESSAGE_SIZE"), "{err}");
     // Under the limit it is built, and the name's placeholders stay as written.
     let templates = text("S", &"{{full_name}}".repeat(1_000));
-    let mail = compose(&config.http, &[1; 32], &from, &message(&templates), &to, MAX).unwrap();
+    let mail = compose(&config.http, &[1; 32], &from, &message(&templates), &to, None, MAX).unwrap();
     let parsed = MessageParser::default().parse(&mail.raw[..]).unwrap();
     assert_eq!(parsed.body_text(0).unwrap().trim_end(), name.repeat(1_000));
 }

@@ -33,7 +33,7 @@ fn smtp_mailer(url: &str) -> Mailer {
 
 fn mail_to(to: &str, body: &str) -> Outgoing {
     let from: Mailbox = "mailwarm@localhost".parse().unwrap();
-    plain_mail(&from, to, "Hello", body, None, 1 << 20).unwrap()
+    plain_mail(&from, to, "Hello", body, None, None, 1 << 20).unwrap()
 }
 
 #[tokio::test]
