@@ -17,7 +17,7 @@ use std::time::Instant;
 use lettre::message::Mailbox;
 use mailwarm::config::Config;
 use mailwarm::db::types::{ClientId, DeliveryId, MailingId};
-use mailwarm::dispatch::compose::{Recipient, RunMessage, compose};
+use mailwarm::dispatch::compose::{Recipient, RunMessage, Sender, compose};
 use mailwarm::messages::model::MessageFormat;
 use mailwarm::messages::template::{Content, MessageTemplates};
 
@@ -92,6 +92,7 @@ fn main() -> anyhow::Result<()> {
             let message = RunMessage {
                 templates: &templates,
                 mailing_id: MailingId::new_random(),
+                owner_id: mailwarm::db::types::UserId::new_random(),
                 date: "2030-06-01".into(),
             };
             let started = Instant::now();
@@ -105,16 +106,14 @@ fn main() -> anyhow::Result<()> {
                     comment: "",
                     attributes,
                 };
-                let mail = compose(
-                    &config.http,
-                    &key,
-                    &from,
-                    &message,
-                    &to,
+                let sender = Sender {
+                    from: &from,
+                    bounce: None,
+                    feedback_sender: "mailwarm",
                     dkim,
-                    config.mail.max_message_size,
-                )
-                .map_err(|e| anyhow::anyhow!(e))?;
+                    max_size: config.mail.max_message_size,
+                };
+                let mail = compose(&config.http, &key, &message, &to, &sender).map_err(|e| anyhow::anyhow!(e))?;
                 bytes += mail.raw.len();
             }
             per_delivery.push(started.elapsed().as_secs_f64() * 1e6 / DELIVERIES as f64);

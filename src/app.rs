@@ -160,7 +160,7 @@ impl AppState {
             max_message_size: config.mail.max_message_size,
             dkim: self.inner.dkim.clone(),
         };
-        Runner::new(
+        let runner = Runner::new(
             self.inner.pool.clone(),
             self.inner.instance_id,
             settings,
@@ -168,6 +168,28 @@ impl AppState {
         )
         .register::<account_mail::AccountMail>(sender)
         .register_recurring(&sweep::Sweep, SWEEP_EVERY, self.inner.pool.clone())
-        .register::<crate::clients::import::ImportClients>(self.inner.pool.clone())
+        .register::<crate::clients::import::ImportClients>(self.inner.pool.clone());
+        match &config.bounces.bounce_imap_url {
+            Some(url) => {
+                use crate::deliverability::mailbox::{Mailbox, PollBounceMailbox};
+                let mailbox = Mailbox {
+                    pool: self.inner.pool.clone(),
+                    url: url.clone(),
+                    bounce_address: config.bounces.bounce_address.clone(),
+                    policy: config.bounces.policy(),
+                    // SMTP_TLS_CA (read at start-up already) is trusted here too.
+                    tls: crate::mail::smtp::tls_config(
+                        config
+                            .mail
+                            .smtp_tls_ca
+                            .as_deref()
+                            .and_then(|path| crate::mail::smtp::load_roots(path).ok())
+                            .unwrap_or_default(),
+                    ),
+                };
+                runner.register_recurring(&PollBounceMailbox, config.bounces.bounce_poll_interval, mailbox)
+            }
+            None => runner,
+        }
     }
 }

@@ -41,6 +41,9 @@ pub struct Config {
 
     #[command(flatten)]
     pub dispatch: DispatchConfig,
+
+    #[command(flatten)]
+    pub bounces: BounceConfig,
 }
 
 impl Config {
@@ -369,6 +372,94 @@ pub enum Registration {
 pub struct Limit {
     pub max: u32,
     pub window: Duration,
+}
+
+/// Bounces, complaints and suppression.
+#[derive(Debug, Clone, Args)]
+pub struct BounceConfig {
+    /// The envelope sender (MAIL FROM) that bounces go to, e.g. `bounces@acme.example`: each
+    /// message goes out from `bounces+<token>@acme.example`, the token a signed reference to
+    /// its delivery (VERP). Unset: MAIL_FROM's address, no token.
+    #[arg(long, env = "BOUNCE_ADDRESS", value_parser = parse_bounce_address, global = true)]
+    pub bounce_address: Option<crate::mail::address::Address>,
+
+    /// The mailbox bounces and feedback reports arrive in, polled by one instance at a time:
+    /// `imaps://user:password@host[:port]/INBOX` (or `imap://` on loopback).
+    #[arg(long, env = "BOUNCE_IMAP_URL", value_parser = parse_imap_url, global = true)]
+    pub bounce_imap_url: Option<Url>,
+
+    /// How often the bounce mailbox is read.
+    #[arg(long, env = "BOUNCE_POLL_INTERVAL", default_value = "1m", value_parser = parse_duration, global = true)]
+    pub bounce_poll_interval: Duration,
+
+    /// The key that signs generic bounce webhooks (`X-Mailwarm-Signature`); unset: that
+    /// webhook is off.
+    #[arg(long, env = "BOUNCE_WEBHOOK_SECRET", global = true, hide_env_values = true)]
+    pub bounce_webhook_secret: Option<String>,
+
+    /// Soft-bounced deliveries in a row (across runs) that suppress an address.
+    #[arg(long, env = "SOFT_BOUNCE_LIMIT", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100), global = true)]
+    pub soft_bounce_limit: u32,
+
+    /// A mailing pauses itself when complaints about its current run go over this share of
+    /// the run's sent messages (0.001 = 0.1%)...
+    #[arg(long, env = "COMPLAINT_PAUSE_RATE", default_value_t = 0.001, value_parser = parse_rate, global = true)]
+    pub complaint_pause_rate: f64,
+
+    /// ... once the run has sent at least this many.
+    #[arg(long, env = "COMPLAINT_MIN_SENT", default_value_t = 1000, global = true)]
+    pub complaint_min_sent: u32,
+
+    /// The sender id closing every Feedback-ID header (`<mailing>:<owner>:mailwarm:<id>`),
+    /// for Gmail's feedback loop.
+    #[arg(long, env = "FEEDBACK_SENDER_ID", default_value = "mailwarm", value_parser = parse_feedback_id, global = true)]
+    pub feedback_sender_id: String,
+}
+
+impl BounceConfig {
+    pub fn policy(&self) -> crate::deliverability::bounces::Policy {
+        crate::deliverability::bounces::Policy {
+            soft_bounce_limit: self.soft_bounce_limit,
+            complaint_pause_rate: self.complaint_pause_rate,
+            complaint_min_sent: self.complaint_min_sent,
+        }
+    }
+}
+
+fn parse_bounce_address(value: &str) -> Result<crate::mail::address::Address, String> {
+    let address = crate::mail::address::parse(value).map_err(|e| format!("not an address: {e}"))?;
+    if address.text.contains('+') || !address.text.is_ascii() {
+        return Err("must be a plain ASCII address without '+': tokens are added as `+<token>`".to_owned());
+    }
+    Ok(address)
+}
+
+fn parse_imap_url(value: &str) -> Result<Url, String> {
+    let url = Url::parse(value).map_err(|e| e.to_string())?;
+    if !matches!(url.scheme(), "imap" | "imaps") || url.host_str().is_none() || url.username().is_empty() {
+        return Err("must be imaps://user:password@host[:port]/MAILBOX (or imap:// on a trusted network)".to_owned());
+    }
+    Ok(url)
+}
+
+fn parse_rate(value: &str) -> Result<f64, String> {
+    let rate: f64 = value.parse().map_err(|_| "not a number".to_owned())?;
+    if !(0.0..=1.0).contains(&rate) {
+        return Err("must be between 0 and 1 (0.001 = 0.1%)".to_owned());
+    }
+    Ok(rate)
+}
+
+fn parse_feedback_id(value: &str) -> Result<String, String> {
+    if value.is_empty()
+        || value.len() > 64
+        || !value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return Err("at most 64 letters, digits, '-', '_' or '.'".to_owned());
+    }
+    Ok(value.to_owned())
 }
 
 /// The durable mail queue: retries and polling.

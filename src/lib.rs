@@ -24,6 +24,8 @@ pub mod messages;
 pub mod mailings;
 /// Runs, deliveries and attempts: the mailing log as users read it.
 pub mod deliveries;
+/// Bounces, complaints, VERP, the bounce mailbox, webhooks and the suppression list.
+pub mod deliverability;
 /// The blog: posts by admins, read by anyone.
 pub mod blog;
 /// Statistics: the public home page numbers, per-day numbers of a user's mailings.

@@ -13,6 +13,23 @@
 
 use crate::error::{AppError, AppResult};
 
+/// The longest server reply, report diagnostic or error kept in the log.
+pub const MAX_LOG_TEXT: usize = 1024;
+
+/// A reply or reason as the attempt log keeps it: no NUL (PostgreSQL's text cannot hold
+/// it) or other control characters, at most 1 KiB, cut at a character boundary.
+pub fn log_text(text: &str) -> String {
+    let text: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    if text.len() <= MAX_LOG_TEXT {
+        return text;
+    }
+    let mut end = MAX_LOG_TEXT;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
 /// A deliverable address (see `mail::address`), trimmed, at most 254 bytes.
 pub fn email(field: &str, value: &str) -> AppResult<String> {
     crate::mail::address::parse(value)

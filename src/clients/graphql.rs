@@ -13,6 +13,7 @@ use crate::accounts::viewer;
 use crate::app::AppState;
 use crate::db::page::PageArgs;
 use crate::db::types::{ClientId, TagId, UserId};
+use crate::deliverability::graphql::{Suppression, SuppressionLoader};
 use crate::error::{AppError, AppResult, on_unique_violation};
 use crate::graphql::connection::Connection;
 use crate::graphql::ids::parse_id;
@@ -51,6 +52,16 @@ impl Client {
 
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
+    }
+
+    /// Null when the address is not on the owner's suppression list.
+    async fn suppression(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Suppression>> {
+        let key = (self.0.owner_id, self.0.email.to_lowercase());
+        let found = ctx
+            .data_unchecked::<DataLoader<SuppressionLoader>>()
+            .load_one(key)
+            .await?;
+        Ok(found.map(Suppression))
     }
 
     /// The client's tags, by name.

@@ -52,6 +52,17 @@ diesel::table! {
 }
 
 diesel::table! {
+    bounces (id) {
+        id -> Uuid,
+        delivery_id -> Uuid,
+        kind -> Text,
+        diagnostic -> Nullable<Text>,
+        source -> Text,
+        received_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     blog_posts (id) {
         id -> Uuid,
         author_id -> Nullable<Uuid>,
@@ -253,6 +264,7 @@ diesel::table! {
         format -> Text,
         text_body -> Nullable<Text>,
         layout_html -> Nullable<Text>,
+        suppressed -> Int4,
     }
 }
 
@@ -264,6 +276,17 @@ diesel::table! {
         created_at -> Timestamptz,
         last_used_at -> Timestamptz,
         expires_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    suppressions (id) {
+        id -> Uuid,
+        owner_id -> Uuid,
+        email -> Text,
+        reason -> Text,
+        delivery_id -> Nullable<Uuid>,
+        created_at -> Timestamptz,
     }
 }
 
@@ -294,6 +317,7 @@ diesel::table! {
 diesel::joinable!(api_keys -> users (user_id));
 diesel::joinable!(attempts -> deliveries (delivery_id));
 diesel::joinable!(blog_posts -> users (author_id));
+diesel::joinable!(bounces -> deliveries (delivery_id));
 diesel::joinable!(client_tags -> clients (client_id));
 diesel::joinable!(client_tags -> tags (tag_id));
 diesel::joinable!(clients -> users (owner_id));
@@ -315,6 +339,8 @@ diesel::joinable!(messages -> layouts (layout_id));
 diesel::joinable!(messages -> users (owner_id));
 diesel::joinable!(runs -> mailings (mailing_id));
 diesel::joinable!(sessions -> users (user_id));
+diesel::joinable!(suppressions -> deliveries (delivery_id));
+diesel::joinable!(suppressions -> users (owner_id));
 diesel::joinable!(tags -> users (owner_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
@@ -323,6 +349,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     attempts,
     background_jobs,
     blog_posts,
+    bounces,
     client_tags,
     clients,
     daily_sends,
@@ -339,6 +366,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     rate_limits,
     runs,
     sessions,
+    suppressions,
     tags,
     users,
 );

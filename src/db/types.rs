@@ -166,6 +166,14 @@ id_type!(
     AttemptId
 );
 id_type!(
+    /// An address a user no longer mails.
+    SuppressionId
+);
+id_type!(
+    /// A bounce or complaint about a delivery.
+    BounceId
+);
+id_type!(
     /// A blog post.
     PostId
 );

@@ -15,6 +15,7 @@ use crate::accounts::viewer;
 use crate::app::AppState;
 use crate::clients::graphql::Client;
 use crate::db::types::{ClientId, DeliveryId, MailingId, RunId, UserId};
+use crate::deliverability::bounces::{self, Bounce};
 use crate::error::AppError;
 use crate::events::Event;
 use crate::graphql::ids::parse_id;
@@ -50,6 +51,10 @@ crate::batch_loader!(
 crate::batch_loader!(
     /// The attempts of each delivery, oldest first.
     AttemptsOfLoader: DeliveryId => Vec<model::Attempt>, |conn, keys| model::attempts_of(conn, keys)
+);
+crate::batch_loader!(
+    /// The latest bounce or complaint of each delivery.
+    BounceLoader: DeliveryId => Bounce, |conn, keys| bounces::latest_of(conn, keys)
 );
 crate::batch_loader!(
     /// Each mailing's totals.
@@ -132,6 +137,11 @@ impl Run {
     async fn cancelled(&self, ctx: &Context<'_>) -> async_graphql::Result<i32> {
         Ok(to_i32(self.counts(ctx).await?.cancelled))
     }
+
+    /// Clients of the audience left out of this run because their address is suppressed.
+    async fn suppressed(&self) -> i32 {
+        self.0.suppressed
+    }
 }
 
 /// One message to one client for one run of a mailing.
@@ -184,6 +194,11 @@ impl<M: MailingNode> Delivery<M> {
     /// The Message-ID header, stable across retries.
     async fn message_id(&self, ctx: &Context<'_>) -> String {
         crate::mail::message::message_id(self.0.id.into(), &AppState::from_ctx(ctx).config().mail.mail_from)
+    }
+
+    /// The latest bounce or complaint about this delivery.
+    async fn bounce(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Bounce>> {
+        load::<BounceLoader, _, _>(ctx, self.0.id).await
     }
 
     async fn attempts(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Attempt<M>>> {

@@ -74,6 +74,10 @@ pub enum AttemptStatus {
     PermanentFailure,
     /// Lost after the message was handed over.
     Unknown,
+    /// A bounce report about a message the server had taken (a DSN, a provider's notice).
+    Bounced,
+    /// The recipient marked the message as spam (an ARF report, a provider's notice).
+    Complained,
 }
 
 crate::text_enum!(AttemptStatus {
@@ -81,6 +85,8 @@ crate::text_enum!(AttemptStatus {
     TemporaryFailure => "temporary_failure",
     PermanentFailure => "permanent_failure",
     Unknown => "unknown",
+    Bounced => "bounced",
+    Complained => "complained",
 });
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -90,6 +96,8 @@ pub struct Run {
     pub mailing_id: MailingId,
     pub run_at: DateTime<Utc>,
     pub status: RunStatus,
+    /// Clients of the audience left out because their address is suppressed.
+    pub suppressed: i32,
 }
 
 impl Run {

@@ -18,6 +18,7 @@ use super::outcome::{self, RetryPolicy, Verdict};
 use super::queue::{self, Claimed, Outcome, RunSnapshot};
 use super::{Dispatcher, compose};
 use crate::db::types::{ClientId, DeliveryId, MailingId, RunId};
+use crate::deliverability::bounces;
 use crate::deliveries::model::DeliveryStatus;
 use crate::events::Notice;
 use crate::mail::message::Outgoing;
@@ -67,6 +68,7 @@ impl RunInHand {
         Ok(compose::RunMessage {
             templates: self.templates.as_ref().map_err(Clone::clone)?,
             mailing_id: self.snapshot.mailing_id,
+            owner_id: self.snapshot.owner_id,
             date: self.date.clone(),
         })
     }
@@ -117,6 +119,10 @@ impl Dispatcher {
             let advanced = self.advance(&mut conn, &outcomes, &next_ids).await?;
             self.tick();
             self.announce(&outcomes, advanced.logged_at);
+            if outcomes.iter().any(|o| o.bounce.is_some()) {
+                self.record_bounces(conn.as_mut().expect("advance leaves a connection"), &outcomes)
+                    .await;
+            }
             let go: HashSet<DeliveryId> = advanced.started.into_iter().collect();
             let db = conn.as_mut().expect("advance leaves a connection");
             self.let_go(&outcomes.iter().map(|o| o.id).collect::<Vec<_>>());
@@ -180,6 +186,36 @@ impl Dispatcher {
                     tokio::time::sleep(Duration::from_millis(100 * u64::from(tried.min(10)))).await;
                 }
                 Err(err) => return Err(err),
+            }
+        }
+    }
+
+    /// The group's bounces (after its outcomes, which they follow from), each in a
+    /// transaction of its own: one that fails is logged and belongs to its delivery alone;
+    /// the sending goes on.
+    async fn record_bounces(&self, conn: &mut crate::db::PooledConn, outcomes: &[Outcome]) {
+        use diesel_async::AsyncConnection;
+        let policy = self.state.config().bounces.policy();
+        for outcome in outcomes {
+            let Some(kind) = outcome.bounce else { continue };
+            let report = bounces::Report {
+                delivery: outcome.id,
+                kind,
+                diagnostic: outcome.response.clone(),
+                source: bounces::Source::Smtp,
+            };
+            let recorded = conn
+                .transaction::<_, diesel::result::Error, _>(async |conn| bounces::record(conn, &report, &policy).await)
+                .await;
+            match recorded {
+                Ok(bounces::Recorded::New {
+                    suppressed: Some(reason),
+                    ..
+                }) => {
+                    tracing::info!(delivery_id = %outcome.id, ?kind, ?reason, "bounce: address suppressed");
+                }
+                Ok(_) => {}
+                Err(err) => tracing::warn!(delivery_id = %outcome.id, error = %err, "cannot record a bounce"),
             }
         }
     }
@@ -250,6 +286,7 @@ impl Dispatcher {
             delivery_status: verdict.delivery_status,
             retry_in: verdict.retry_in,
             attempt_status: verdict.attempt_status,
+            bounce: verdict.bounce,
             response: Some(verdict.response),
         }
     }
@@ -276,15 +313,14 @@ impl Dispatcher {
             &delivery.full_name,
             client,
         );
-        compose::compose(
-            &config.http,
-            key,
-            &from,
-            &message,
-            &to,
-            self.state.dkim(),
-            config.mail.max_message_size,
-        )
+        let sender = compose::Sender {
+            from: &from,
+            bounce: config.bounces.bounce_address.as_ref(),
+            feedback_sender: &config.bounces.feedback_sender_id,
+            dkim: self.state.dkim(),
+            max_size: config.mail.max_message_size,
+        };
+        compose::compose(&config.http, key, &message, &to, &sender)
     }
 
     /// The runs of a batch with their templates compiled, each once per instance while it

@@ -10,7 +10,7 @@ use lettre::message::Mailbox;
 use sha2::Sha256;
 
 use crate::config::HttpConfig;
-use crate::db::types::{ClientId, DeliveryId, MailingId};
+use crate::db::types::{ClientId, DeliveryId, MailingId, UserId};
 use crate::mail::message::{Draft, Outgoing, message_id};
 use crate::messages::template::{ClientValues, Links, MessageTemplates, Rendered, Rendering, Values};
 
@@ -116,6 +116,8 @@ impl<'a> Recipient<'a> {
 pub struct RunMessage<'a> {
     pub templates: &'a MessageTemplates,
     pub mailing_id: MailingId,
+    /// The mailing's owner (the Feedback-ID names it).
+    pub owner_id: UserId,
     /// The run's day in the mailing's time zone.
     pub date: String,
 }
@@ -194,12 +196,11 @@ fn fill(
 pub fn compose(
     http: &HttpConfig,
     key: &[u8],
-    from: &Mailbox,
     message: &RunMessage<'_>,
     to: &Recipient<'_>,
-    dkim: Option<&crate::mail::dkim::Signer>,
-    max_size: usize,
+    sender: &Sender<'_>,
 ) -> Result<Outgoing, String> {
+    let from = sender.from;
     let address = crate::mail::address::parse(to.email).map_err(|e| format!("the address {e}"))?;
     let unsubscribe = unsubscribe_url(http, key, to.client_id);
     let name = crate::mail::message::one_line(to.full_name);
@@ -208,8 +209,15 @@ pub fn compose(
         name: &name,
         unsubscribe: &unsubscribe,
     };
-    let rendered = fill(http, key, message, to, filled, max_size)?;
-    crate::mail::message::build(
+    let rendered = fill(http, key, message, to, filled, sender.max_size)?;
+    // Gmail's feedback loop groups complaints by these fields: campaign, customer, type, sender.
+    let feedback_id = format!(
+        "{}:{}:newsletter:{}",
+        message.mailing_id.0.simple(),
+        message.owner_id.0.simple(),
+        sender.feedback_sender
+    );
+    let mut outgoing = crate::mail::message::build(
         &Draft {
             from,
             to: &address,
@@ -221,11 +229,34 @@ pub fn compose(
             headers: vec![
                 ("List-Unsubscribe", format!("<{unsubscribe}>")),
                 ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click".to_owned()),
+                ("Feedback-ID", feedback_id),
             ],
-            dkim,
+            dkim: sender.dkim,
         },
-        max_size,
-    )
+        sender.max_size,
+    )?;
+    if let Some(bounce) = sender.bounce {
+        let verp = crate::deliverability::verp::envelope_sender(bounce, key, to.delivery_id);
+        let verp = verp
+            .parse()
+            .map_err(|e| format!("the envelope sender {verp} is not an address: {e}"))?;
+        outgoing.envelope = lettre::address::Envelope::new(Some(verp), outgoing.envelope.to().to_vec())
+            .map_err(|e| format!("the envelope: {e}"))?;
+    }
+    Ok(outgoing)
+}
+
+/// Who sends, and how: the same for every delivery of an instance.
+pub struct Sender<'a> {
+    /// The From header (the run's MAIL_FROM).
+    pub from: &'a Mailbox,
+    /// BOUNCE_ADDRESS: the envelope sender is then `local+<token>@domain` (VERP); None: the
+    /// From address.
+    pub bounce: Option<&'a crate::mail::address::Address>,
+    /// FEEDBACK_SENDER_ID.
+    pub feedback_sender: &'a str,
+    pub dkim: Option<&'a crate::mail::dkim::Signer>,
+    pub max_size: usize,
 }
 
 #[cfg(test)]

@@ -4,12 +4,12 @@
 
 use std::time::Duration;
 
+use crate::deliverability::bounces::BounceKind;
+use crate::deliverability::classify;
 use crate::deliveries::model::{AttemptStatus, DeliveryStatus};
 use crate::mail::{FailureKind, Phase, SendError};
 use crate::retry::backoff;
-
-/// The longest server reply or error kept in the log.
-const MAX_RESPONSE_BYTES: usize = 1024;
+pub use crate::validate::log_text;
 
 /// MAX_ATTEMPTS, RETRY_BASE, RETRY_MAX.
 #[derive(Debug, Clone, Copy)]
@@ -28,6 +28,9 @@ pub struct Verdict {
     pub attempt_status: AttemptStatus,
     pub retry_in: Duration,
     pub response: String,
+    /// What the answer says about the address: a HARD bounce (a 5xx about the recipient),
+    /// a SOFT one (the delivery FAILED after temporary failures), or nothing.
+    pub bounce: Option<BounceKind>,
 }
 
 impl Verdict {
@@ -42,7 +45,12 @@ impl Verdict {
             attempt_status,
             retry_in,
             response: log_text(&response),
+            bounce: None,
         }
+    }
+
+    fn bounced(self, bounce: Option<BounceKind>) -> Self {
+        Verdict { bounce, ..self }
     }
 
     /// A message that could not be composed (a value no transport takes, over
@@ -92,7 +100,8 @@ pub fn classify(result: &Result<String, SendError>, used: u32, policy: &RetryPol
             AttemptStatus::PermanentFailure,
             Duration::ZERO,
             response,
-        ),
+        )
+        .bounced(classify::of_rejection(&err.detail, err.phase == Phase::Rcpt)),
         FailureKind::Unknown => Verdict::new(
             DeliveryStatus::Unknown,
             AttemptStatus::Unknown,
@@ -104,7 +113,8 @@ pub fn classify(result: &Result<String, SendError>, used: u32, policy: &RetryPol
             AttemptStatus::TemporaryFailure,
             Duration::ZERO,
             response,
-        ),
+        )
+        .bounced(err.code.is_some().then_some(BounceKind::Soft)),
         FailureKind::Transient => {
             let backoff = backoff(used, policy.retry_base, policy.retry_max, jitter);
             let wait = requested_wait(&err.detail).map_or(backoff, |asked| asked.min(policy.retry_max).max(backoff));
@@ -139,20 +149,6 @@ pub fn requested_wait(reply: &str) -> Option<Duration> {
         };
         Some(Duration::from_secs(n.saturating_mul(unit)))
     })
-}
-
-/// A reply or reason as the attempt log keeps it: no NUL (PostgreSQL's text cannot hold
-/// it) or other control characters, at most 1 KiB, cut at a character boundary.
-pub fn log_text(text: &str) -> String {
-    let text: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
-    if text.len() <= MAX_RESPONSE_BYTES {
-        return text;
-    }
-    let mut end = MAX_RESPONSE_BYTES;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &text[..end])
 }
 
 #[cfg(test)]
@@ -290,7 +286,7 @@ mod tests {
     fn log_text_is_clean_and_cut_at_a_character_boundary() {
         let long = "я".repeat(1000);
         let short = log_text(&long);
-        assert!(short.len() <= MAX_RESPONSE_BYTES + "…".len());
+        assert!(short.len() <= crate::validate::MAX_LOG_TEXT + "…".len());
         assert!(short.ends_with('…'));
         assert_eq!(log_text("250 ok"), "250 ok");
         assert_eq!(log_text("a\0b\rc"), "a b c");

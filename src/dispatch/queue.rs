@@ -11,7 +11,7 @@ use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text, Timestamptz, Uui
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use crate::db::types::{ClientId, DeliveryId, MailingId, RunId};
+use crate::db::types::{ClientId, DeliveryId, MailingId, RunId, UserId};
 use crate::deliveries::model::{AttemptStatus, DeliveryStatus};
 use crate::messages::model::MessageFormat;
 use crate::messages::template::Content;
@@ -135,6 +135,8 @@ pub struct Outcome {
     pub retry_in: Duration,
     pub attempt_status: AttemptStatus,
     pub response: Option<String>,
+    /// A bounce to record once the outcome is (see `outcome::Verdict::bounce`).
+    pub bounce: Option<crate::deliverability::bounces::BounceKind>,
 }
 
 /// What `advance` did: the next group's deliveries that may be sent, and the transaction
@@ -291,6 +293,8 @@ pub struct RunSnapshot {
     pub mail_from: String,
     #[diesel(sql_type = SqlUuid)]
     pub mailing_id: MailingId,
+    #[diesel(sql_type = SqlUuid)]
+    pub owner_id: UserId,
     #[diesel(sql_type = Timestamptz)]
     pub run_at: DateTime<Utc>,
     /// The mailing's time zone (for `run.date`).
@@ -316,7 +320,7 @@ pub async fn run_snapshots(
     run_ids: &[RunId],
 ) -> diesel::QueryResult<HashMap<RunId, RunSnapshot>> {
     let rows: Vec<RunSnapshot> = diesel::sql_query(
-        "SELECT r.id, r.subject, r.body, r.format, r.text_body, r.layout_html, r.mail_from, r.mailing_id, r.run_at, m.time_zone \
+        "SELECT r.id, r.subject, r.body, r.format, r.text_body, r.layout_html, r.mail_from, r.mailing_id, m.owner_id, r.run_at, m.time_zone \
          FROM runs r JOIN mailings m ON m.id = r.mailing_id WHERE r.id = ANY($1)",
     )
     .bind::<Array<SqlUuid>, _>(run_ids)

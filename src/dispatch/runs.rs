@@ -10,6 +10,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use crate::db::types::{MailingId, RunId};
+use crate::deliverability::suppressions;
 use crate::mailings::audience;
 use crate::mailings::model::Mailing;
 
@@ -181,11 +182,12 @@ async fn start_one(
     Ok(started)
 }
 
-/// One delivery per client in the mailing's audience now (unsubscribed and deleted clients
-/// left out): one INSERT ... SELECT, nothing in memory whatever the audience's size.
+/// One delivery per client in the mailing's audience now (unsubscribed and deleted clients,
+/// and suppressed addresses, left out): one INSERT ... SELECT, nothing in memory whatever
+/// the audience's size. The run counts the suppressed ones it left out.
 async fn expand(conn: &mut AsyncPgConnection, mailing: &Mailing, run_id: RunId) -> diesel::QueryResult<usize> {
-    use crate::db::schema::{clients, deliveries};
-    use diesel::{IntoSql, QueryDsl};
+    use crate::db::schema::{clients, deliveries, runs};
+    use diesel::{ExpressionMethods, IntoSql, QueryDsl};
     let audience = audience::of_mailing(conn, mailing).await?;
     let members = audience::members(mailing.owner_id, &audience).select((
         run_id.into_sql::<SqlUuid>(),
@@ -195,7 +197,7 @@ async fn expand(conn: &mut AsyncPgConnection, mailing: &Mailing, run_id: RunId) 
         clients::email,
         clients::full_name,
     ));
-    diesel::insert_into(deliveries::table)
+    let inserted = diesel::insert_into(deliveries::table)
         .values(members)
         .into_columns((
             deliveries::run_id,
@@ -208,7 +210,18 @@ async fn expand(conn: &mut AsyncPgConnection, mailing: &Mailing, run_id: RunId) 
         .on_conflict((deliveries::run_id, deliveries::client_id))
         .do_nothing()
         .execute(conn)
-        .await
+        .await?;
+    // Counted from the list's side: an anti-join on its unique index, cheap however large
+    // the audience.
+    let suppressed =
+        suppressions::count_suppressed(conn, audience::with_suppressed(mailing.owner_id, &audience)).await?;
+    if suppressed > 0 {
+        diesel::update(runs::table.filter(runs::id.eq(run_id)))
+            .set(runs::suppressed.eq(i32::try_from(suppressed).unwrap_or(i32::MAX)))
+            .execute(conn)
+            .await?;
+    }
+    Ok(inserted)
 }
 
 /// Whether the owner's deliveries started today (UTC) plus this run's stay within `quota`.

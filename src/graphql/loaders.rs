@@ -7,8 +7,10 @@ use async_graphql::dataloader::DataLoader;
 use crate::accounts::graphql::UserLoader;
 use crate::app::AppState;
 use crate::clients::graphql::{ClientTagsLoader, TagCountLoader};
+use crate::deliverability::graphql::SuppressionLoader;
 use crate::deliveries::graphql::{
-    AttemptsOfLoader, ClientLoader, DeliveryLoader, MailingLoader, RunCountsLoader, RunTimeLoader, StatsLoader,
+    AttemptsOfLoader, BounceLoader, ClientLoader, DeliveryLoader, MailingLoader, RunCountsLoader, RunTimeLoader,
+    StatsLoader,
 };
 use crate::mailings::graphql::{MailingClientsLoader, MailingTagsLoader, RecipientsLoader, StartedLoader};
 use crate::messages::graphql::{LayoutLoader, MessageLoader};
@@ -31,6 +33,8 @@ pub fn add_loaders(data: &mut async_graphql::Data, state: &AppState) {
     data.insert(DataLoader::new(ClientLoader(pool.clone()), tokio::spawn));
     data.insert(DataLoader::new(DeliveryLoader(pool.clone()), tokio::spawn));
     data.insert(DataLoader::new(AttemptsOfLoader(pool.clone()), tokio::spawn));
+    data.insert(DataLoader::new(BounceLoader(pool.clone()), tokio::spawn));
+    data.insert(DataLoader::new(SuppressionLoader(pool.clone()), tokio::spawn));
     data.insert(DataLoader::new(StatsLoader(pool), tokio::spawn));
 }
 

@@ -17,6 +17,7 @@ use crate::accounts::graphql::{AccountsMutation, AccountsQuery};
 use crate::app::AppState;
 use crate::blog::graphql::{BlogMutation, BlogQuery};
 use crate::clients::graphql::{ClientsMutation, ClientsQuery};
+use crate::deliverability::graphql::{SuppressionsMutation, SuppressionsQuery};
 use crate::mailings::graphql::{DeliveriesQuery, DeliveriesSubscription, MailingsMutation, MailingsQuery};
 use crate::messages::graphql::{MessagesMutation, MessagesQuery};
 use crate::stats::graphql::{HomeStatsCache, StatsQuery};
@@ -39,6 +40,7 @@ pub struct Query(
     MessagesQuery,
     MailingsQuery,
     DeliveriesQuery,
+    SuppressionsQuery,
     StatsQuery,
     BlogQuery,
 );
@@ -49,6 +51,7 @@ pub struct Mutation(
     ClientsMutation,
     MessagesMutation,
     MailingsMutation,
+    SuppressionsMutation,
     BlogMutation,
 );
 

@@ -9,6 +9,7 @@ mod health;
 mod import;
 mod pages;
 mod view;
+mod webhooks;
 pub mod sockets;
 mod web;
 mod ws;
@@ -54,6 +55,7 @@ pub fn router(app: AppState, schema: MailwarmSchema) -> Router {
         .route("/view/{delivery}", get(view::web_view))
         .route("/preview", axum::routing::post(view::preview_frame))
         .route("/export/clients.csv", get(export::clients_csv))
+        .route("/webhooks/bounces", axum::routing::post(webhooks::bounces))
         .route("/metrics", get(health::metrics));
     router = if http.graphiql {
         router.route("/graphiql", get(web::graphiql))

@@ -12,7 +12,7 @@ use rsa::traits::PublicKeyParts;
 use sha2::{Digest, Sha256};
 
 /// The header fields every signature covers (one that a mail lacks is signed as absent).
-pub const SIGNED_HEADERS: [&str; 9] = [
+pub const SIGNED_HEADERS: [&str; 10] = [
     "From",
     "To",
     "Subject",
@@ -22,6 +22,8 @@ pub const SIGNED_HEADERS: [&str; 9] = [
     "Content-Type",
     "List-Unsubscribe",
     "List-Unsubscribe-Post",
+    // Gmail reads the feedback loop's ids only from a signed header.
+    "Feedback-ID",
 ];
 
 /// A private key as read from its file, with the public half for DNS.

@@ -675,7 +675,9 @@ pub fn load_roots(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>
     Ok(roots)
 }
 
-fn tls_config(extra_roots: Vec<CertificateDer<'static>>) -> Arc<tokio_rustls::rustls::ClientConfig> {
+/// The TLS set-up of outgoing connections (SMTP, and the bounce mailbox): the public web
+/// roots and `extra_roots`.
+pub fn tls_config(extra_roots: Vec<CertificateDer<'static>>) -> Arc<tokio_rustls::rustls::ClientConfig> {
     use tokio_rustls::rustls;
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());

@@ -19,6 +19,7 @@ use crate::clients::tags::Tag;
 use crate::db::page::{Page, PageArgs};
 use crate::db::schema::{client_tags, clients, mailing_clients, mailing_tags, mailings, tags};
 use crate::db::types::{ClientId, MailingId, TagId, UserId};
+use crate::deliverability::suppressions;
 
 /// Clients named one by one.
 #[derive(Debug, Clone)]
@@ -83,8 +84,14 @@ impl Audience {
     }
 }
 
-/// The live, subscribed clients of `owner` in `audience`, as a query to select from.
+/// The live, subscribed clients of `owner` in `audience` whose address is not suppressed,
+/// as a query to select from.
 pub fn members(owner: UserId, audience: &Audience) -> clients::BoxedQuery<'static, Pg> {
+    with_suppressed(owner, audience).filter(diesel::dsl::not(suppressions::client_is_suppressed()))
+}
+
+/// The live, subscribed clients of `owner` in `audience`, suppressed addresses included.
+pub fn with_suppressed(owner: UserId, audience: &Audience) -> clients::BoxedQuery<'static, Pg> {
     clients::table
         .filter(
             clients::owner_id

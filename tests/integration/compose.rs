@@ -9,7 +9,7 @@ use mail_parser::{HeaderValue, MessageParser, MimeHeaders};
 use mailwarm::config::Config;
 use mailwarm::db::types::{ClientId, DeliveryId};
 use mailwarm::dispatch::compose::RunMessage;
-use mailwarm::dispatch::compose::{Recipient, compose};
+use mailwarm::dispatch::compose::{Recipient, Sender, compose};
 use mailwarm::mail::message::{body_text, one_line};
 use mailwarm::messages::model::MessageFormat;
 use mailwarm::messages::template::{Content, MessageTemplates};
@@ -66,10 +66,21 @@ fn text(subject: &str, body: &str) -> MessageTemplates {
     .unwrap()
 }
 
+fn sender(from: &Mailbox) -> Sender<'_> {
+    Sender {
+        from,
+        bounce: None,
+        feedback_sender: "mailwarm",
+        dkim: None,
+        max_size: MAX,
+    }
+}
+
 fn message(templates: &MessageTemplates) -> RunMessage<'_> {
     RunMessage {
         templates,
         mailing_id: mailwarm::db::types::MailingId::new_random(),
+        owner_id: mailwarm::db::types::UserId::new_random(),
         date: "2030-01-31".into(),
     }
 }
@@ -148,7 +159,7 @@ proptest! {
             attributes: &attributes,
         };
         let templates = text(&template_of(&subject), &template_of(&body));
-        let mail = compose(&config.http, &key, &from, &message(&templates), &to, None, MAX);
+        let mail = compose(&config.http, &key, &message(&templates), &to, &sender(&from));
         let mail = match mail {
             Ok(mail) => mail,
             // The only reason these values may not go out: the size.
@@ -185,7 +196,7 @@ proptest! {
         let mut names = header_names(raw);
         names.sort();
         prop_assert_eq!(names, vec![
-            "content-transfer-encoding", "content-type", "date", "from", "list-unsubscribe",
+            "content-transfer-encoding", "content-type", "date", "feedback-id", "from", "list-unsubscribe",
             "list-unsubscribe-post", "message-id", "mime-version", "subject", "to",
         ]);
 
@@ -242,7 +253,7 @@ proptest! {
             layout: Some("<html><head><style>p { margin: 0 }</style></head><body>{{ content }}</body></html>"),
         })
         .unwrap();
-        let mail = compose(&config.http, &[7u8; 32], &from, &message(&templates), &to, None, MAX).expect("it goes out");
+        let mail = compose(&config.http, &[7u8; 32], &message(&templates), &to, &sender(&from)).expect("it goes out");
         let raw = &mail.raw;
         for (i, &byte) in raw.iter().enumerate() {
             prop_assert!(byte != 0);
@@ -296,11 +307,11 @@ fn values_are_filled_once_and_the_size_is_known_before_building() {
     // 1 MB of placeholders, each a 195-byte name: 15 MB, over 10 MiB; refused while it is
     // written, never built whole.
     let templates = text("S", &"{{full_name}}".repeat(80_000));
-    let err = compose(&config.http, &[1; 32], &from, &message(&templates), &to, None, MAX).unwrap_err();
+    let err = compose(&config.http, &[1; 32], &message(&templates), &to, &sender(&from)).unwrap_err();
     assert!(err.contains("MAX_MESSAGE_SIZE"), "{err}");
     // Under the limit it is built, and the name's placeholders stay as written.
     let templates = text("S", &"{{full_name}}".repeat(1_000));
-    let mail = compose(&config.http, &[1; 32], &from, &message(&templates), &to, None, MAX).unwrap();
+    let mail = compose(&config.http, &[1; 32], &message(&templates), &to, &sender(&from)).unwrap();
     let parsed = MessageParser::default().parse(&mail.raw[..]).unwrap();
     assert_eq!(parsed.body_text(0).unwrap().trim_end(), name.repeat(1_000));
 }

@@ -14,6 +14,7 @@ mod contract;
 mod cookies;
 mod crud;
 mod csv;
+mod deliverability;
 mod dkim;
 mod dispatch;
 mod dispatch_processes;
