@@ -142,6 +142,20 @@ impl AppState {
         Ok(self.inner.pool.get().await?)
     }
 
+    /// TLS for connections out other than SMTP's own (the bounce mailbox, SNS): the public
+    /// roots and SMTP_TLS_CA's (read at start-up already).
+    pub fn outgoing_tls(&self) -> Arc<tokio_rustls::rustls::ClientConfig> {
+        crate::mail::smtp::tls_config(
+            self.inner
+                .config
+                .mail
+                .smtp_tls_ca
+                .as_deref()
+                .and_then(|path| crate::mail::smtp::load_roots(path).ok())
+                .unwrap_or_default(),
+        )
+    }
+
     /// This instance's background-job runner: account mails and the sweep.
     pub fn job_runner(&self) -> crate::jobs::Runner {
         use crate::jobs::{Runner, RunnerSettings, account_mail, sweep};
@@ -177,15 +191,7 @@ impl AppState {
                     url: url.clone(),
                     bounce_address: config.bounces.bounce_address.clone(),
                     policy: config.bounces.policy(),
-                    // SMTP_TLS_CA (read at start-up already) is trusted here too.
-                    tls: crate::mail::smtp::tls_config(
-                        config
-                            .mail
-                            .smtp_tls_ca
-                            .as_deref()
-                            .and_then(|path| crate::mail::smtp::load_roots(path).ok())
-                            .unwrap_or_default(),
-                    ),
+                    tls: self.outgoing_tls(),
                 };
                 runner.register_recurring(&PollBounceMailbox, config.bounces.bounce_poll_interval, mailbox)
             }

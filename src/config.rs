@@ -397,6 +397,16 @@ pub struct BounceConfig {
     #[arg(long, env = "BOUNCE_WEBHOOK_SECRET", global = true, hide_env_values = true)]
     pub bounce_webhook_secret: Option<String>,
 
+    /// Amazon SES through SNS: the topic ARNs whose notifications `POST
+    /// /webhooks/bounces/ses` takes, comma-separated; unset: that webhook is off.
+    #[arg(long, env = "SES_TOPIC_ARNS", value_delimiter = ',', global = true)]
+    pub ses_topic_arns: Vec<String>,
+
+    /// The hosts SNS signing certificates and subscription links may come from (`*` stands
+    /// for one label).
+    #[arg(long, env = "SNS_CERT_HOST", default_value = "sns.*.amazonaws.com", global = true)]
+    pub sns_cert_host: String,
+
     /// Soft-bounced deliveries in a row (across runs) that suppress an address.
     #[arg(long, env = "SOFT_BOUNCE_LIMIT", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100), global = true)]
     pub soft_bounce_limit: u32,

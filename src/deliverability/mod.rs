@@ -8,6 +8,7 @@ pub mod classify;
 pub mod graphql;
 pub mod mailbox;
 pub mod report;
+pub mod ses;
 pub mod suppressions;
 pub mod verp;
 pub mod webhooks;

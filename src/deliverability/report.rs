@@ -223,3 +223,99 @@ fn is_headers_part(part: &MessagePart<'_>) -> bool {
         .and_then(|ct| ct.subtype())
         .is_some_and(|s| s.eq_ignore_ascii_case("rfc822-headers"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(content_type: &str, parts: &[(&str, &str)]) -> Vec<u8> {
+        let mut mail = format!(
+            "From: MAILER-DAEMON@mx.example\r\nSubject: report\r\nMIME-Version: 1.0\r\nContent-Type: {content_type}; boundary=\"b\"\r\n\r\n"
+        );
+        for (ctype, body) in parts {
+            mail.push_str(&format!("--b\r\nContent-Type: {ctype}\r\n\r\n{body}\r\n"));
+        }
+        mail.push_str("--b--\r\n");
+        mail.into_bytes()
+    }
+
+    #[test]
+    fn delivery_status_notifications_name_each_recipient() {
+        let raw = report(
+            "multipart/report; report-type=delivery-status",
+            &[
+                ("text/plain", "Your message could not be delivered."),
+                (
+                    "message/delivery-status",
+                    "Reporting-MTA: dns; mx.example\r\n\r\nFinal-Recipient: rfc822; gone@acme.com\r\nAction: failed\r\nStatus: 5.1.1\r\n\
+                     Diagnostic-Code: smtp; 550 5.1.1 no such\r\n  user\r\n\r\nFinal-Recipient: rfc822;<full@acme.com>\r\nAction: delayed\r\n\
+                     Status: 4.2.2\r\n\r\nFinal-Recipient: rfc822; spam@acme.com\r\nAction: failed\r\nStatus: 5.7.1\r\n\r\n\
+                     Final-Recipient: rfc822; ok@acme.com\r\nAction: delivered\r\nStatus: 2.0.0",
+                ),
+                (
+                    "text/rfc822-headers",
+                    "From: news@acme.example\r\nMessage-ID: <abc@acme.example>\r\n",
+                ),
+            ],
+        );
+        let dsn = read(&raw).unwrap();
+        assert_eq!(
+            dsn.findings,
+            vec![
+                Finding {
+                    kind: BounceKind::Hard,
+                    recipient: Some("gone@acme.com".into()),
+                    diagnostic: Some("5.1.1 550 5.1.1 no such user".into()),
+                },
+                Finding {
+                    kind: BounceKind::Soft,
+                    recipient: Some("full@acme.com".into()),
+                    diagnostic: Some("4.2.2".into()),
+                },
+            ],
+            "a policy block and a delivery say nothing against the address"
+        );
+        assert_eq!(dsn.original_message_ids, vec!["abc@acme.example".to_owned()]);
+    }
+
+    #[test]
+    fn feedback_reports_are_complaints_unless_not_spam() {
+        let arf = |kind: &str| {
+            report(
+                "multipart/report; report-type=feedback-report",
+                &[
+                    ("text/plain", "An abuse report."),
+                    (
+                        "message/feedback-report",
+                        &format!("Feedback-Type: {kind}\r\nVersion: 1\r\nOriginal-Rcpt-To: <b@acme.com>"),
+                    ),
+                    (
+                        "message/rfc822",
+                        "From: news@acme.example\r\nMessage-ID: <id@acme.example>\r\n\r\nHi\r\n",
+                    ),
+                ],
+            )
+        };
+        let complaint = read(&arf("abuse")).unwrap();
+        assert_eq!(complaint.findings[0].kind, BounceKind::Complaint);
+        assert_eq!(complaint.findings[0].recipient.as_deref(), Some("b@acme.com"));
+        assert_eq!(complaint.original_message_ids, vec!["id@acme.example".to_owned()]);
+        assert!(read(&arf("not-spam")).unwrap().findings.is_empty());
+    }
+
+    #[test]
+    fn prose_bounces_are_read_and_anything_else_is_no_report() {
+        let prose =
+            b"From: MAILER-DAEMON@mx.example\r\nSubject: failure notice\r\n\r\nSorry.\r\n\r\n<gone@acme.com>:\r\n\
+            550-5.1.1 The email account that you tried to reach does not exist.\r\n";
+        let read_prose = read(prose).unwrap();
+        assert_eq!(read_prose.findings.len(), 1);
+        assert_eq!(read_prose.findings[0].kind, BounceKind::Hard);
+        assert!(read(b"From: friend@example.org\r\nSubject: lunch\r\n\r\nNoon?\r\n").is_err());
+        assert!(read(b"From: MAILER-DAEMON@mx.example\r\nSubject: failure notice\r\n\r\nSomething.\r\n").is_err());
+        assert!(read(b"").is_err());
+        assert!(read(&[0xff; 100]).is_err());
+        let no_parts = report("multipart/report; report-type=delivery-status", &[("text/plain", "hi")]);
+        assert!(read(&no_parts).is_err());
+    }
+}

@@ -33,13 +33,24 @@ pub struct HttpState {
     pub schema: MailwarmSchema,
     /// The WebSockets this instance holds, by client address.
     pub sockets: std::sync::Arc<sockets::Sockets>,
+    /// SNS signing certificates, fetched and kept (the SES webhook).
+    pub sns: std::sync::Arc<crate::deliverability::ses::Sns>,
 }
 
 pub fn router(app: AppState, schema: MailwarmSchema) -> Router {
     let http = app.config().http.clone();
     let metrics = app.metrics().clone();
     let sockets = std::sync::Arc::new(sockets::Sockets::new(app.config()));
-    let state = HttpState { app, schema, sockets };
+    let sns = std::sync::Arc::new(crate::deliverability::ses::Sns::new(
+        app.outgoing_tls(),
+        app.config().bounces.sns_cert_host.clone(),
+    ));
+    let state = HttpState {
+        app,
+        schema,
+        sockets,
+        sns,
+    };
 
     let mut router = Router::new()
         .route(
@@ -56,6 +67,7 @@ pub fn router(app: AppState, schema: MailwarmSchema) -> Router {
         .route("/preview", axum::routing::post(view::preview_frame))
         .route("/export/clients.csv", get(export::clients_csv))
         .route("/webhooks/bounces", axum::routing::post(webhooks::bounces))
+        .route("/webhooks/bounces/ses", axum::routing::post(webhooks::ses))
         .route("/metrics", get(health::metrics));
     router = if http.graphiql {
         router.route("/graphiql", get(web::graphiql))

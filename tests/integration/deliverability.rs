@@ -641,3 +641,211 @@ async fn the_bounce_mailbox_is_read_by_one_poll_and_garbage_stops_nothing() {
     assert_eq!(of(&log, "gone@acme.com").len(), 1);
     assert_eq!(of(&log, "angry@acme.com").len(), 1);
 }
+
+/// An SNS message signed as SNS signs them (the string to sign written out here from
+/// AWS's documentation, not taken from the service), with the key of `key_pem`.
+fn sns_message(fields: &[(&str, &str)], version: &str, key_pem: &str, cert_url: &str) -> Value {
+    use rsa::pkcs8::DecodePrivateKey;
+    use sha2::Digest;
+    let kind = fields.iter().find(|(k, _)| *k == "Type").unwrap().1;
+    let signed: &[&str] = if kind == "Notification" {
+        &["Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type"]
+    } else {
+        &[
+            "Message",
+            "MessageId",
+            "SubscribeURL",
+            "Timestamp",
+            "Token",
+            "TopicArn",
+            "Type",
+        ]
+    };
+    let mut text = String::new();
+    for name in signed {
+        if let Some((_, value)) = fields.iter().find(|(k, _)| k == name) {
+            text.push_str(&format!("{name}\n{value}\n"));
+        }
+    }
+    let key = rsa::RsaPrivateKey::from_pkcs8_pem(key_pem).unwrap();
+    let signature = match version {
+        "1" => key
+            .sign(
+                rsa::Pkcs1v15Sign::new::<sha1::Sha1>(),
+                &sha1::Sha1::digest(text.as_bytes()),
+            )
+            .unwrap(),
+        _ => key
+            .sign(
+                rsa::Pkcs1v15Sign::new::<sha2::Sha256>(),
+                &sha2::Sha256::digest(text.as_bytes()),
+            )
+            .unwrap(),
+    };
+    let mut message: serde_json::Map<String, Value> = fields.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
+    message.insert("SignatureVersion".into(), json!(version));
+    message.insert(
+        "Signature".into(),
+        json!(base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            signature
+        )),
+    );
+    message.insert("SigningCertURL".into(), json!(cert_url));
+    Value::Object(message)
+}
+
+async fn post_sns(app: &TestApp, message: &Value) -> (u16, Value) {
+    let request = axum::http::Request::post("/webhooks/bounces/ses")
+        .header("content-type", "text/plain; charset=UTF-8")
+        .body(axum::body::Body::from(serde_json::to_vec(message).unwrap()))
+        .unwrap();
+    let reply = app.send(request).await;
+    (
+        reply.status.as_u16(),
+        serde_json::from_slice(&reply.body).unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn ses_notifications_through_sns_are_verified_and_recorded() {
+    // The signing key and its certificate, made as AWS would have them.
+    let dir = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=sns.amazonaws.com",
+        ])
+        .arg("-keyout")
+        .arg(dir.path().join("key.pem"))
+        .arg("-out")
+        .arg(dir.path().join("cert.pem"))
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl runs");
+    assert!(status.success());
+    let key = std::fs::read_to_string(dir.path().join("key.pem")).unwrap();
+    let cert = std::fs::read(dir.path().join("cert.pem")).unwrap();
+    let https = crate::common::https::TestHttps::start(
+        [
+            ("/cert.pem".to_owned(), cert),
+            ("/confirm".to_owned(), b"<ConfirmSubscriptionResponse/>".to_vec()),
+        ]
+        .into_iter()
+        .collect(),
+    )
+    .await;
+    std::fs::write(dir.path().join("ca.pem"), &https.ca).unwrap();
+    let topic = "arn:aws:sns:eu-west-1:123456789012:mailwarm-bounces";
+    let smtp = TestSmtpServer::start().await;
+    let ca = dir.path().join("ca.pem");
+    let app = app(
+        &smtp,
+        &[
+            "--ses-topic-arns",
+            topic,
+            "--sns-cert-host",
+            "localhost",
+            "--smtp-tls-ca",
+            ca.to_str().unwrap(),
+        ],
+    )
+    .await;
+    let ann = app.verified_user("ann@example.com", Role::User).await;
+    app.new_client(&ann, "gone@acme.com").await;
+    app.new_client(&ann, "angry@acme.com").await;
+    let mailing = daily(&app, &ann).await;
+    let log = settled(&app, &ann, &mailing, 1).await;
+    let verp = |to: &str| {
+        smtp.accepted()
+            .into_iter()
+            .find(|m| m.rcpt_to.iter().any(|r| r == to))
+            .unwrap()
+            .mail_from
+    };
+    let cert_url = https.url("/cert.pem");
+
+    // The subscription is confirmed by visiting its link.
+    let confirm_url = https.url("/confirm?Action=ConfirmSubscription&Token=t0k");
+    let subscription = sns_message(
+        &[
+            ("Type", "SubscriptionConfirmation"),
+            ("MessageId", "m-0"),
+            ("Token", "t0k"),
+            ("TopicArn", topic),
+            ("Message", "You have chosen to subscribe to the topic."),
+            ("SubscribeURL", &confirm_url),
+            ("Timestamp", "2026-12-04T12:00:00.000Z"),
+        ],
+        "1",
+        &key,
+        &cert_url,
+    );
+    let (status, body) = post_sns(&app, &subscription).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(https.asked.lock().unwrap().iter().any(|p| p.starts_with("/confirm?")));
+
+    let bounce = json!({
+        "notificationType": "Bounce",
+        "bounce": { "bounceType": "Permanent", "bounceSubType": "General",
+                    "bouncedRecipients": [{ "emailAddress": "gone@acme.com", "status": "5.1.1",
+                                            "diagnosticCode": "smtp; 550 5.1.1 user unknown" }] },
+        "mail": { "source": verp("gone@acme.com"), "destination": ["gone@acme.com"] }
+    })
+    .to_string();
+    let complaint = json!({
+        "notificationType": "Complaint",
+        "complaint": { "complainedRecipients": [{ "emailAddress": "angry@acme.com" }], "complaintFeedbackType": "abuse" },
+        "mail": { "commonHeaders": { "messageId": of(&log, "angry@acme.com")[0]["messageId"] } }
+    })
+    .to_string();
+    let notification = |id: &str, message: &str, version: &str| {
+        sns_message(
+            &[
+                ("Type", "Notification"),
+                ("MessageId", id),
+                ("TopicArn", topic),
+                ("Message", message),
+                ("Timestamp", "2026-12-04T12:00:01.000Z"),
+            ],
+            version,
+            &key,
+            &cert_url,
+        )
+    };
+    // Refused: another topic, a changed message, a certificate from elsewhere.
+    let mut other_topic = notification("m-1", &bounce, "2");
+    other_topic["TopicArn"] = json!("arn:aws:sns:eu-west-1:999999999999:theirs");
+    assert_eq!(post_sns(&app, &other_topic).await.0, 403);
+    let mut tampered = notification("m-1", &bounce, "2");
+    tampered["Message"] = json!(bounce.replace("gone@", "other@"));
+    assert_eq!(post_sns(&app, &tampered).await.0, 401);
+    let mut elsewhere = notification("m-1", &bounce, "2");
+    elsewhere["SigningCertURL"] = json!("https://evil.example/cert.pem");
+    assert_eq!(post_sns(&app, &elsewhere).await.0, 401);
+    assert_eq!(suppressed(&app, &ann).await, Vec::<String>::new());
+
+    let (status, body) = post_sns(&app, &notification("m-1", &bounce, "2")).await;
+    assert_eq!((status, body["recorded"].clone()), (200, json!(1)), "{body}");
+    let (status, body) = post_sns(&app, &notification("m-2", &complaint, "1")).await;
+    assert_eq!((status, body["recorded"].clone()), (200, json!(1)), "{body}");
+    // SNS delivers at least once: the same notification again counts once.
+    let (_, body) = post_sns(&app, &notification("m-1", &bounce, "2")).await;
+    assert_eq!(body["repeated"], 1, "{body}");
+    assert_eq!(
+        suppressed(&app, &ann).await,
+        vec!["angry@acme.com:COMPLAINT", "gone@acme.com:HARD_BOUNCE"]
+    );
+    assert_eq!(
+        https.asked.lock().unwrap().iter().filter(|p| *p == "/cert.pem").count(),
+        1,
+        "the certificate is fetched once and kept"
+    );
+}

@@ -255,6 +255,26 @@ try {
   assert.match(exported, /^email,full_name,comment,tags\n/);
   assert.match(exported, /slow-1@example.com,Bob Stone,,VIP\n/);
 
+  // Suppressions: an address added by hand (in another case) shows on its client's row,
+  // and is lifted there; a bad address is an error next to its field.
+  await page.goto('/suppressions');
+  await heading(page, en['suppressions.title']);
+  await page.getByRole('textbox', { name: en['suppressions.address'] }).fill('not an address');
+  await page.getByRole('button', { name: en['suppressions.suppress'] }).click();
+  await page.locator('.field .error').filter({ hasText: /./ }).first().waitFor();
+  await page.getByRole('textbox', { name: en['suppressions.address'] }).fill('SLOW-1@example.com');
+  await page.getByRole('button', { name: en['suppressions.suppress'] }).click();
+  await page.getByRole('cell', { name: 'SLOW-1@example.com', exact: true }).waitFor();
+  await page.getByRole('cell', { name: en['reason.MANUAL'], exact: true }).waitFor();
+  await screenshot(page, 'suppressions');
+  await page.goto('/clients');
+  const suppressedRow = page.getByRole('row', { name: /slow-1@example\.com/ });
+  await suppressedRow.getByText(en['clients.suppressed'].replace('{reason}', en['reason.MANUAL'])).waitFor();
+  await suppressedRow.getByRole('button', { name: en['suppressions.liftOf'].replace('{email}', 'slow-1@example.com') }).click();
+  await page.locator('.suppressed').waitFor({ state: 'detached' });
+  await page.goto('/suppressions');
+  await page.getByText(en['suppressions.none']).waitFor();
+
   await page.goto('/messages');
   await page.getByLabel(en['field.subject']).fill('Spring news');
   await page.getByLabel(en['field.body']).fill('Hello {{full_name}},\n\nspring is here.\n\nUnsubscribe: {{unsubscribe_url}}');

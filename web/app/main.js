@@ -12,6 +12,7 @@ import * as layouts from './pages/layouts.js';
 import * as mailing from './pages/mailing.js';
 import * as mailings from './pages/mailings.js';
 import * as messages from './pages/messages.js';
+import * as suppressions from './pages/suppressions.js';
 import * as users from './pages/users.js';
 
 // [path pattern, page, who may see it: null (anyone), 'user', 'manager', 'admin']
@@ -24,6 +25,7 @@ const routes = [
   [/^\/reset-password$/, account.resetPassword, null],
   [/^\/settings$/, account.settings, 'user'],
   [/^\/clients$/, clients.page, 'user'],
+  [/^\/suppressions$/, suppressions.page, 'user'],
   [/^\/messages$/, messages.page, 'user'],
   [/^\/layouts$/, layouts.page, 'user'],
   [/^\/mailings$/, mailings.active, 'user'],
@@ -72,7 +74,7 @@ function renderHeader() {
   const nav = [link('/', t('nav.home')), link('/blog', t('nav.blog'))];
   if (v) {
     nav.push(link('/mailings', t('nav.mailings')), link('/mailings/completed', t('nav.completed')),
-      link('/clients', t('nav.clients')), link('/messages', t('nav.messages')), link('/layouts', t('nav.layouts')));
+      link('/clients', t('nav.clients')), link('/suppressions', t('nav.suppressions')), link('/messages', t('nav.messages')), link('/layouts', t('nav.layouts')));
     if (app.can('manager')) nav.push(link('/users', t('nav.users')));
   }
   const language = h('select', { id: 'lang', 'aria-label': t('nav.language') },

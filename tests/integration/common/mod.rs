@@ -7,6 +7,7 @@
 //! TEMPLATE`), dropped when the test ends, so tests run in parallel without seeing each other.
 #![allow(dead_code)]
 
+pub mod https;
 pub mod imap;
 pub mod smtp;
 

@@ -87,7 +87,7 @@ fn base64_decode(text: &str) -> String {
 
 /// A certificate authority and a certificate for `localhost` signed by it: the server's
 /// configuration, and the authority's PEM for the client (SMTP_TLS_CA).
-fn tls_identity() -> (Arc<rustls::ServerConfig>, String) {
+pub fn tls_identity() -> (Arc<rustls::ServerConfig>, String) {
     use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
     let ca_key = KeyPair::generate().unwrap();
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();

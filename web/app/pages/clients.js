@@ -10,7 +10,7 @@ import { segmentBuilder } from '../segment.js';
 const LIST = `query($first: Int, $after: String, $search: String, $tagId: ID, $segment: SegmentInput) {
   clients(first: $first, after: $after, search: $search, tagId: $tagId, segment: $segment) {
     totalCount pageInfo { hasNextPage endCursor }
-    nodes { id email fullName comment unsubscribedAt createdAt tags { id name } }
+    nodes { id email fullName comment unsubscribedAt createdAt tags { id name } suppression { reason since } }
   }
 }`;
 const TAGS = '{ tags { id name clientCount } }';
@@ -134,7 +134,19 @@ export async function page() {
       h('td', {}, c.fullName),
       h('td', {}, c.comment),
       h('td', {}, c.tags.map((tag) => h('span', { class: 'tag' }, tag.name))),
-      h('td', {}, c.unsubscribedAt ? t('clients.unsubscribed', { when: when(c.unsubscribedAt) }) : ''),
+      h('td', {},
+        c.unsubscribedAt ? h('div', {}, t('clients.unsubscribed', { when: when(c.unsubscribedAt) })) : '',
+        c.suppression ? h('div', { class: 'suppressed' },
+          h('span', { class: `badge ${c.suppression.reason.toLowerCase()}` }, t('clients.suppressed', { reason: t(`reason.${c.suppression.reason}`) })), ' ',
+          h('button', {
+            type: 'button',
+            class: 'link',
+            'aria-label': t('suppressions.liftOf', { email: c.email }),
+            async onclick() {
+              await gql('mutation($e: String!) { unsuppress(email: $e) }', { e: c.email });
+              load();
+            },
+          }, t('suppressions.lift'))) : ''),
       h('td', { class: 'actions' },
         h('button', { type: 'button', onclick: () => { editing = c; renderForm(); } }, t('action.edit')),
         h('button', {
