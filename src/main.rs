@@ -107,10 +107,16 @@ async fn main() -> ExitCode {
                     _ => None,
                 };
                 let relay = mail.smtp_url.as_ref().and_then(|url| url.host_str());
-                print!(
-                    "{}",
-                    mailwarm::mail::dkim::dns_records(mail.mail_from.email.domain(), relay, dkim)
-                );
+                let from_domain = mail.mail_from.email.domain();
+                print!("{}", mailwarm::mail::dkim::dns_records(from_domain, relay, dkim));
+                let bounces = &cli.config.bounces;
+                if let Some(bounce) = &bounces.bounce_address {
+                    let mailbox = bounces.bounce_imap_url.as_ref().and_then(|url| url.host_str());
+                    print!(
+                        "{}",
+                        mailwarm::deliverability::verp::dns_records(bounce, from_domain, relay, mailbox)
+                    );
+                }
                 Ok(())
             }
             Err(err) => Err(anyhow::anyhow!(err)),

@@ -75,6 +75,32 @@ pub fn find_in(text: &str, bounce: &Address, key: &[u8]) -> Vec<DeliveryId> {
     found
 }
 
+/// What the operator publishes for BOUNCE_ADDRESS (after `mail::dkim::dns_records`): an MX
+/// so bounces reach the mailbox, and SPF for the envelope sender's domain, which is the one
+/// SPF checks.
+pub fn dns_records(bounce: &Address, from_domain: &str, relay: Option<&str>, mailbox_host: Option<&str>) -> String {
+    let domain = &bounce.ascii_domain;
+    let mx = mailbox_host.unwrap_or("mail-host-of-the-bounce-mailbox.example");
+    let mut out = format!(
+        "\n; Bounces: messages go out from {}+<token>@{domain} (BOUNCE_ADDRESS, VERP);\n\
+         ; bounces come back to that domain, so its MX is the mail server of the bounce mailbox\n\
+         {domain}. IN MX 10 {mx}.\n",
+        bounce.local
+    );
+    if domain != from_domain {
+        let sender = relay.map_or_else(|| "mx".to_owned(), |host| format!("a:{host} mx"));
+        out.push_str(&format!(
+            "; SPF is checked against the envelope sender's domain\n{domain}. IN TXT \"v=spf1 {sender} ~all\"\n"
+        ));
+        if !domain.ends_with(&format!(".{from_domain}")) && !from_domain.ends_with(&format!(".{domain}")) {
+            out.push_str(&format!(
+                "; note: {domain} and MAIL_FROM's {from_domain} do not share a domain: DMARC's SPF alignment fails (DKIM's may still pass)\n"
+            ));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,5 +133,27 @@ mod tests {
             "a".repeat(36)
         );
         assert_eq!(find_in(&report, &bounce, &key), vec![delivery]);
+    }
+
+    #[test]
+    fn dns_records_name_the_bounce_domain() {
+        let bounce = crate::mail::address::parse("bounces@bounce.acme.example").unwrap();
+        let records = dns_records(
+            &bounce,
+            "acme.example",
+            Some("smtp.relay.example"),
+            Some("imap.acme.example"),
+        );
+        assert!(
+            records.contains("bounce.acme.example. IN MX 10 imap.acme.example."),
+            "{records}"
+        );
+        assert!(
+            records.contains("bounce.acme.example. IN TXT \"v=spf1 a:smtp.relay.example mx ~all\""),
+            "{records}"
+        );
+        assert!(!records.contains("alignment fails"), "{records}");
+        let elsewhere = crate::mail::address::parse("b@other.example").unwrap();
+        assert!(dns_records(&elsewhere, "acme.example", None, None).contains("alignment fails"));
     }
 }
