@@ -6,7 +6,9 @@
 //! Ed25519 as PKCS#8), so a bad key stops start-up naming DKIM_PRIVATE_KEY.
 
 use base64::Engine;
-use rsa::pkcs1::DecodeRsaPrivateKey;
+use std::sync::Arc;
+
+use rsa::pkcs1::{DecodeRsaPrivateKey, EncodeRsaPrivateKey};
 use rsa::pkcs8::{DecodePrivateKey, EncodePublicKey};
 use rsa::traits::PublicKeyParts;
 use sha2::{Digest, Sha256};
@@ -36,7 +38,10 @@ pub struct DkimKey {
 
 #[derive(Clone)]
 enum Key {
-    Rsa(Box<rsa::RsaPrivateKey>),
+    /// Signed by ring (the constant-time assembly rustls already uses): 2.6 times faster than
+    /// the `rsa` crate here (README, DKIM), which reads the key and signs those ring does not
+    /// take (under 2048 bits).
+    Rsa(Box<rsa::RsaPrivateKey>, Option<Arc<ring::signature::RsaKeyPair>>),
     Ed25519(Box<ed25519_dalek::SigningKey>),
 }
 
@@ -66,9 +71,14 @@ impl DkimKey {
                 .to_public_key()
                 .to_public_key_der()
                 .map_err(|e| format!("the RSA public key cannot be encoded: {e}"))?;
+            let fast = key
+                .to_pkcs1_der()
+                .ok()
+                .and_then(|der| ring::signature::RsaKeyPair::from_der(der.as_bytes()).ok())
+                .map(Arc::new);
             return Ok(DkimKey {
                 public: format!("k=rsa; p={}", base64.encode(public.as_bytes())),
-                key: Key::Rsa(Box::new(key)),
+                key: Key::Rsa(Box::new(key), fast),
             });
         }
         let key = <ed25519_dalek::SigningKey as ed25519_dalek::pkcs8::DecodePrivateKey>::from_pkcs8_pem(pem)
@@ -117,7 +127,7 @@ impl Signer {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         let algorithm = match self.key.key {
-            Key::Rsa(_) => "rsa-sha256",
+            Key::Rsa(..) => "rsa-sha256",
             Key::Ed25519(_) => "ed25519-sha256",
         };
         let unsigned = format!(
@@ -127,21 +137,35 @@ impl Signer {
             signed.join(":"),
         );
         let fields = header_fields(head);
-        let mut hashed = Sha256::new();
+        let mut data = Vec::new();
         for name in &signed {
             // The bottom-most field of each name (RFC 6376 5.4.2); one the mail lacks adds nothing.
             if let Some((field, value)) = fields.iter().rev().find(|(field, _)| field.eq_ignore_ascii_case(name)) {
-                hashed.update(relaxed_header(field, value).as_bytes());
-                hashed.update(b"\r\n");
+                data.extend_from_slice(relaxed_header(field, value).as_bytes());
+                data.extend_from_slice(b"\r\n");
             }
         }
-        hashed.update(relaxed_header("DKIM-Signature", &unsigned).as_bytes());
-        let digest = hashed.finalize();
+        data.extend_from_slice(relaxed_header("DKIM-Signature", &unsigned).as_bytes());
         let signature = match &self.key.key {
-            Key::Rsa(key) => key
-                .sign(rsa::Pkcs1v15Sign::new::<Sha256>(), &digest)
+            // ring hashes the data itself (SHA-256) and pads as PKCS#1 v1.5 does.
+            Key::Rsa(_, Some(fast)) => {
+                let mut signature = vec![0; fast.public().modulus_len()];
+                fast.sign(
+                    &ring::signature::RSA_PKCS1_SHA256,
+                    &ring::rand::SystemRandom::new(),
+                    &data,
+                    &mut signature,
+                )
+                .expect("ring signs with a key it accepted");
+                signature
+            }
+            Key::Rsa(key, None) => key
+                .sign(rsa::Pkcs1v15Sign::new::<Sha256>(), &Sha256::digest(&data))
                 .expect("an RSA key of at least 1024 bits signs a SHA-256 digest"),
-            Key::Ed25519(key) => ed25519_dalek::Signer::sign(key.as_ref(), &digest).to_bytes().to_vec(),
+            // RFC 8463: Ed25519 signs the SHA-256 hash of the data.
+            Key::Ed25519(key) => ed25519_dalek::Signer::sign(key.as_ref(), &Sha256::digest(&data))
+                .to_bytes()
+                .to_vec(),
         };
         // b= folded into lines of 72 (whitespace in it is ignored), the rest on one line.
         let b = base64.encode(signature);
