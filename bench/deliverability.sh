@@ -8,16 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-postfix=target/bench/postfix
-if [ ! -x "$postfix/usr/sbin/smtp-sink" ]; then
-  mkdir -p target/bench
-  (cd target/bench && rm -f postfix_*.deb && apt-get download postfix >/dev/null)
-  dpkg -x target/bench/postfix_*.deb "$postfix"
-fi
-export LD_LIBRARY_PATH="$PWD/$postfix/usr/lib/postfix"
-port=25250
-"$postfix/usr/sbin/smtp-sink" -u nobody "127.0.0.1:$port" 1024 &
-sink=$!
+source bench/smtp_sink.sh
 keys=$(mktemp -d)
 trap 'kill $sink 2>/dev/null; rm -rf "$keys"' EXIT
 sleep 0.5
