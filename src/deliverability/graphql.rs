@@ -1,6 +1,7 @@
 //! The suppression list in the GraphQL API: `suppressions`, `suppress`, `unsuppress`, and
 //! the `Suppression` that `Client.suppression` shows.
 
+use async_graphql::dataloader::DataLoader;
 use async_graphql::{Context, Object};
 use chrono::{DateTime, Utc};
 
@@ -9,7 +10,7 @@ use crate::accounts::viewer;
 use crate::app::AppState;
 use crate::db::page::PageArgs;
 use crate::db::types::UserId;
-use crate::deliveries::model as log;
+use crate::deliveries::graphql::DeliveryLoader;
 use crate::graphql::connection::Connection;
 use crate::mailings::graphql::Delivery;
 use crate::validate;
@@ -39,13 +40,10 @@ impl Suppression {
     /// The delivery whose bounce or complaint caused it, when there was one.
     async fn delivery(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Delivery>> {
         let Some(id) = self.0.delivery_id else { return Ok(None) };
-        let mut conn = AppState::from_ctx(ctx).conn().await?;
-        // The suppression is the caller's, and so is the delivery it names.
-        Ok(log::deliveries_by_ids(&mut conn, &[id])
-            .await?
-            .into_iter()
-            .find(|d| d.owner_id == self.0.owner_id)
-            .map(Delivery::new))
+        // Batched with the page's other suppressions; the suppression is the caller's, and
+        // so must the delivery it names be.
+        let delivery = ctx.data_unchecked::<DataLoader<DeliveryLoader>>().load_one(id).await?;
+        Ok(delivery.filter(|d| d.owner_id == self.0.owner_id).map(Delivery::new))
     }
 }
 

@@ -266,6 +266,22 @@ async fn soft_bounces_in_a_row_suppress_and_a_success_breaks_the_row() {
     assert_eq!(suppressed(&app, &ann).await, vec!["tempfail@acme.com:SOFT_BOUNCES"]);
 }
 
+/// The one client whose address contains `search` is unsubscribed.
+async fn assert_unsubscribed(app: &TestApp, token: &str, search: &str) {
+    let clients = app
+        .graphql_as(
+            token,
+            "query($s: String) { clients(search: $s) { nodes { unsubscribedAt } } }",
+            json!({ "s": search }),
+        )
+        .await
+        .json();
+    assert!(
+        !clients["data"]["clients"]["nodes"][0]["unsubscribedAt"].is_null(),
+        "{clients}"
+    );
+}
+
 async fn suppressed(app: &TestApp, token: &str) -> Vec<String> {
     let list = app.graphql_as(token, SUPPRESSIONS, json!({})).await.json();
     let mut out: Vec<String> = list["data"]["suppressions"]["nodes"]
@@ -362,18 +378,7 @@ async fn the_webhook_takes_signed_events_once_and_complaints_pause_a_mailing() {
         Vec::<String>::new(),
         "Bob's list is his own"
     );
-    let clients = app
-        .graphql_as(
-            &ann,
-            "{ clients(search: \"b@\") { nodes { email unsubscribedAt } } }",
-            json!({}),
-        )
-        .await
-        .json();
-    assert!(
-        !clients["data"]["clients"]["nodes"][0]["unsubscribedAt"].is_null(),
-        "{clients}"
-    );
+    assert_unsubscribed(&app, &ann, "b@").await;
     let log = app.graphql_as(&ann, LOG, json!({ "id": mailing })).await.json();
     assert_eq!(log["data"]["mailing"]["paused"], true, "{log}");
     let b = of(&log["data"]["mailing"], "b@acme.com")[0].clone();
@@ -597,18 +602,7 @@ async fn the_bounce_mailbox_is_read_by_one_poll_and_garbage_stops_nothing() {
         .map(|a| a["status"].as_str().unwrap())
         .collect();
     assert_eq!(statuses, vec!["SUCCESS", "BOUNCED"], "once, though reported twice");
-    let clients = app
-        .graphql_as(
-            &ann,
-            "{ clients(search: \"angry\") { nodes { unsubscribedAt } } }",
-            json!({}),
-        )
-        .await
-        .json();
-    assert!(
-        !clients["data"]["clients"]["nodes"][0]["unsubscribedAt"].is_null(),
-        "{clients}"
-    );
+    assert_unsubscribed(&app, &ann, "angry").await;
 
     // Every mail is flagged: the reports read, the garbage junk; nothing is read twice.
     let deadline = Instant::now() + Duration::from_secs(10);
