@@ -49,7 +49,6 @@ const NO_SUCH_USER: &[&str] = &[
     "unknown recipient",
     "invalid recipient",
     "recipient address rejected",
-    "address rejected",
     "does not exist",
     "account disabled",
     "account has been disabled",
@@ -106,6 +105,11 @@ mod tests {
             "a bare 550 to RCPT is about the address"
         );
         assert_eq!(of_rejection("554 transaction failed", true), None);
+        assert_eq!(
+            of_rejection("553 Sender address rejected: not owned", false),
+            None,
+            "ours, not the address's"
+        );
         assert_eq!(
             of_rejection("550 go away", false),
             None,

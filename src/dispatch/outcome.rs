@@ -101,7 +101,13 @@ pub fn classify(result: &Result<String, SendError>, used: u32, policy: &RetryPol
             Duration::ZERO,
             response,
         )
-        .bounced(classify::of_rejection(&err.detail, err.phase == Phase::Rcpt)),
+        // A refusal at connection or MAIL FROM is about us (our sender, our IP), never the
+        // recipient's address.
+        .bounced(
+            matches!(err.phase, Phase::Rcpt | Phase::Data | Phase::Message)
+                .then(|| classify::of_rejection(&err.detail, err.phase == Phase::Rcpt))
+                .flatten(),
+        ),
         FailureKind::Unknown => Verdict::new(
             DeliveryStatus::Unknown,
             AttemptStatus::Unknown,
