@@ -110,6 +110,7 @@ fn main() -> anyhow::Result<()> {
                     from: &from,
                     bounce: None,
                     feedback_sender: "mailwarm",
+                    reply_to: None,
                     dkim,
                     max_size: config.mail.max_message_size,
                 };

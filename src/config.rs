@@ -44,6 +44,9 @@ pub struct Config {
 
     #[command(flatten)]
     pub bounces: BounceConfig,
+
+    #[command(flatten)]
+    pub senders: SendersConfig,
 }
 
 impl Config {
@@ -278,30 +281,29 @@ impl MailConfig {
         }
     }
 
+    /// A connection pool to one SMTP server with the configured timeouts and SMTP_TLS_CA.
+    pub fn smtp_pool(&self, target: SmtpTarget, connections: usize) -> anyhow::Result<SmtpPool> {
+        let timeouts = SmtpTimeouts {
+            connect: self.smtp_connect_timeout,
+            command: self.smtp_command_timeout,
+            send: self.send_timeout,
+        };
+        let extra_roots = match &self.smtp_tls_ca {
+            Some(path) => crate::mail::smtp::load_roots(path).map_err(|e| anyhow::anyhow!("SMTP_TLS_CA: {e}"))?,
+            None => Vec::new(),
+        };
+        Ok(SmtpPool::new(target, timeouts, connections, extra_roots))
+    }
+
     /// Where mail goes: SMTP when SMTP_URL is set, else the outbox folder.
     pub fn mailer(&self, data_dir: &std::path::Path) -> anyhow::Result<Mailer> {
         let config = self;
         match &config.smtp_url {
             Some(url) => {
                 let target = SmtpTarget::from_url(url).map_err(|e| anyhow::anyhow!("SMTP_URL: {e}"))?;
-                let timeouts = SmtpTimeouts {
-                    connect: config.smtp_connect_timeout,
-                    command: config.smtp_command_timeout,
-                    send: config.send_timeout,
-                };
-                let extra_roots = match &config.smtp_tls_ca {
-                    Some(path) => {
-                        crate::mail::smtp::load_roots(path).map_err(|e| anyhow::anyhow!("SMTP_TLS_CA: {e}"))?
-                    }
-                    None => Vec::new(),
-                };
                 tracing::info!(host = %target.host, port = target.port, security = ?target.security, "sending mail over SMTP");
-                Ok(Mailer::Smtp(std::sync::Arc::new(SmtpPool::new(
-                    target,
-                    timeouts,
-                    usize::from(config.smtp_concurrency),
-                    extra_roots,
-                ))))
+                let pool = self.smtp_pool(target, usize::from(config.smtp_concurrency))?;
+                Ok(Mailer::Smtp(std::sync::Arc::new(pool)))
             }
             None => {
                 let dir = config.outbox_dir.clone().unwrap_or_else(|| data_dir.join("outbox"));
@@ -604,6 +606,50 @@ pub fn parse_limit(s: &str) -> Result<Limit, String> {
         return Err("the window must be at least 1s".to_owned());
     }
     Ok(Limit { max, window })
+}
+
+/// SMTP servers, sender identities and limits shared by every instance.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SendersConfig {
+    /// 32 bytes (64 hex digits or base64) that seal SMTP credentials and DKIM keys in the
+    /// database; the same on every instance. Without it, servers with credentials and
+    /// identities with DKIM keys cannot be saved.
+    #[arg(long, env = "CREDENTIALS_KEY", value_parser = parse_credentials_key, global = true, hide_env_values = true)]
+    pub credentials_key: Option<crate::senders::secrets::SealingKey>,
+
+    /// Limits per recipient domain, shared by every instance: `gmail.com=600/1m,yahoo.com=20/1s`.
+    #[arg(long, env = "DOMAIN_LIMITS", value_delimiter = ',', value_parser = parse_domain_limit, global = true)]
+    pub domain_limits: Vec<DomainLimit>,
+
+    /// How often an instance reads the SMTP servers and sender identities again.
+    #[arg(long, env = "SENDERS_REFRESH", default_value = "5s", value_parser = parse_duration, global = true)]
+    pub senders_refresh: Duration,
+}
+
+/// At most `limit.max` messages per `limit.window` to addresses at `domain`.
+#[derive(Debug, Clone)]
+pub struct DomainLimit {
+    pub domain: String,
+    pub limit: Limit,
+}
+
+fn parse_domain_limit(s: &str) -> Result<DomainLimit, String> {
+    let (domain, limit) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}`: write a domain limit like gmail.com=600/1m"))?;
+    let domain = domain.trim().trim_start_matches('@').to_ascii_lowercase();
+    if domain.is_empty() || !domain.contains('.') || domain.chars().any(|c| c.is_whitespace() || c == '@') {
+        return Err(format!("`{domain}` is not a domain name"));
+    }
+    let limit = parse_limit(limit)?;
+    if limit.window.as_secs() > 86_400 || limit.window.subsec_nanos() != 0 {
+        return Err(format!("{domain}: the window must be whole seconds, at most a day"));
+    }
+    Ok(DomainLimit { domain, limit })
+}
+
+fn parse_credentials_key(s: &str) -> Result<crate::senders::secrets::SealingKey, String> {
+    crate::senders::secrets::SealingKey::parse(s)
 }
 
 /// `10.0.0.1` or `10.0.0.0/8`.

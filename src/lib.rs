@@ -26,6 +26,8 @@ pub mod mailings;
 pub mod deliveries;
 /// Bounces, complaints, VERP, the bounce mailbox, webhooks and the suppression list.
 pub mod deliverability;
+/// SMTP servers and sender identities (admins' set-up), sealed credentials, sending windows.
+pub mod senders;
 /// The blog: posts by admins, read by anyone.
 pub mod blog;
 /// Statistics: the public home page numbers, per-day numbers of a user's mailings.

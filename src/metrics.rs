@@ -21,6 +21,11 @@ pub struct Status {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Server {
+    pub server: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct Task {
     pub task: String,
 }
@@ -37,8 +42,10 @@ pub struct Metrics {
     pub send_seconds: Histogram,
     /// Deliveries waiting in the queue (set when scraped).
     pub queue_depth: Gauge,
-    /// 1 while this instance's circuit breaker holds sending back.
+    /// 1 while this instance's circuit breakers hold all sending back (every server's open).
     pub breaker_open: Gauge,
+    /// 1 while this instance's circuit breaker for the SMTP server (by name) is open.
+    pub smtp_breaker_open: Family<Server, Gauge>,
     /// HTTP responses by status code.
     pub http_requests: Family<Status, Counter>,
     /// Background tasks restarted after they ended unexpectedly, by task.
@@ -55,6 +62,7 @@ impl Default for Metrics {
         let send_seconds = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
         let queue_depth = Gauge::default();
         let breaker_open = Gauge::default();
+        let smtp_breaker_open = Family::<Server, Gauge>::default();
         let http_requests = Family::<Status, Counter>::default();
         let task_restarts = Family::<Task, Counter>::default();
         let dispatch_last_tick = Gauge::<f64, AtomicU64>::default();
@@ -75,6 +83,11 @@ impl Default for Metrics {
             "1 while the circuit breaker holds sending back",
             breaker_open.clone(),
         );
+        registry.register(
+            "smtp_breaker_open",
+            "1 while the circuit breaker for this SMTP server is open",
+            smtp_breaker_open.clone(),
+        );
         registry.register("http_requests", "HTTP responses by status code", http_requests.clone());
         registry.register(
             "task_restarts",
@@ -93,6 +106,7 @@ impl Default for Metrics {
             send_seconds,
             queue_depth,
             breaker_open,
+            smtp_breaker_open,
             http_requests,
             task_restarts,
             dispatch_last_tick,

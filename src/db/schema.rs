@@ -32,6 +32,7 @@ diesel::table! {
         attempted_at -> Timestamptz,
         status -> Text,
         server_response -> Nullable<Text>,
+        smtp_server_id -> Nullable<Uuid>,
     }
 }
 
@@ -224,6 +225,8 @@ diesel::table! {
         updated_at -> Timestamptz,
         audience_all -> Bool,
         audience_segment -> Nullable<Jsonb>,
+        sender_identity_id -> Nullable<Uuid>,
+        sending_window -> Nullable<Jsonb>,
     }
 }
 
@@ -314,6 +317,65 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    smtp_servers (id) {
+        id -> Uuid,
+        name -> Text,
+        url -> Nullable<Text>,
+        host -> Text,
+        builtin -> Bool,
+        max_connections -> Int4,
+        priority -> Int4,
+        per_second -> Nullable<Int4>,
+        per_minute -> Nullable<Int4>,
+        per_hour -> Nullable<Int4>,
+        per_day -> Nullable<Int4>,
+        breaker_open_until -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+        deleted_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    send_budgets (scope, window_secs) {
+        scope -> Text,
+        window_secs -> Int4,
+        window_start -> Timestamptz,
+        used -> Int4,
+    }
+}
+
+diesel::table! {
+    sender_identities (id) {
+        id -> Uuid,
+        name -> Text,
+        email -> Text,
+        reply_to -> Nullable<Text>,
+        dkim_domain -> Nullable<Text>,
+        dkim_selector -> Nullable<Text>,
+        dkim_key -> Nullable<Text>,
+        allow_everyone -> Bool,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+        deleted_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    sender_identity_servers (identity_id, server_id) {
+        identity_id -> Uuid,
+        server_id -> Uuid,
+    }
+}
+
+diesel::table! {
+    sender_identity_users (identity_id, user_id) {
+        identity_id -> Uuid,
+        user_id -> Uuid,
+    }
+}
+
 diesel::joinable!(api_keys -> users (user_id));
 diesel::joinable!(attempts -> deliveries (delivery_id));
 diesel::joinable!(blog_posts -> users (author_id));
@@ -329,6 +391,11 @@ diesel::joinable!(import_errors -> import_jobs (job_id));
 diesel::joinable!(import_jobs -> users (owner_id));
 diesel::joinable!(import_rows -> import_jobs (job_id));
 diesel::joinable!(layouts -> users (owner_id));
+diesel::joinable!(sender_identity_servers -> sender_identities (identity_id));
+diesel::joinable!(sender_identity_servers -> smtp_servers (server_id));
+diesel::joinable!(sender_identity_users -> sender_identities (identity_id));
+diesel::joinable!(sender_identity_users -> users (user_id));
+diesel::joinable!(mailings -> sender_identities (sender_identity_id));
 diesel::joinable!(mailing_clients -> clients (client_id));
 diesel::joinable!(mailing_clients -> mailings (mailing_id));
 diesel::joinable!(mailing_tags -> mailings (mailing_id));
@@ -365,7 +432,12 @@ diesel::allow_tables_to_appear_in_same_query!(
     messages,
     rate_limits,
     runs,
+    send_budgets,
+    sender_identities,
+    sender_identity_servers,
+    sender_identity_users,
     sessions,
+    smtp_servers,
     suppressions,
     tags,
     users,

@@ -174,6 +174,14 @@ id_type!(
     BounceId
 );
 id_type!(
+    /// A mail server deliveries may go through.
+    SmtpServerId
+);
+id_type!(
+    /// Who a mailing's mail comes from.
+    SenderIdentityId
+);
+id_type!(
     /// A blog post.
     PostId
 );

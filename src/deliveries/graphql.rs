@@ -252,6 +252,14 @@ impl<M: MailingNode> Attempt<M> {
         self.0.attempted_at
     }
 
+    /// The SMTP server that carried this attempt.
+    async fn smtp_server(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<crate::senders::graphql::SmtpServer>> {
+        let Some(id) = self.0.smtp_server_id else { return Ok(None) };
+        Ok(load::<crate::senders::graphql::SmtpServerLoader, _, _>(ctx, id)
+            .await?
+            .map(crate::senders::graphql::SmtpServer))
+    }
+
     async fn status(&self) -> AttemptStatus {
         self.0.status
     }

@@ -181,6 +181,8 @@ pub struct Attempt {
     pub attempted_at: DateTime<Utc>,
     pub status: AttemptStatus,
     pub server_response: Option<String>,
+    /// The server that carried it (None: before servers were recorded, or none carried it).
+    pub smtp_server_id: Option<crate::db::types::SmtpServerId>,
 }
 
 impl Attempt {

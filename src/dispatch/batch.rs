@@ -1,7 +1,11 @@
 //! A batch in hand: sent in groups of SMTP_CONCURRENCY, each group's outcomes recorded
 //! and the next group marked SENDING in one statement (`queue::advance`), the runs it
-//! touched announced after the commit. One delivery is composed, paced, sent, fed to the
-//! breaker and the metrics, and classified (`outcome::classify`); whatever goes wrong
+//! touched announced after the commit. Before a group is marked, each delivery is routed
+//! (`route`): its mailing's sending window must be open, its recipient domain's and a
+//! server's shared budget must have room, and that server's breaker must let it through;
+//! one that cannot go now is given back to wait (`queue::defer`). One delivery is then
+//! composed, paced, sent (to the next allowed server when one cannot be reached), fed to
+//! the breakers and the metrics, and classified (`outcome::classify`); whatever goes wrong
 //! belongs to that delivery alone.
 
 use std::collections::{HashMap, HashSet};
@@ -15,13 +19,15 @@ use tokio::sync::watch;
 
 use super::guard::Allowance;
 use super::outcome::{self, RetryPolicy, Verdict};
+use super::relays::{Identity, Relay};
 use super::queue::{self, Claimed, Outcome, RunSnapshot};
 use super::{Dispatcher, compose};
-use crate::db::types::{ClientId, DeliveryId, MailingId, RunId};
+use crate::db::types::{ClientId, DeliveryId, MailingId, RunId, SmtpServerId};
 use crate::deliverability::bounces;
 use crate::deliveries::model::DeliveryStatus;
 use crate::events::Notice;
 use crate::mail::message::Outgoing;
+use crate::senders::window::SendingWindow;
 use crate::messages::template::MessageTemplates;
 use crate::metrics::{Outcome as OutcomeLabel, Status as StatusLabel};
 
@@ -36,6 +42,11 @@ pub struct RunInHand {
     pub templates: Result<MessageTemplates, String>,
     /// `run.date`: the run's day in the mailing's time zone.
     pub date: String,
+    pub zone: chrono_tz::Tz,
+    pub window: Option<SendingWindow>,
+    /// When it was read: a run kept longer than SENDERS_REFRESH is read again (its
+    /// mailing's identity or window may have changed).
+    pub read_at: Instant,
 }
 
 impl RunInHand {
@@ -54,10 +65,17 @@ impl RunInHand {
             .map_err(|(part, invalid)| format!("the message's {part} template does not parse: {invalid}"));
         let zone: chrono_tz::Tz = snapshot.time_zone.parse().unwrap_or(chrono_tz::UTC);
         let date = snapshot.run_at.with_timezone(&zone).format("%Y-%m-%d").to_string();
+        let window = snapshot
+            .sending_window
+            .as_ref()
+            .and_then(|w| serde_json::from_value(w.clone()).ok());
         RunInHand {
             snapshot,
             templates,
             date,
+            zone,
+            window,
+            read_at: Instant::now(),
         }
     }
 }
@@ -108,12 +126,28 @@ impl Dispatcher {
         let mut conn = None;
         loop {
             // The next group to start, unless we are stopping or the breaker opened.
-            let halt = stop.is_some_and(|s| *s.borrow()) || matches!(self.breaker.allowance(), Allowance::Wait(_));
+            let halt = stop.is_some_and(|s| *s.borrow()) || matches!(self.relays.allowance(), Allowance::Wait(_));
             let next = if halt { None } else { groups.next() };
             if next.is_none() && outcomes.is_empty() {
                 break;
             }
-            let next_ids: Vec<DeliveryId> = next.map(|g| g.iter().map(|c| c.id).collect()).unwrap_or_default();
+            // Where each delivery of the next group goes, or how long it must wait.
+            let mut routes: HashMap<DeliveryId, Route> = HashMap::new();
+            let mut deferred: Vec<(DeliveryId, Duration)> = Vec::new();
+            for delivery in next.unwrap_or_default() {
+                match self.route(delivery, runs.get(&delivery.run_id).map(|r| &**r)).await {
+                    Ok(route) => {
+                        routes.insert(delivery.id, route);
+                    }
+                    Err(wait) => deferred.push((delivery.id, wait)),
+                }
+            }
+            if !deferred.is_empty() {
+                self.defer(&mut conn, &deferred).await?;
+            }
+            let next_ids: Vec<DeliveryId> = next
+                .map(|g| g.iter().map(|c| c.id).filter(|id| routes.contains_key(id)).collect())
+                .unwrap_or_default();
             // One round trip: record the last group and mark the next one SENDING. So at most
             // one group (≤ SMTP_CONCURRENCY deliveries) is ever SENDING.
             let advanced = self.advance(&mut conn, &outcomes, &next_ids).await?;
@@ -143,10 +177,103 @@ impl Dispatcher {
             let sends = group
                 .iter()
                 .filter(|c| go.contains(&c.id))
-                .map(|c| self.send_one(c, runs.get(&c.run_id).map(|r| &**r), clients.get(&c.client_id), &key));
+                .filter_map(|c| Some((c, routes.remove(&c.id)?)))
+                .map(|(c, route)| {
+                    self.send_one(c, runs.get(&c.run_id).map(|r| &**r), clients.get(&c.client_id), &key, route)
+                });
             outcomes = futures_util::future::join_all(sends).await;
         }
         Ok(())
+    }
+
+    /// Gives deliveries back to wait (see `route`); they leave this instance's hands.
+    async fn defer(
+        &self,
+        conn: &mut Option<crate::db::PooledConn>,
+        deferred: &[(DeliveryId, Duration)],
+    ) -> anyhow::Result<()> {
+        if conn.is_none() {
+            *conn = Some(self.state.pool().get().await?);
+        }
+        let db = conn.as_mut().expect("just checked out");
+        queue::defer(db, self.state.instance_id(), deferred).await?;
+        self.let_go(&deferred.iter().map(|(id, _)| *id).collect::<Vec<_>>());
+        Ok(())
+    }
+
+    /// Where one delivery goes now, or how long it must wait: its mailing's sending window
+    /// must be open, its recipient domain's budget (DOMAIN_LIMITS) must have room, and one
+    /// of the servers its identity may use, by priority, must let it through (breaker) and
+    /// have budget. With no server to try at all, the route is empty and the send fails
+    /// as a temporary failure that says so.
+    async fn route(&self, delivery: &Claimed, run: Option<&RunInHand>) -> Result<Route, Duration> {
+        let senders = self.relays.current();
+        let identity_id = run.and_then(|r| r.snapshot.sender_identity_id);
+        let identity = senders.identity(identity_id).cloned();
+        if let Some(run) = run
+            && let Some(window) = &run.window
+        {
+            let wait = window.wait(chrono::Utc::now(), run.zone);
+            if !wait.is_zero() {
+                return Err(wait);
+            }
+        }
+        let domain = delivery.email.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase());
+        if let Some(domain) = domain
+            && let Some(limit) = self
+                .state
+                .config()
+                .senders
+                .domain_limits
+                .iter()
+                .find(|l| l.domain == domain)
+        {
+            let window = (limit.limit.window.as_secs() as i32, limit.limit.max as i32);
+            self.budgets
+                .take(self.state.pool(), &format!("domain:{domain}"), &[window])
+                .await?;
+        }
+        let mut candidates = senders.candidates(identity_id);
+        if candidates.is_empty() {
+            return Ok(Route {
+                relay: None,
+                fallbacks: Vec::new(),
+                identity,
+            });
+        }
+        match self.next_relay(&mut candidates).await {
+            Ok(relay) => Ok(Route {
+                relay: Some(relay),
+                fallbacks: candidates,
+                identity,
+            }),
+            Err(wait) => Err(wait),
+        }
+    }
+
+    /// Takes the first of `candidates` (by priority) whose breaker lets a message through
+    /// and whose budget has room; those tried are removed. Err: the shortest wait for one.
+    async fn next_relay(&self, candidates: &mut Vec<Arc<Relay>>) -> Result<Arc<Relay>, Duration> {
+        let mut wait: Option<Duration> = None;
+        let mut shorter = |w: Duration| wait = Some(wait.map_or(w, |x| x.min(w)));
+        while !candidates.is_empty() {
+            let relay = candidates.remove(0);
+            if let Allowance::Wait(left) = relay.breaker.allowance() {
+                shorter(left);
+                continue;
+            }
+            if let Err(left) = self.budgets.take(self.state.pool(), &relay.scope(), &relay.windows).await {
+                shorter(left);
+                continue;
+            }
+            if relay.breaker.try_pass() {
+                return Ok(relay);
+            }
+            // Half open with its probe under way: the budget taken is not used (never more
+            // than the limit, at worst a little less).
+            shorter(Duration::from_millis(100));
+        }
+        Err(wait.unwrap_or(Duration::from_secs(1)))
     }
 
     /// `queue::advance`, tried again on a transient failure (a dropped connection, a
@@ -250,9 +377,10 @@ impl Dispatcher {
         run: Option<&RunInHand>,
         client: Option<&queue::ClientDetails>,
         key: &[u8],
+        route: Route,
     ) -> Outcome {
         let composed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.compose(delivery, run, client, key)
+            self.compose(delivery, run, client, key, route.identity.as_deref())
         }))
         .unwrap_or_else(|panic| {
             Err(format!(
@@ -260,8 +388,9 @@ impl Dispatcher {
                 crate::tasks::panic_text(&*panic)
             ))
         });
+        let mut carried_by = route.relay.as_ref().map(|r| r.id);
         let verdict = match composed {
-            Ok(message) => match std::panic::AssertUnwindSafe(self.send_composed(delivery, &message))
+            Ok(message) => match std::panic::AssertUnwindSafe(self.send_composed(delivery, &message, route, &mut carried_by))
                 .catch_unwind()
                 .await
             {
@@ -288,6 +417,7 @@ impl Dispatcher {
             attempt_status: verdict.attempt_status,
             bounce: verdict.bounce,
             response: Some(verdict.response),
+            smtp_server: carried_by,
         }
     }
 
@@ -297,15 +427,23 @@ impl Dispatcher {
         run: Option<&RunInHand>,
         client: Option<&queue::ClientDetails>,
         key: &[u8],
+        identity: Option<&Identity>,
     ) -> Result<Outgoing, String> {
         let config = self.state.config();
         let run = run.ok_or_else(|| "the run's snapshot is missing".to_owned())?;
         let message = run.message()?;
-        let from: Mailbox = run
-            .snapshot
-            .mail_from
-            .parse()
-            .map_err(|e| format!("MAIL_FROM of the run is not an address: {e}"))?;
+        let from: Mailbox = match identity {
+            Some(identity) => identity.from.clone(),
+            None => run
+                .snapshot
+                .mail_from
+                .parse()
+                .map_err(|e| format!("MAIL_FROM of the run is not an address: {e}"))?,
+        };
+        let dkim = match identity {
+            Some(identity) => identity.dkim.as_ref().map_err(Clone::clone)?.as_ref(),
+            None => self.state.dkim(),
+        };
         let to = compose::Recipient::new(
             delivery.id,
             delivery.client_id,
@@ -317,7 +455,8 @@ impl Dispatcher {
             from: &from,
             bounce: config.bounces.bounce_address.as_ref(),
             feedback_sender: &config.bounces.feedback_sender_id,
-            dkim: self.state.dkim(),
+            reply_to: identity.and_then(|i| i.reply_to.as_deref()),
+            dkim,
             max_size: config.mail.max_message_size,
         };
         compose::compose(&config.http, key, &message, &to, &sender)
@@ -335,6 +474,7 @@ impl Dispatcher {
             run_ids
                 .iter()
                 .filter_map(|id| runs.get(id).map(|r| (*id, r.clone())))
+                .filter(|(_, r)| r.read_at.elapsed() < self.state.config().senders.senders_refresh)
                 .collect()
         };
         let missing: Vec<RunId> = run_ids.iter().copied().filter(|id| !known.contains_key(id)).collect();
@@ -359,20 +499,40 @@ impl Dispatcher {
         Ok(all)
     }
 
-    /// One SMTP exchange (paced), fed to the breaker and the metrics, classified.
-    async fn send_composed(&self, delivery: &Claimed, message: &Outgoing) -> Verdict {
+    /// One SMTP exchange (paced) through the routed server, fed to its breaker and the
+    /// metrics, classified. A server that cannot be reached (nothing was sent) hands the
+    /// message to the next one allowed, by priority; `carried_by` ends as the last tried.
+    async fn send_composed(
+        &self,
+        delivery: &Claimed,
+        message: &Outgoing,
+        mut route: Route,
+        carried_by: &mut Option<SmtpServerId>,
+    ) -> Verdict {
         let config = self.state.config();
-        if let Some(pacer) = &self.pacer {
-            pacer.wait_turn().await;
-        }
-        let started = Instant::now();
-        let result = self.state.mailer().send(message).await;
-        self.state
-            .metrics()
-            .send_seconds
-            .observe(started.elapsed().as_secs_f64());
-        self.breaker
-            .record(result.as_ref().err().is_some_and(outcome::connection_failed));
+        let Some(mut relay) = route.relay.take() else {
+            return Verdict::no_server();
+        };
+        let result = loop {
+            if let Some(pacer) = &self.pacer {
+                pacer.wait_turn().await;
+            }
+            *carried_by = Some(relay.id);
+            let started = Instant::now();
+            let result = relay.mailer.send(message).await;
+            self.state
+                .metrics()
+                .send_seconds
+                .observe(started.elapsed().as_secs_f64());
+            let unreachable = result.as_ref().err().is_some_and(outcome::connection_failed);
+            self.relays.record(&relay, unreachable);
+            if unreachable && let Ok(next) = self.next_relay(&mut route.fallbacks).await {
+                tracing::info!(delivery_id = %delivery.id, from = relay.name, to = next.name, "SMTP server unreachable; trying the next");
+                relay = next;
+                continue;
+            }
+            break result;
+        };
         let policy = RetryPolicy {
             max_attempts: config.dispatch.max_attempts,
             retry_base: config.dispatch.retry_base,
@@ -401,7 +561,9 @@ impl Dispatcher {
                 status: verdict.attempt_status.as_db().to_owned(),
             })
             .inc();
-        metrics.breaker_open.set(i64::from(self.breaker.is_open()));
+        metrics
+            .breaker_open
+            .set(i64::from(matches!(self.relays.allowance(), Allowance::Wait(_))));
         let counter = match verdict.delivery_status {
             DeliveryStatus::Sent => &self.totals.sent,
             DeliveryStatus::Failed => &self.totals.failed,
@@ -410,4 +572,12 @@ impl Dispatcher {
         };
         counter.fetch_add(1, Ordering::Relaxed);
     }
+}
+
+/// Where one delivery goes: the server chosen for it (its budget taken), the others its
+/// identity may use after it, by priority, and the identity it is sent as (None: MAIL_FROM).
+pub(super) struct Route {
+    relay: Option<Arc<Relay>>,
+    fallbacks: Vec<Arc<Relay>>,
+    identity: Option<Arc<Identity>>,
 }

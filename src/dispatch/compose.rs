@@ -230,7 +230,10 @@ pub fn compose(
                 ("List-Unsubscribe", format!("<{unsubscribe}>")),
                 ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click".to_owned()),
                 ("Feedback-ID", feedback_id),
-            ],
+            ]
+            .into_iter()
+            .chain(sender.reply_to.map(|r| ("Reply-To", r.to_owned())))
+            .collect(),
             dkim: sender.dkim,
         },
         sender.max_size,
@@ -255,6 +258,8 @@ pub struct Sender<'a> {
     pub bounce: Option<&'a crate::mail::address::Address>,
     /// FEEDBACK_SENDER_ID.
     pub feedback_sender: &'a str,
+    /// The sender identity's Reply-To address.
+    pub reply_to: Option<&'a str>,
     pub dkim: Option<&'a crate::mail::dkim::Signer>,
     pub max_size: usize,
 }

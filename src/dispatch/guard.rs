@@ -1,6 +1,6 @@
-//! What keeps a sick mail server from hurting the service: a circuit breaker that stops
-//! claiming after consecutive connection-level failures, waits, then probes with one
-//! message; and an optional pace (SEND_RATE) per instance.
+//! What keeps a sick mail server from hurting the service: a circuit breaker per server
+//! that stops using it after consecutive connection-level failures, waits, then probes with
+//! one message; and an optional pace (SEND_RATE) per instance.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -26,6 +26,15 @@ pub struct Breaker {
 struct State {
     consecutive_failures: u32,
     open_until: Option<Instant>,
+    /// Half open, and the one probe is under way.
+    probing: bool,
+}
+
+/// What one recorded exchange did to the breaker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    Opened(Duration),
+    Closed,
 }
 
 impl Breaker {
@@ -48,29 +57,36 @@ impl Breaker {
         }
     }
 
-    pub fn is_open(&self) -> bool {
-        self.state.lock().expect("breaker lock").open_until.is_some()
+    /// Whether one message may go now: always while closed, one probe while half open.
+    pub fn try_pass(&self) -> bool {
+        let mut state = self.state.lock().expect("breaker lock");
+        match state.open_until {
+            None => true,
+            Some(until) if until > Instant::now() => false,
+            Some(_) if state.probing => false,
+            Some(_) => {
+                state.probing = true;
+                true
+            }
+        }
     }
 
     /// Feeds the outcome of one exchange: `connection_failed` when the mail server could
     /// not be reached or dropped us before answering (not a 4xx/5xx reply).
-    pub fn record(&self, connection_failed: bool) {
+    pub fn record(&self, connection_failed: bool) -> Option<Change> {
         let mut state = self.state.lock().expect("breaker lock");
+        state.probing = false;
         if !connection_failed {
-            if state.open_until.take().is_some() {
-                tracing::info!("mail server answers again; circuit breaker closed");
-            }
             state.consecutive_failures = 0;
-            return;
+            return state.open_until.take().map(|_| Change::Closed);
         }
         state.consecutive_failures += 1;
-        let probing = state.open_until.is_some();
-        if probing || state.consecutive_failures >= self.threshold {
-            if !probing {
-                tracing::warn!(failures = state.consecutive_failures, cooldown = ?self.cooldown, "mail server unreachable; circuit breaker open");
-            }
+        let was_open = state.open_until.is_some();
+        if was_open || state.consecutive_failures >= self.threshold {
             state.open_until = Some(Instant::now() + self.cooldown);
+            return (!was_open).then_some(Change::Opened(self.cooldown));
         }
+        None
     }
 }
 
@@ -114,14 +130,17 @@ mod tests {
         breaker.record(true);
         breaker.record(true);
         assert_eq!(breaker.allowance(), Allowance::Batch);
-        breaker.record(true);
+        assert_eq!(breaker.record(true), Some(Change::Opened(Duration::from_millis(30))));
         assert!(matches!(breaker.allowance(), Allowance::Wait(_)));
         std::thread::sleep(Duration::from_millis(40));
         assert_eq!(breaker.allowance(), Allowance::Probe);
-        breaker.record(true); // the probe failed: wait again
+        assert!(breaker.try_pass(), "one probe");
+        assert!(!breaker.try_pass(), "only one probe at a time");
+        assert_eq!(breaker.record(true), None); // the probe failed: wait again
         assert!(matches!(breaker.allowance(), Allowance::Wait(_)));
+        assert!(!breaker.try_pass());
         std::thread::sleep(Duration::from_millis(40));
-        breaker.record(false); // the probe got through
+        assert_eq!(breaker.record(false), Some(Change::Closed)); // the probe got through
         assert_eq!(breaker.allowance(), Allowance::Batch);
     }
 

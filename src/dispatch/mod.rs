@@ -5,17 +5,21 @@
 //! (`runs::start_due`), claim a batch of due deliveries with a lease (`queue::claim`); then
 //! finished runs are closed. When a step finds nothing to do, the dispatcher sleeps until
 //! the next run, retry or lease expiry falls due, a wake-up arrives, or DISPATCH_INTERVAL.
-//! The parts: `batch` (a batch in hand, sent in groups and recorded), `outcome` (what an
-//! answer does to a delivery, pure), `guard` (the breaker and the pacer), `queue` and
-//! `runs` (the SQL), `compose` (one delivery's message), `web_view` (a delivery's message
-//! again, for the browser), `listener` (notices to events).
+//! The parts: `batch` (a batch in hand, routed, sent in groups and recorded), `outcome`
+//! (what an answer does to a delivery, pure), `relays` (the SMTP servers and sender
+//! identities as this instance sends through them), `guard` (a breaker per server, the
+//! pacer), `budget` (rate limits shared by every instance), `queue` and `runs` (the SQL),
+//! `compose` (one delivery's message), `web_view` (a delivery's message again, for the
+//! browser), `listener` (notices to events).
 
 mod batch;
+mod budget;
 pub mod compose;
 mod guard;
 pub mod listener;
 pub mod outcome;
 pub mod queue;
+mod relays;
 pub mod runs;
 pub mod web_view;
 
@@ -30,7 +34,7 @@ use tokio::sync::watch;
 use crate::app::AppState;
 use crate::db::types::{DeliveryId, RunId};
 use crate::events::{Notice, Notifier};
-use guard::{Allowance, Breaker, Pacer};
+use guard::{Allowance, Pacer};
 use queue::Claimed;
 
 /// What a dispatcher did, for `--dispatch-once`'s summary line.
@@ -60,7 +64,10 @@ impl fmt::Display for Totals {
 
 pub struct Dispatcher {
     state: AppState,
-    breaker: Breaker,
+    /// The SMTP servers (each with its breaker) and sender identities.
+    relays: relays::Relays,
+    /// This instance's slices of the shared rate limits.
+    budgets: budget::Budgets,
     pacer: Option<Pacer>,
     totals: Totals,
     /// Deliveries claimed and not yet recorded or given back: the heartbeat keeps their leases.
@@ -87,13 +94,12 @@ impl Prepared {
 
 impl Dispatcher {
     pub fn new(state: AppState) -> Dispatcher {
-        let dispatch = &state.config().dispatch;
-        let breaker = Breaker::new(dispatch.breaker_failures, dispatch.breaker_cooldown);
-        let pacer = dispatch.send_rate.map(Pacer::new);
+        let pacer = state.config().dispatch.send_rate.map(Pacer::new);
         let (notifier, notifier_task) = Notifier::start(state.pool().clone());
         Dispatcher {
+            relays: relays::Relays::new(state.clone()),
+            budgets: budget::Budgets::default(),
             state,
-            breaker,
             pacer,
             totals: Totals::default(),
             in_hand: Arc::default(),
@@ -206,7 +212,7 @@ impl Dispatcher {
     /// Until the next run or retry falls due, at most DISPATCH_INTERVAL.
     async fn idle_time(&self) -> Duration {
         let interval = self.state.config().dispatch.dispatch_interval;
-        if let Allowance::Wait(left) = self.breaker.allowance() {
+        if let Allowance::Wait(left) = self.relays.allowance() {
             return left.min(interval);
         }
         let Ok(mut conn) = self.state.pool().get().await else {
@@ -279,7 +285,8 @@ impl Dispatcher {
                 .fetch_add(started.len() as u64, Ordering::Relaxed);
         }
 
-        let limit = match self.breaker.allowance() {
+        self.relays.refresh_if_stale().await;
+        let limit = match self.relays.allowance() {
             Allowance::Batch => i64::from(config.dispatch.dispatch_batch),
             Allowance::Probe => 1,
             Allowance::Wait(_) => 0,

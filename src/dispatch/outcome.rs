@@ -64,6 +64,17 @@ impl Verdict {
         )
     }
 
+    /// No SMTP server may carry the delivery's sender identity (none allowed is live, or
+    /// none can be used): nothing was sent; tried again like a temporary failure.
+    pub fn no_server() -> Self {
+        Verdict::new(
+            DeliveryStatus::Pending,
+            AttemptStatus::TemporaryFailure,
+            Duration::from_secs(60),
+            "no SMTP server may carry this sender identity (ask an admin to allow one)".to_owned(),
+        )
+    }
+
     /// A send that ended in a panic (a bug): it may have gone out, so never again by itself.
     pub fn crashed(reason: String) -> Self {
         Verdict::new(DeliveryStatus::Unknown, AttemptStatus::Unknown, Duration::ZERO, reason)

@@ -11,7 +11,7 @@ use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text, Timestamptz, Uui
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use crate::db::types::{ClientId, DeliveryId, MailingId, RunId, UserId};
+use crate::db::types::{ClientId, DeliveryId, MailingId, RunId, SenderIdentityId, SmtpServerId, UserId};
 use crate::deliveries::model::{AttemptStatus, DeliveryStatus};
 use crate::messages::model::MessageFormat;
 use crate::messages::template::Content;
@@ -103,6 +103,29 @@ pub async fn release(conn: &mut AsyncPgConnection, me: Uuid, ids: Option<&[Deliv
     }
 }
 
+/// Gives back claimed deliveries that may not go out yet (their sending window is closed,
+/// their servers' or domain's budget is spent), each due again after its wait. The claim's
+/// attempt number is taken back: no attempt was made.
+pub async fn defer(
+    conn: &mut AsyncPgConnection,
+    me: Uuid,
+    deferred: &[(DeliveryId, Duration)],
+) -> diesel::QueryResult<usize> {
+    let ids: Vec<DeliveryId> = deferred.iter().map(|(id, _)| *id).collect();
+    let waits: Vec<i64> = deferred.iter().map(|(_, wait)| micros(*wait)).collect();
+    diesel::sql_query(
+        "UPDATE deliveries d SET lease_owner = NULL, lease_expires_at = NULL, attempt_count = d.attempt_count - 1, \
+             next_attempt_at = now() + w.wait * interval '1 microsecond', updated_at = now() \
+         FROM unnest($2::uuid[], $3::bigint[]) AS w(id, wait) \
+         WHERE d.id = w.id AND (SELECT d.lease_owner = $1 AND d.status = 'pending' AND d.sending_since IS NULL)",
+    )
+    .bind::<SqlUuid, _>(me)
+    .bind::<Array<SqlUuid>, _>(ids)
+    .bind::<Array<BigInt>, _>(waits)
+    .execute(conn)
+    .await
+}
+
 /// Keeps the leases of the deliveries this instance has in hand alive. Only those: a
 /// claim it lost track of (a failed step) must expire and be rescued.
 pub async fn extend_leases(
@@ -137,6 +160,8 @@ pub struct Outcome {
     pub response: Option<String>,
     /// A bounce to record once the outcome is (see `outcome::Verdict::bounce`).
     pub bounce: Option<crate::deliverability::bounces::BounceKind>,
+    /// The server that carried the attempt.
+    pub smtp_server: Option<SmtpServerId>,
 }
 
 /// What `advance` did: the next group's deliveries that may be sent, and the transaction
@@ -166,6 +191,7 @@ pub async fn advance(
         responses: outcomes.iter().map(|o| o.response.clone()).collect(),
         owner: me,
         next: next.to_vec(),
+        servers: outcomes.iter().map(|o| o.smtp_server).collect(),
     };
     let row: AdvanceRow = query.get_result(conn).await?;
     Ok(Advanced {
@@ -195,9 +221,10 @@ struct Advance {
     responses: Vec<Option<String>>,
     owner: Uuid,
     next: Vec<DeliveryId>,
+    servers: Vec<Option<SmtpServerId>>,
 }
 
-const ADVANCE_SQL: &str = "SELECT started, logged_at FROM dispatch_advance($1, $2, $3, $4, $5, $6, $7, $8)";
+const ADVANCE_SQL: &str = "SELECT started, logged_at FROM dispatch_advance($1, $2, $3, $4, $5, $6, $7, $8, $9)";
 
 impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for Advance {
     fn walk_ast<'b>(
@@ -217,6 +244,7 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for Advance {
                 "6" => out.push_bind_param::<Array<Nullable<Text>>, _>(&self.responses)?,
                 "7" => out.push_bind_param::<SqlUuid, _>(&self.owner)?,
                 "8" => out.push_bind_param::<Array<SqlUuid>, _>(&self.next)?,
+                "9" => out.push_bind_param::<Array<Nullable<SqlUuid>>, _>(&self.servers)?,
                 other => unreachable!("ADVANCE_SQL has no parameter ${other}"),
             }
             rest = &rest[at + 1 + digits..];
@@ -297,9 +325,14 @@ pub struct RunSnapshot {
     pub owner_id: UserId,
     #[diesel(sql_type = Timestamptz)]
     pub run_at: DateTime<Utc>,
-    /// The mailing's time zone (for `run.date`).
+    /// The mailing's time zone (for `run.date` and its sending window).
     #[diesel(sql_type = Text)]
     pub time_zone: String,
+    /// The mailing's sender identity and sending window as they are now.
+    #[diesel(sql_type = Nullable<SqlUuid>)]
+    pub sender_identity_id: Option<SenderIdentityId>,
+    #[diesel(sql_type = Nullable<diesel::sql_types::Jsonb>)]
+    pub sending_window: Option<serde_json::Value>,
 }
 
 impl RunSnapshot {
@@ -320,7 +353,8 @@ pub async fn run_snapshots(
     run_ids: &[RunId],
 ) -> diesel::QueryResult<HashMap<RunId, RunSnapshot>> {
     let rows: Vec<RunSnapshot> = diesel::sql_query(
-        "SELECT r.id, r.subject, r.body, r.format, r.text_body, r.layout_html, r.mail_from, r.mailing_id, m.owner_id, r.run_at, m.time_zone \
+        "SELECT r.id, r.subject, r.body, r.format, r.text_body, r.layout_html, r.mail_from, r.mailing_id, m.owner_id, r.run_at, m.time_zone, \
+             m.sender_identity_id, m.sending_window \
          FROM runs r JOIN mailings m ON m.id = r.mailing_id WHERE r.id = ANY($1)",
     )
     .bind::<Array<SqlUuid>, _>(run_ids)

@@ -155,7 +155,11 @@ async fn start_one(
     .optional()?;
     let mut started = None;
     if let Some(Id { id: run_id }) = run {
-        let deliveries = expand(conn, &mailing, RunId(run_id)).await?;
+        // Outside its sending window, the run's deliveries wait for the next opening.
+        let due = mailing
+            .window()
+            .map_or(now, |w| w.next_opening(now, schedule.time_zone));
+        let deliveries = expand(conn, &mailing, RunId(run_id), due).await?;
         if quota.is_some() {
             diesel::sql_query(
                 "UPDATE daily_sends SET deliveries = deliveries + $2 \
@@ -185,7 +189,12 @@ async fn start_one(
 /// One delivery per client in the mailing's audience now (unsubscribed and deleted clients,
 /// and suppressed addresses, left out): one INSERT ... SELECT, nothing in memory whatever
 /// the audience's size. The run counts the suppressed ones it left out.
-async fn expand(conn: &mut AsyncPgConnection, mailing: &Mailing, run_id: RunId) -> diesel::QueryResult<usize> {
+async fn expand(
+    conn: &mut AsyncPgConnection,
+    mailing: &Mailing,
+    run_id: RunId,
+    due: DateTime<Utc>,
+) -> diesel::QueryResult<usize> {
     use crate::db::schema::{clients, deliveries, runs};
     use diesel::{ExpressionMethods, IntoSql, QueryDsl};
     let audience = audience::of_mailing(conn, mailing).await?;
@@ -196,6 +205,7 @@ async fn expand(conn: &mut AsyncPgConnection, mailing: &Mailing, run_id: RunId) 
         clients::id,
         clients::email,
         clients::full_name,
+        due.into_sql::<Timestamptz>(),
     ));
     let inserted = diesel::insert_into(deliveries::table)
         .values(members)
@@ -206,6 +216,7 @@ async fn expand(conn: &mut AsyncPgConnection, mailing: &Mailing, run_id: RunId) 
             deliveries::client_id,
             deliveries::email,
             deliveries::full_name,
+            deliveries::next_attempt_at,
         ))
         .on_conflict((deliveries::run_id, deliveries::client_id))
         .do_nothing()

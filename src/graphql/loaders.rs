@@ -14,6 +14,7 @@ use crate::deliveries::graphql::{
 };
 use crate::mailings::graphql::{MailingClientsLoader, MailingTagsLoader, RecipientsLoader, StartedLoader};
 use crate::messages::graphql::{LayoutLoader, MessageLoader};
+use crate::senders::graphql::{IdentityServersLoader, SmtpServerLoader};
 
 /// Adds the loaders to a request's (or a WebSocket connection's) data.
 pub fn add_loaders(data: &mut async_graphql::Data, state: &AppState) {
@@ -35,6 +36,8 @@ pub fn add_loaders(data: &mut async_graphql::Data, state: &AppState) {
     data.insert(DataLoader::new(AttemptsOfLoader(pool.clone()), tokio::spawn));
     data.insert(DataLoader::new(BounceLoader(pool.clone()), tokio::spawn));
     data.insert(DataLoader::new(SuppressionLoader(pool.clone()), tokio::spawn));
+    data.insert(DataLoader::new(IdentityServersLoader(pool.clone()), tokio::spawn));
+    data.insert(DataLoader::new(SmtpServerLoader(pool.clone()), tokio::spawn));
     data.insert(DataLoader::new(StatsLoader(pool), tokio::spawn));
 }
 

@@ -18,6 +18,7 @@ use crate::app::AppState;
 use crate::blog::graphql::{BlogMutation, BlogQuery};
 use crate::clients::graphql::{ClientsMutation, ClientsQuery};
 use crate::deliverability::graphql::{SuppressionsMutation, SuppressionsQuery};
+use crate::senders::graphql::{SendersMutation, SendersQuery};
 use crate::mailings::graphql::{DeliveriesQuery, DeliveriesSubscription, MailingsMutation, MailingsQuery};
 use crate::messages::graphql::{MessagesMutation, MessagesQuery};
 use crate::stats::graphql::{HomeStatsCache, StatsQuery};
@@ -41,6 +42,7 @@ pub struct Query(
     MailingsQuery,
     DeliveriesQuery,
     SuppressionsQuery,
+    SendersQuery,
     StatsQuery,
     BlogQuery,
 );
@@ -52,6 +54,7 @@ pub struct Mutation(
     MessagesMutation,
     MailingsMutation,
     SuppressionsMutation,
+    SendersMutation,
     BlogMutation,
 );
 

@@ -69,6 +69,26 @@ impl Mailing {
         ID(self.0.id.to_string())
     }
 
+    /// Who its mail comes from; null: MAIL_FROM through every server.
+    async fn sender_identity(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Option<crate::senders::graphql::SenderIdentity>> {
+        let Some(id) = self.0.sender_identity_id else { return Ok(None) };
+        let mut conn = AppState::from_ctx(ctx).conn().await?;
+        let found = crate::senders::model::identities_by_id(&mut conn, &[id]).await?;
+        Ok(found.into_values().next().map(crate::senders::graphql::SenderIdentity))
+    }
+
+    /// When its deliveries may go out, in its time zone; null: any time.
+    async fn sending_window(&self) -> Option<SendingWindow> {
+        self.0.window().map(|w| SendingWindow {
+            days: w.days.iter().map(|d| i32::from(*d)).collect(),
+            from_hour: i32::from(w.from_hour),
+            to_hour: i32::from(w.to_hour),
+        })
+    }
+
     async fn starts_at(&self) -> DateTime<Utc> {
         self.0.starts_at
     }
@@ -309,9 +329,61 @@ pub struct MailingInput {
     /// Who the mailing reaches. On update, without this and `clientIds` the audience stays
     /// as it is; with either, it becomes what they say.
     pub audience: Option<AudienceInput>,
+    /// Who its mail comes from: an identity allowed for you (`senderIdentities`); absent:
+    /// MAIL_FROM through every server.
+    pub sender_identity_id: Option<ID>,
+    /// When its deliveries may go out, in its time zone; absent: any time.
+    pub sending_window: Option<SendingWindowInput>,
+}
+
+/// Days of the week and hours when a mailing's deliveries may go out.
+#[derive(Debug, Clone, async_graphql::InputObject)]
+pub struct SendingWindowInput {
+    /// ISO weekdays, 1 = Monday.
+    pub days: Vec<i32>,
+    /// 0-23, in the mailing's time zone.
+    pub from_hour: i32,
+    /// 1-24, exclusive.
+    pub to_hour: i32,
+}
+
+/// A mailing's sending window.
+#[derive(Debug, Clone, async_graphql::SimpleObject)]
+pub struct SendingWindow {
+    /// ISO weekdays, 1 = Monday.
+    pub days: Vec<i32>,
+    /// 0-23, in the mailing's time zone.
+    pub from_hour: i32,
+    /// 1-24, exclusive.
+    pub to_hour: i32,
 }
 
 impl MailingInput {
+    /// The identity, checked to be one the owner may use (admins: any live one).
+    async fn sender_identity(
+        &self,
+        conn: &mut diesel_async::AsyncPgConnection,
+        owner: UserId,
+    ) -> AppResult<Option<crate::db::types::SenderIdentityId>> {
+        let Some(id) = &self.sender_identity_id else { return Ok(None) };
+        let unknown = || AppError::bad_input("input.senderIdentityId", "no such sender identity allowed for you");
+        let id = parse_id(id).ok_or_else(unknown)?;
+        let admin = crate::accounts::model::find_user(conn, owner)
+            .await?
+            .is_some_and(|u| u.role == crate::accounts::role::Role::Admin);
+        crate::senders::model::identity(conn, (!admin).then_some(owner), id)
+            .await?
+            .ok_or_else(unknown)?;
+        Ok(Some(id))
+    }
+
+    fn sending_window(&self) -> AppResult<Option<serde_json::Value>> {
+        let Some(window) = &self.sending_window else { return Ok(None) };
+        let window = crate::senders::window::SendingWindow::new(&window.days, window.from_hour, window.to_hour)
+            .map_err(|(part, message)| AppError::bad_input(format!("input.sendingWindow.{part}"), message))?;
+        Ok(Some(serde_json::to_value(window).map_err(anyhow::Error::from)?))
+    }
+
     /// Checks the input against the schedule rules and the caller's own messages, clients
     /// and tags (the message's row locked for the transaction). `last_run_at`: the latest
     /// run the mailing already started, from which the next run is counted. The audience is
@@ -388,6 +460,8 @@ impl MailingInput {
             periodicity: self.periodicity,
             time_zone: tz.name().to_owned(),
             next_run_at,
+            sender_identity_id: self.sender_identity(conn, owner).await?,
+            sending_window: self.sending_window()?,
         };
         Ok((fields, audience))
     }

@@ -10,7 +10,7 @@ use super::schedule::{Periodicity, Schedule};
 use crate::db::now;
 use crate::db::page::{Cursor, Page, PageArgs};
 use crate::db::schema::{mailings, runs};
-use crate::db::types::{MailingId, MessageId, UserId};
+use crate::db::types::{MailingId, MessageId, SenderIdentityId, UserId};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = mailings, check_for_backend(Pg))]
@@ -30,6 +30,10 @@ pub struct Mailing {
     pub audience_all: bool,
     /// The audience's segment as the user gave it (see `audience::stored_segment`).
     pub audience_segment: Option<serde_json::Value>,
+    /// Who its mail comes from; None: MAIL_FROM through every server.
+    pub sender_identity_id: Option<SenderIdentityId>,
+    /// When its deliveries may go out (`senders::window::SendingWindow` as JSON).
+    pub sending_window: Option<serde_json::Value>,
 }
 
 impl Mailing {
@@ -47,6 +51,13 @@ impl Mailing {
             periodicity: self.periodicity,
             time_zone: self.time_zone.parse().unwrap_or(chrono_tz::UTC),
         }
+    }
+
+    /// Its sending window; one stored in a shape this version does not read is no window.
+    pub fn window(&self) -> Option<crate::senders::window::SendingWindow> {
+        self.sending_window
+            .as_ref()
+            .and_then(|w| serde_json::from_value(w.clone()).ok())
     }
 }
 
@@ -78,6 +89,8 @@ pub struct MailingFields {
     pub periodicity: Periodicity,
     pub time_zone: String,
     pub next_run_at: Option<DateTime<Utc>>,
+    pub sender_identity_id: Option<SenderIdentityId>,
+    pub sending_window: Option<serde_json::Value>,
 }
 
 fn visible(scope: Scope, status: Option<Status>) -> mailings::BoxedQuery<'static, Pg> {

@@ -71,6 +71,7 @@ fn sender(from: &Mailbox) -> Sender<'_> {
         from,
         bounce: None,
         feedback_sender: "mailwarm",
+        reply_to: None,
         dkim: None,
         max_size: MAX,
     }

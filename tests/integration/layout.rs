@@ -18,6 +18,7 @@ const DOMAINS: &[&str] = &[
     "mailings",
     "deliveries",
     "deliverability",
+    "senders",
     "blog",
     "stats",
 ];
