@@ -48,7 +48,12 @@ async fn run_on(mut config: Config, database_url: &str, mode: Mode) -> anyhow::R
     let grace = config.shutdown_grace;
     let state = AppState::new(config.clone(), pool, mailer);
     // The built-in server's row shows where this instance's SMTP_URL points.
-    let host = config.mail.smtp_url.as_ref().and_then(|u| u.host_str()).unwrap_or("outbox");
+    let host = config
+        .mail
+        .smtp_url
+        .as_ref()
+        .and_then(|u| u.host_str())
+        .unwrap_or("outbox");
     let mut conn = state.conn().await?;
     crate::senders::model::set_builtin_host(&mut conn, host).await?;
     drop(conn);

@@ -253,8 +253,13 @@ impl<M: MailingNode> Attempt<M> {
     }
 
     /// The SMTP server that carried this attempt.
-    async fn smtp_server(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<crate::senders::graphql::SmtpServer>> {
-        let Some(id) = self.0.smtp_server_id else { return Ok(None) };
+    async fn smtp_server(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Option<crate::senders::graphql::SmtpServer>> {
+        let Some(id) = self.0.smtp_server_id else {
+            return Ok(None);
+        };
         Ok(load::<crate::senders::graphql::SmtpServerLoader, _, _>(ctx, id)
             .await?
             .map(crate::senders::graphql::SmtpServer))

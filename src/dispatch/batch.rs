@@ -19,17 +19,17 @@ use tokio::sync::watch;
 
 use super::guard::Allowance;
 use super::outcome::{self, RetryPolicy, Verdict};
-use super::relays::{Identity, Relay};
 use super::queue::{self, Claimed, Outcome, RunSnapshot};
+use super::relays::{Identity, Relay};
 use super::{Dispatcher, compose};
 use crate::db::types::{ClientId, DeliveryId, MailingId, RunId, SmtpServerId};
 use crate::deliverability::bounces;
 use crate::deliveries::model::DeliveryStatus;
 use crate::events::Notice;
 use crate::mail::message::Outgoing;
-use crate::senders::window::SendingWindow;
 use crate::messages::template::MessageTemplates;
 use crate::metrics::{Outcome as OutcomeLabel, Status as StatusLabel};
+use crate::senders::window::SendingWindow;
 
 /// Runs kept with their compiled templates: a body is at most 1 MiB, so at most some 64 MiB
 /// in the worst case, and a few KiB in the usual one.
@@ -110,6 +110,14 @@ impl Dispatcher {
             let runs = self.runs_in_hand(&mut conn, &run_ids).await?;
             (runs, queue::client_details(&mut conn, &client_ids).await?)
         };
+        let senders = self.relays.current();
+        if runs
+            .values()
+            .filter_map(|r| r.snapshot.sender_identity_id)
+            .any(|id| !senders.identities.contains_key(&id))
+        {
+            self.relays.refresh_soon().await;
+        }
         let key = self
             .state
             .unsubscribe_key()
@@ -179,7 +187,13 @@ impl Dispatcher {
                 .filter(|c| go.contains(&c.id))
                 .filter_map(|c| Some((c, routes.remove(&c.id)?)))
                 .map(|(c, route)| {
-                    self.send_one(c, runs.get(&c.run_id).map(|r| &**r), clients.get(&c.client_id), &key, route)
+                    self.send_one(
+                        c,
+                        runs.get(&c.run_id).map(|r| &**r),
+                        clients.get(&c.client_id),
+                        &key,
+                        route,
+                    )
                 });
             outcomes = futures_util::future::join_all(sends).await;
         }
@@ -262,7 +276,11 @@ impl Dispatcher {
                 shorter(left);
                 continue;
             }
-            if let Err(left) = self.budgets.take(self.state.pool(), &relay.scope(), &relay.windows).await {
+            if let Err(left) = self
+                .budgets
+                .take(self.state.pool(), &relay.scope(), &relay.windows)
+                .await
+            {
                 shorter(left);
                 continue;
             }
@@ -390,17 +408,19 @@ impl Dispatcher {
         });
         let mut carried_by = route.relay.as_ref().map(|r| r.id);
         let verdict = match composed {
-            Ok(message) => match std::panic::AssertUnwindSafe(self.send_composed(delivery, &message, route, &mut carried_by))
-                .catch_unwind()
-                .await
-            {
-                Ok(verdict) => verdict,
-                Err(panic) => {
-                    let reason = format!("sending failed unexpectedly: {}", crate::tasks::panic_text(&*panic));
-                    tracing::error!(delivery_id = %delivery.id, mailing_id = %delivery.mailing_id, reason, "a send panicked; recorded UNKNOWN");
-                    Verdict::crashed(reason)
+            Ok(message) => {
+                match std::panic::AssertUnwindSafe(self.send_composed(delivery, &message, route, &mut carried_by))
+                    .catch_unwind()
+                    .await
+                {
+                    Ok(verdict) => verdict,
+                    Err(panic) => {
+                        let reason = format!("sending failed unexpectedly: {}", crate::tasks::panic_text(&*panic));
+                        tracing::error!(delivery_id = %delivery.id, mailing_id = %delivery.mailing_id, reason, "a send panicked; recorded UNKNOWN");
+                        Verdict::crashed(reason)
+                    }
                 }
-            },
+            }
             Err(reason) => {
                 tracing::warn!(delivery_id = %delivery.id, mailing_id = %delivery.mailing_id, reason, "cannot compose a delivery's message");
                 Verdict::not_composed(reason)

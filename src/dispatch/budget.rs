@@ -74,7 +74,8 @@ impl Budgets {
         match lease(pool, scope, windows, slice_size(windows)).await {
             Ok(lease) if lease.granted > 0 => {
                 slice.tokens = lease.granted - 1;
-                slice.valid_until = Some(Instant::now() + Duration::from_millis(lease.valid_ms.unwrap_or(0).max(0) as u64));
+                slice.valid_until =
+                    Some(Instant::now() + Duration::from_millis(lease.valid_ms.unwrap_or(0).max(0) as u64));
                 Ok(())
             }
             Ok(lease) => {
@@ -92,7 +93,10 @@ impl Budgets {
 }
 
 fn slice_size(windows: &[(i32, i32)]) -> i32 {
-    let shortest = windows.iter().min_by_key(|(secs, _)| *secs).map_or(1, |(_, limit)| *limit);
+    let shortest = windows
+        .iter()
+        .min_by_key(|(secs, _)| *secs)
+        .map_or(1, |(_, limit)| *limit);
     (shortest / 4).clamp(1, MAX_SLICE)
 }
 
@@ -100,13 +104,15 @@ async fn lease(pool: &DbPool, scope: &str, windows: &[(i32, i32)], want: i32) ->
     let mut conn = pool.get().await?;
     let secs: Vec<i32> = windows.iter().map(|(s, _)| *s).collect();
     let limits: Vec<i32> = windows.iter().map(|(_, l)| *l).collect();
-    Ok(diesel::sql_query("SELECT granted, wait_ms, valid_ms FROM lease_budget($1, $2, $3, $4)")
-        .bind::<Text, _>(scope)
-        .bind::<Array<Integer>, _>(secs)
-        .bind::<Array<Integer>, _>(limits)
-        .bind::<Integer, _>(want)
-        .get_result(&mut conn)
-        .await?)
+    Ok(
+        diesel::sql_query("SELECT granted, wait_ms, valid_ms FROM lease_budget($1, $2, $3, $4)")
+            .bind::<Text, _>(scope)
+            .bind::<Array<Integer>, _>(secs)
+            .bind::<Array<Integer>, _>(limits)
+            .bind::<Integer, _>(want)
+            .get_result(&mut conn)
+            .await?,
+    )
 }
 
 #[cfg(test)]

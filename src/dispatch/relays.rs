@@ -128,7 +128,16 @@ impl Relays {
     /// Reads the servers and identities again when SENDERS_REFRESH has passed. A failure
     /// keeps what was read before (and is logged): sending goes on.
     pub async fn refresh_if_stale(&self) {
-        let every = self.state.config().senders.senders_refresh;
+        self.refresh_if_older(self.state.config().senders.senders_refresh).await;
+    }
+
+    /// Reads them again unless that was done in the last moment: for an identity made since
+    /// (one this instance does not know yet must not send as MAIL_FROM).
+    pub async fn refresh_soon(&self) {
+        self.refresh_if_older(Duration::ZERO).await;
+    }
+
+    async fn refresh_if_older(&self, every: Duration) {
         let stale = |at: Option<Instant>| at.is_none_or(|at| at.elapsed() >= every);
         if !stale(self.current.lock().expect("relays lock").1) {
             return;
@@ -142,7 +151,10 @@ impl Relays {
         current.1 = Some(Instant::now());
         match result {
             Ok(senders) => current.0 = Arc::new(senders),
-            Err(err) => tracing::warn!(error = format!("{err:#}"), "cannot read the SMTP servers; keeping the last ones"),
+            Err(err) => tracing::warn!(
+                error = format!("{err:#}"),
+                "cannot read the SMTP servers; keeping the last ones"
+            ),
         }
     }
 
@@ -166,7 +178,12 @@ impl Relays {
             }
             // Changed settings get a fresh pool; the breaker's state carries over.
             let breaker = before.map_or_else(
-                || Arc::new(Breaker::new(config.dispatch.breaker_failures, config.dispatch.breaker_cooldown)),
+                || {
+                    Arc::new(Breaker::new(
+                        config.dispatch.breaker_failures,
+                        config.dispatch.breaker_cooldown,
+                    ))
+                },
                 |r| r.breaker.clone(),
             );
             let mailer = if server.builtin {
@@ -183,7 +200,11 @@ impl Relays {
                     breaker,
                     version: server.updated_at,
                 })),
-                Err(err) => tracing::error!(server = server.name, error = err, "cannot use this SMTP server; skipped"),
+                Err(err) => tracing::error!(
+                    server = server.name,
+                    error = err,
+                    "cannot use this SMTP server; skipped"
+                ),
             }
         }
         let identities = identities
@@ -250,13 +271,22 @@ impl Relays {
     /// Feeds one exchange to the server's breaker; an opening or closing is shown in the
     /// metrics and, for the API, in the server's row (best effort, in the background).
     pub fn record(&self, relay: &Relay, connection_failed: bool) {
-        let Some(change) = relay.breaker.record(connection_failed) else { return };
+        let Some(change) = relay.breaker.record(connection_failed) else {
+            return;
+        };
         let open = matches!(change, Change::Opened(_));
         match change {
             Change::Opened(cooldown) => {
-                tracing::warn!(server = relay.name, ?cooldown, "SMTP server unreachable; its circuit breaker is open")
+                tracing::warn!(
+                    server = relay.name,
+                    ?cooldown,
+                    "SMTP server unreachable; its circuit breaker is open"
+                )
             }
-            Change::Closed => tracing::info!(server = relay.name, "SMTP server answers again; its circuit breaker closed"),
+            Change::Closed => tracing::info!(
+                server = relay.name,
+                "SMTP server answers again; its circuit breaker closed"
+            ),
         }
         self.state
             .metrics()
@@ -279,7 +309,10 @@ impl Relays {
                 model::set_breaker(&mut conn, id, until).await?;
                 anyhow::Ok(())
             };
-            if let Err(err) = tokio::time::timeout(Duration::from_secs(10), written).await.unwrap_or_else(|_| Err(anyhow::anyhow!("timed out"))) {
+            if let Err(err) = tokio::time::timeout(Duration::from_secs(10), written)
+                .await
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("timed out")))
+            {
                 tracing::warn!(error = %err, "cannot record a breaker change");
             }
         });

@@ -18,9 +18,9 @@ use crate::app::AppState;
 use crate::blog::graphql::{BlogMutation, BlogQuery};
 use crate::clients::graphql::{ClientsMutation, ClientsQuery};
 use crate::deliverability::graphql::{SuppressionsMutation, SuppressionsQuery};
-use crate::senders::graphql::{SendersMutation, SendersQuery};
 use crate::mailings::graphql::{DeliveriesQuery, DeliveriesSubscription, MailingsMutation, MailingsQuery};
 use crate::messages::graphql::{MessagesMutation, MessagesQuery};
+use crate::senders::graphql::{SendersMutation, SendersQuery};
 use crate::stats::graphql::{HomeStatsCache, StatsQuery};
 
 /// Deepest selection nesting a query may have.

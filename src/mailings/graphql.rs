@@ -74,7 +74,9 @@ impl Mailing {
         &self,
         ctx: &Context<'_>,
     ) -> async_graphql::Result<Option<crate::senders::graphql::SenderIdentity>> {
-        let Some(id) = self.0.sender_identity_id else { return Ok(None) };
+        let Some(id) = self.0.sender_identity_id else {
+            return Ok(None);
+        };
         let mut conn = AppState::from_ctx(ctx).conn().await?;
         let found = crate::senders::model::identities_by_id(&mut conn, &[id]).await?;
         Ok(found.into_values().next().map(crate::senders::graphql::SenderIdentity))
@@ -365,7 +367,9 @@ impl MailingInput {
         conn: &mut diesel_async::AsyncPgConnection,
         owner: UserId,
     ) -> AppResult<Option<crate::db::types::SenderIdentityId>> {
-        let Some(id) = &self.sender_identity_id else { return Ok(None) };
+        let Some(id) = &self.sender_identity_id else {
+            return Ok(None);
+        };
         let unknown = || AppError::bad_input("input.senderIdentityId", "no such sender identity allowed for you");
         let id = parse_id(id).ok_or_else(unknown)?;
         let admin = crate::accounts::model::find_user(conn, owner)
@@ -378,7 +382,9 @@ impl MailingInput {
     }
 
     fn sending_window(&self) -> AppResult<Option<serde_json::Value>> {
-        let Some(window) = &self.sending_window else { return Ok(None) };
+        let Some(window) = &self.sending_window else {
+            return Ok(None);
+        };
         let window = crate::senders::window::SendingWindow::new(&window.days, window.from_hour, window.to_hour)
             .map_err(|(part, message)| AppError::bad_input(format!("input.sendingWindow.{part}"), message))?;
         Ok(Some(serde_json::to_value(window).map_err(anyhow::Error::from)?))
@@ -619,6 +625,10 @@ impl MailingsMutation {
                 let updated = model::update(conn, existing.owner_id, id, &fields)
                     .await?
                     .ok_or(AppError::NotFound)?;
+                if updated.sending_window != existing.sending_window {
+                    // Deliveries waiting for the old window's opening look again now.
+                    model::recheck_waiting(conn, id).await?;
+                }
                 let Some(audience) = audience else { return Ok(updated) };
                 audience::save(conn, id, &audience).await?;
                 model::find(conn, Scope::Owner(existing.owner_id), id)

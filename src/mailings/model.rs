@@ -170,6 +170,19 @@ pub async fn update(
     Ok(updated)
 }
 
+/// Makes the mailing's deliveries that wait without having been tried (for a sending
+/// window's opening) due now, so the dispatcher routes them by the window as it is now.
+pub async fn recheck_waiting(conn: &mut AsyncPgConnection, id: MailingId) -> QueryResult<usize> {
+    diesel::sql_query(
+        "UPDATE deliveries SET next_attempt_at = now(), updated_at = now() \
+         WHERE mailing_id = $1 AND status = 'pending' AND lease_owner IS NULL AND attempt_count = 0 \
+           AND next_attempt_at > now()",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(id)
+    .execute(conn)
+    .await
+}
+
 /// Soft delete; the log of what was sent stays.
 pub async fn delete(conn: &mut AsyncPgConnection, owner: UserId, id: MailingId) -> QueryResult<bool> {
     let deleted = diesel::update(mailings::table)

@@ -77,10 +77,7 @@ impl SmtpServer {
 
     /// Whether its URL carries a user and password (stored sealed).
     async fn has_credentials(&self) -> bool {
-        self.0
-            .url
-            .as_deref()
-            .is_some_and(super::secrets::is_sealed)
+        self.0.url.as_deref().is_some_and(super::secrets::is_sealed)
     }
 
     async fn created_at(&self) -> DateTime<Utc> {
@@ -279,8 +276,8 @@ impl SenderIdentityInput {
         let dkim = self.dkim(state, creating)?;
         let mut server_ids = Vec::new();
         for id in &self.smtp_server_ids {
-            let server: SmtpServerId =
-                parse_id(id).ok_or_else(|| AppError::bad_input("input.smtpServerIds", format!("no server {}", id.0)))?;
+            let server: SmtpServerId = parse_id(id)
+                .ok_or_else(|| AppError::bad_input("input.smtpServerIds", format!("no server {}", id.0)))?;
             server_ids.push(server);
         }
         let known = model::servers(conn).await?;
@@ -304,7 +301,10 @@ impl SenderIdentityInput {
                 }
                 let found = crate::accounts::model::find_users(conn, &users).await?;
                 if let Some(missing) = users.iter().find(|u| !found.iter().any(|f| f.id == **u)) {
-                    return Err(AppError::bad_input("input.allowedUserIds", format!("no user {missing}")));
+                    return Err(AppError::bad_input(
+                        "input.allowedUserIds",
+                        format!("no user {missing}"),
+                    ));
                 }
                 Some(users)
             }
@@ -324,7 +324,11 @@ impl SenderIdentityInput {
     fn dkim(&self, state: &AppState, creating: bool) -> AppResult<Option<Option<(String, String, String)>>> {
         let domain = self.dkim_domain.as_deref().map(str::trim);
         let selector = self.dkim_selector.as_deref().map(str::trim).filter(|s| !s.is_empty());
-        let key = self.dkim_private_key.as_deref().map(str::trim).filter(|s| !s.is_empty());
+        let key = self
+            .dkim_private_key
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty());
         match (domain, selector, key) {
             (None, None, None) => Ok(if creating { Some(None) } else { None }),
             (Some(""), _, _) => Ok(Some(None)),
@@ -332,7 +336,10 @@ impl SenderIdentityInput {
                 if !domain.contains('.') || domain.chars().any(|c| c.is_whitespace() || c.is_control() || c == '@') {
                     return Err(AppError::bad_input("input.dkimDomain", "not a domain name"));
                 }
-                if !selector.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_') {
+                if !selector
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_')
+                {
                     return Err(AppError::bad_input(
                         "input.dkimSelector",
                         "letters, digits, '-', '_' and '.' only",

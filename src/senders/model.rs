@@ -311,16 +311,18 @@ pub async fn save_identity(
                 .get_result(conn)
                 .await?,
         ),
-        Some(id) => {
-            diesel::update(
-                sender_identities::table.filter(sender_identities::id.eq(id).and(sender_identities::deleted_at.is_null())),
-            )
-            .set(row)
-            .returning(SenderIdentity::as_returning())
-            .get_result(conn)
-            .await
-            .optional()?
-        }
+        Some(id) => diesel::update(
+            sender_identities::table.filter(
+                sender_identities::id
+                    .eq(id)
+                    .and(sender_identities::deleted_at.is_null()),
+            ),
+        )
+        .set(row)
+        .returning(SenderIdentity::as_returning())
+        .get_result(conn)
+        .await
+        .optional()?,
     };
     let Some(saved) = saved else { return Ok(None) };
     if let Some(dkim) = &fields.dkim {
@@ -391,9 +393,16 @@ pub async fn mailings_using(conn: &mut AsyncPgConnection, id: SenderIdentityId) 
 /// Soft delete. False when there was no such live identity.
 pub async fn delete_identity(conn: &mut AsyncPgConnection, id: SenderIdentityId) -> QueryResult<bool> {
     let deleted = diesel::update(
-        sender_identities::table.filter(sender_identities::id.eq(id).and(sender_identities::deleted_at.is_null())),
+        sender_identities::table.filter(
+            sender_identities::id
+                .eq(id)
+                .and(sender_identities::deleted_at.is_null()),
+        ),
     )
-    .set((sender_identities::deleted_at.eq(now), sender_identities::updated_at.eq(now)))
+    .set((
+        sender_identities::deleted_at.eq(now),
+        sender_identities::updated_at.eq(now),
+    ))
     .execute(conn)
     .await?;
     Ok(deleted > 0)

@@ -42,10 +42,16 @@ impl SealingKey {
     /// `plain` sealed for the column `what`.
     pub fn seal(&self, what: &str, plain: &str) -> String {
         let mut nonce = [0u8; NONCE_LEN];
-        SystemRandom::new().fill(&mut nonce).expect("the system's random source");
+        SystemRandom::new()
+            .fill(&mut nonce)
+            .expect("the system's random source");
         let mut data = plain.as_bytes().to_vec();
         self.key()
-            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(what.as_bytes()), &mut data)
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(what.as_bytes()),
+                &mut data,
+            )
             .expect("sealing a value under the size limit");
         let mut out = nonce.to_vec();
         out.extend_from_slice(&data);
@@ -86,7 +92,11 @@ mod tests {
         let sealed = key.seal("url", "smtp://user:secret@relay.example");
         assert!(is_sealed(&sealed));
         assert!(!sealed.contains("secret"));
-        assert_ne!(sealed, key.seal("url", "smtp://user:secret@relay.example"), "a nonce per value");
+        assert_ne!(
+            sealed,
+            key.seal("url", "smtp://user:secret@relay.example"),
+            "a nonce per value"
+        );
         assert_eq!(key.open("url", &sealed).unwrap(), "smtp://user:secret@relay.example");
         assert!(key.open("dkim_key", &sealed).is_err());
         let other = SealingKey::parse(&"cd".repeat(32)).unwrap();

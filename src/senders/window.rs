@@ -105,7 +105,10 @@ mod tests {
         // Friday 17:00 local: next Monday 09:00 local.
         let friday_evening = utc("2026-12-04T16:00:00Z");
         assert_eq!(window.next_opening(friday_evening, berlin), utc("2026-12-07T08:00:00Z"));
-        assert_eq!(window.wait(friday_evening, berlin), std::time::Duration::from_secs(64 * 3600));
+        assert_eq!(
+            window.wait(friday_evening, berlin),
+            std::time::Duration::from_secs(64 * 3600)
+        );
         assert!(window.wait(utc("2026-12-01T09:00:00Z"), berlin).is_zero());
     }
 

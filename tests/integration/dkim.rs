@@ -14,7 +14,7 @@ use crate::common::TestApp;
 use crate::common::smtp::TestSmtpServer;
 
 /// A fresh private key from the openssl command line, as an operator would make one.
-fn key(dir: &Path, algorithm: &str) -> PathBuf {
+pub(crate) fn key(dir: &Path, algorithm: &str) -> PathBuf {
     let path = dir.join(format!("{algorithm}.pem"));
     let mut args = vec!["genpkey", "-algorithm", algorithm];
     if algorithm == "RSA" {
@@ -30,7 +30,7 @@ fn key(dir: &Path, algorithm: &str) -> PathBuf {
 }
 
 /// dkimpy's verdict on `raw`, the public key record given for any DNS name it asks.
-fn dkimpy_verifies(dir: &Path, raw: &str, record: &str) -> bool {
+pub(crate) fn dkimpy_verifies(dir: &Path, raw: &str, record: &str) -> bool {
     let mail = dir.join("mail.eml");
     std::fs::write(&mail, raw).unwrap();
     let script = "import sys, dkim\n\

@@ -35,6 +35,7 @@ mod robustness;
 mod roles;
 mod schema;
 mod segments;
+mod senders;
 mod sockets;
 mod stats;
 mod tags;

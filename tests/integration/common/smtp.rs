@@ -44,6 +44,8 @@ pub struct Received {
     pub mail_from: String,
     pub rcpt_to: Vec<String>,
     pub data: String,
+    /// When it was accepted.
+    pub at: std::time::SystemTime,
 }
 
 #[derive(Clone)]
@@ -62,6 +64,8 @@ pub struct TestSmtpServer {
     tls: Option<TestTls>,
     /// What AUTH received, as `\0user\0password`.
     logins: Arc<Mutex<Vec<String>>>,
+    /// `kill`: stop listening and drop every connection at once, as a killed process does.
+    killed: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 /// TLS as the test server offers it, with its certificate.
@@ -169,6 +173,7 @@ impl TestSmtpServer {
             stray: Arc::default(),
             tls: None,
             logins: Arc::default(),
+            killed: Arc::new(tokio::sync::watch::channel(false).0),
         }
     }
 
@@ -180,13 +185,32 @@ impl TestSmtpServer {
             ..self
         };
         let handle = server.clone();
+        let mut killed = server.killed.subscribe();
         tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
+            loop {
+                let accepted = tokio::select! {
+                    accepted = listener.accept() => accepted,
+                    _ = killed.wait_for(|k| *k) => return,
+                };
+                let Ok((stream, _)) = accepted else { return };
                 handle.connections.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(handle.clone().session(stream));
+                let mut session_killed = handle.killed.subscribe();
+                let session = handle.clone().session(stream);
+                tokio::spawn(async move {
+                    tokio::select! {
+                        _ = session => {}
+                        _ = session_killed.wait_for(|k| *k) => {}
+                    }
+                });
             }
         });
         server
+    }
+
+    /// Stops listening and drops every connection mid-conversation, as a killed process
+    /// would: new connections are refused.
+    pub fn kill(&self) {
+        self.killed.send_replace(true);
     }
 
     pub fn url(&self) -> String {
@@ -375,6 +399,7 @@ impl TestSmtpServer {
                     mail_from: mail_from.clone(),
                     rcpt_to: rcpt_to.clone(),
                     data,
+                    at: std::time::SystemTime::now(),
                 });
                 if local.starts_with("latin1") {
                     format!("250 2.0.0 queued as {} (re\u{e7}u)\r\n", accepted.len())

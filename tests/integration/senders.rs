@@ -1,0 +1,574 @@
+//! Sending infrastructure through the API and the dispatcher: SMTP servers and sender
+//! identities managed by admins (credentials sealed, never returned), an identity's From,
+//! Reply-To and DKIM on the wire (verified by dkimpy), the server each attempt went
+//! through, a domain limit, and a sending window that holds deliveries back and releases
+//! them. Several real instances sharing a limit and failing over: `dispatch_processes`.
+
+use std::time::Duration;
+
+use diesel::sql_types::{BigInt, Text};
+use diesel_async::RunQueryDsl;
+use mailwarm::accounts::role::Role;
+use serde_json::{Value, json};
+
+use crate::common::TestApp;
+use crate::common::smtp::TestSmtpServer;
+
+const KEY: &str = "0101010101010101010101010101010101010101010101010101010101010101";
+
+const SERVER_FIELDS: &str = "id name host maxConnections priority limits { perSecond perMinute perHour perDay } \
+                             breakerOpen builtin hasCredentials createdAt";
+
+async fn create_server(app: &TestApp, admin: &str, input: Value) -> Value {
+    app.graphql_as(
+        admin,
+        &format!("mutation($i: SmtpServerInput!) {{ createSmtpServer(input: $i) {{ {SERVER_FIELDS} }} }}"),
+        json!({ "i": input }),
+    )
+    .await
+    .json()
+}
+
+async fn create_identity(app: &TestApp, admin: &str, input: Value) -> Value {
+    app.graphql_as(
+        admin,
+        "mutation($i: SenderIdentityInput!) { createSenderIdentity(input: $i) { id name email replyTo dkimDomain \
+         dkimSelector allowEveryone smtpServers { name } } }",
+        json!({ "i": input }),
+    )
+    .await
+    .json()
+}
+
+fn field(reply: &Value) -> &str {
+    reply["errors"][0]["extensions"]["field"].as_str().unwrap_or("")
+}
+
+fn code(reply: &Value) -> &str {
+    reply["errors"][0]["extensions"]["code"].as_str().unwrap_or("")
+}
+
+async fn user_id(app: &TestApp, token: &str) -> String {
+    app.graphql_as(token, "{ me { id } }", json!({})).await.json()["data"]["me"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn scalar(app: &TestApp, sql: &str) -> String {
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = Text)]
+        v: String,
+    }
+    let mut conn = app.db.conn().await;
+    diesel::sql_query(sql).get_result::<Row>(&mut conn).await.unwrap().v
+}
+
+/// A mailing of `token`'s message to its clients, starting a second ago, with `extra` fields.
+async fn mailing(app: &TestApp, token: &str, message: &Value, clients: &[Value], extra: Value) -> Value {
+    let mut input = json!({
+        "startsAt": (chrono::Utc::now() - chrono::TimeDelta::seconds(1)).to_rfc3339(),
+        "periodicity": "ONCE",
+        "messageId": message,
+        "clientIds": clients,
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        input[k] = v.clone();
+    }
+    app.graphql_as(
+        token,
+        "mutation($i: MailingInput!) { createMailing(input: $i) { id senderIdentity { name } \
+         sendingWindow { days fromHour toHour } } }",
+        json!({ "i": input }),
+    )
+    .await
+    .json()
+}
+
+#[tokio::test]
+async fn admins_manage_servers_and_identities_and_credentials_stay_sealed() {
+    let app = TestApp::with_args(&["--credentials-key", KEY]).await;
+    let admin = app.verified_user("admin@example.com", Role::Admin).await;
+    let user = app.verified_user("user@example.com", Role::User).await;
+    let other = app.verified_user("other@example.com", Role::User).await;
+
+    // The built-in server (SMTP_URL) is there from the start.
+    let listed = app
+        .graphql_as(&admin, &format!("{{ smtpServers {{ {SERVER_FIELDS} }} }}"), json!({}))
+        .await
+        .json();
+    let servers = listed["data"]["smtpServers"].as_array().unwrap();
+    assert_eq!(servers.len(), 1, "{listed}");
+    assert_eq!(servers[0]["name"], "SMTP_URL");
+    assert_eq!(servers[0]["builtin"], true);
+    let builtin = servers[0]["id"].as_str().unwrap().to_owned();
+
+    // Users neither see nor make servers.
+    let denied = app.graphql_as(&user, "{ smtpServers { id } }", json!({})).await.json();
+    assert_eq!(code(&denied), "FORBIDDEN", "{denied}");
+    let denied = create_server(&app, &user, json!({ "name": "x", "url": "smtp://127.0.0.1:25" })).await;
+    assert_eq!(code(&denied), "FORBIDDEN", "{denied}");
+
+    // Credentials are sealed in the database and never come back.
+    let created = create_server(
+        &app,
+        &admin,
+        json!({ "name": "relay-a", "url": "smtp://mailer:s3cr%2Bt@127.0.0.1:2525", "priority": 10,
+                "maxConnections": 4, "limits": { "perSecond": 5, "perDay": 1000 } }),
+    )
+    .await;
+    let server = &created["data"]["createSmtpServer"];
+    assert_eq!(server["host"], "127.0.0.1", "{created}");
+    assert_eq!(server["hasCredentials"], true);
+    assert_eq!(server["breakerOpen"], false);
+    assert_eq!(
+        server["limits"],
+        json!({ "perSecond": 5, "perMinute": null, "perHour": null, "perDay": 1000 })
+    );
+    assert!(!created.to_string().contains("s3cr"), "{created}");
+    let id = server["id"].as_str().unwrap().to_owned();
+    let stored = scalar(&app, &format!("SELECT url AS v FROM smtp_servers WHERE id = '{id}'")).await;
+    assert!(
+        stored.starts_with("sealed:") && !stored.contains("s3cr") && !stored.contains("mailer"),
+        "{stored}"
+    );
+
+    // Each input names its field.
+    for (input, expected) in [
+        (
+            json!({ "name": "relay-a", "url": "smtp://127.0.0.1:26" }),
+            ("CONFLICT", "input.name"),
+        ),
+        (
+            json!({ "name": "b", "url": "http://127.0.0.1:26" }),
+            ("BAD_USER_INPUT", "input.url"),
+        ),
+        (json!({ "name": "b" }), ("BAD_USER_INPUT", "input.url")),
+        (
+            json!({ "name": " ", "url": "smtp://127.0.0.1:26" }),
+            ("BAD_USER_INPUT", "input.name"),
+        ),
+        (
+            json!({ "name": "b", "url": "smtp://h:26", "maxConnections": 0 }),
+            ("BAD_USER_INPUT", "input.maxConnections"),
+        ),
+        (
+            json!({ "name": "b", "url": "smtp://h:26", "limits": { "perMinute": 0 } }),
+            ("BAD_USER_INPUT", "input.limits.perMinute"),
+        ),
+    ] {
+        let reply = create_server(&app, &admin, input.clone()).await;
+        assert_eq!((code(&reply), field(&reply)), expected, "{input}: {reply}");
+    }
+    // Without CREDENTIALS_KEY an instance refuses to store credentials, and says why.
+    let keyless = app.another_instance(&[]).await;
+    let reply = create_server(
+        &keyless,
+        &admin,
+        json!({ "name": "c", "url": "smtp://u:p@127.0.0.1:26" }),
+    )
+    .await;
+    assert_eq!(field(&reply), "input.url", "{reply}");
+    assert!(reply.to_string().contains("CREDENTIALS_KEY"), "{reply}");
+
+    // An update without a URL keeps it; the built-in server takes no URL and stays.
+    let updated = app
+        .graphql_as(
+            &admin,
+            "mutation($id: ID!) { updateSmtpServer(id: $id, input: { name: \"relay-a\", priority: 3 }) { priority hasCredentials } }",
+            json!({ "id": id }),
+        )
+        .await
+        .json();
+    assert_eq!(
+        updated["data"]["updateSmtpServer"],
+        json!({ "priority": 3, "hasCredentials": true }),
+        "{updated}"
+    );
+    assert_eq!(
+        scalar(&app, &format!("SELECT url AS v FROM smtp_servers WHERE id = '{id}'")).await,
+        stored
+    );
+    let reply = app
+        .graphql_as(
+            &admin,
+            "mutation($id: ID!) { updateSmtpServer(id: $id, input: { name: \"SMTP_URL\", url: \"smtp://h:1\" }) { id } }",
+            json!({ "id": builtin }),
+        )
+        .await
+        .json();
+    assert_eq!(field(&reply), "input.url", "{reply}");
+    let reply = app
+        .graphql_as(
+            &admin,
+            "mutation($id: ID!) { deleteSmtpServer(id: $id) }",
+            json!({ "id": builtin }),
+        )
+        .await
+        .json();
+    assert_eq!(code(&reply), "BAD_USER_INPUT", "{reply}");
+
+    // An identity for one user: they see it and may send as it; another user may not.
+    let user_id = user_id(&app, &user).await;
+    let identity = create_identity(
+        &app,
+        &admin,
+        json!({ "name": "News", "email": "news@example.com", "replyTo": "desk@example.com",
+                "smtpServerIds": [id], "allowedUserIds": [user_id] }),
+    )
+    .await;
+    let identity_id = identity["data"]["createSenderIdentity"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        identity["data"]["createSenderIdentity"]["smtpServers"],
+        json!([{ "name": "relay-a" }])
+    );
+    for (input, expected) in [
+        (
+            json!({ "name": "N", "email": "not an address", "smtpServerIds": [id] }),
+            "input.email",
+        ),
+        (
+            json!({ "name": "N", "email": "n@example.com", "smtpServerIds": [] }),
+            "input.smtpServerIds",
+        ),
+        (
+            json!({ "name": "N", "email": "n@example.com", "smtpServerIds": [builtin], "replyTo": "x" }),
+            "input.replyTo",
+        ),
+        (
+            json!({ "name": "N", "email": "n@example.com", "smtpServerIds": [id], "dkimDomain": "example.com" }),
+            "input.dkimSelector",
+        ),
+        (
+            json!({ "name": "N", "email": "n@example.com", "smtpServerIds": [id], "dkimDomain": "example.com",
+                 "dkimSelector": "s1", "dkimPrivateKey": "not a key" }),
+            "input.dkimPrivateKey",
+        ),
+        (
+            json!({ "name": "N", "email": "n@example.com", "smtpServerIds": [id], "allowedUserIds": [builtin] }),
+            "input.allowedUserIds",
+        ),
+    ] {
+        let reply = create_identity(&app, &admin, input.clone()).await;
+        assert_eq!(field(&reply), expected, "{input}: {reply}");
+    }
+    let seen = |token: String| {
+        let app = &app;
+        async move {
+            app.graphql_as(&token, "{ senderIdentities { name } }", json!({}))
+                .await
+                .json()["data"]["senderIdentities"]
+                .clone()
+        }
+    };
+    assert_eq!(seen(user.clone()).await, json!([{ "name": "News" }]));
+    assert_eq!(seen(other.clone()).await, json!([]));
+
+    let message = app.new_message(&user).await;
+    let client = app.new_client(&user, "c@example.com").await;
+    let made = mailing(
+        &app,
+        &user,
+        &message,
+        &[client],
+        json!({ "senderIdentityId": identity_id, "sendingWindow": { "days": [5, 1], "fromHour": 9, "toHour": 17 } }),
+    )
+    .await;
+    let made = &made["data"]["createMailing"];
+    assert_eq!(made["senderIdentity"]["name"], "News", "{made}");
+    assert_eq!(
+        made["sendingWindow"],
+        json!({ "days": [1, 5], "fromHour": 9, "toHour": 17 })
+    );
+    let other_message = app.new_message(&other).await;
+    let other_client = app.new_client(&other, "d@example.com").await;
+    let refused = mailing(
+        &app,
+        &other,
+        &other_message,
+        &[other_client.clone()],
+        json!({ "senderIdentityId": identity_id }),
+    )
+    .await;
+    assert_eq!(field(&refused), "input.senderIdentityId", "{refused}");
+    for (window, expected) in [
+        (
+            json!({ "days": [], "fromHour": 9, "toHour": 17 }),
+            "input.sendingWindow.days",
+        ),
+        (
+            json!({ "days": [0], "fromHour": 9, "toHour": 17 }),
+            "input.sendingWindow.days",
+        ),
+        (
+            json!({ "days": [1], "fromHour": 24, "toHour": 24 }),
+            "input.sendingWindow.fromHour",
+        ),
+        (
+            json!({ "days": [1], "fromHour": 9, "toHour": 9 }),
+            "input.sendingWindow.toHour",
+        ),
+    ] {
+        let reply = mailing(
+            &app,
+            &other,
+            &other_message,
+            &[other_client.clone()],
+            json!({ "sendingWindow": window }),
+        )
+        .await;
+        assert_eq!(field(&reply), expected, "{reply}");
+    }
+
+    // An identity in use stays; a server deleted leaves its identities.
+    let reply = app
+        .graphql_as(
+            &admin,
+            "mutation($id: ID!) { deleteSenderIdentity(id: $id) }",
+            json!({ "id": identity_id }),
+        )
+        .await
+        .json();
+    assert_eq!(code(&reply), "CONFLICT", "{reply}");
+    let reply = app
+        .graphql_as(
+            &admin,
+            "mutation($id: ID!) { deleteSmtpServer(id: $id) }",
+            json!({ "id": id }),
+        )
+        .await
+        .json();
+    assert_eq!(reply["data"]["deleteSmtpServer"], true, "{reply}");
+    let left = app
+        .graphql_as(
+            &admin,
+            "{ smtpServers { name } senderIdentities { smtpServers { name } } }",
+            json!({}),
+        )
+        .await
+        .json();
+    assert_eq!(left["data"]["smtpServers"], json!([{ "name": "SMTP_URL" }]), "{left}");
+    assert_eq!(left["data"]["senderIdentities"][0]["smtpServers"], json!([]), "{left}");
+}
+
+#[tokio::test]
+async fn an_identity_sends_with_its_from_reply_to_and_dkim_through_its_own_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = TestSmtpServer::start().await;
+    let fallback = TestSmtpServer::start().await;
+    let app = TestApp::dispatching(&[
+        "--credentials-key",
+        KEY,
+        "--smtp-url",
+        &fallback.url(),
+        "--dispatch-interval",
+        "1s",
+        "--senders-refresh",
+        "1s",
+        "--domain-limits",
+        "slow.example=2/1s",
+    ])
+    .await;
+    let admin = app.verified_user("admin@example.com", Role::Admin).await;
+    let user = app.verified_user("user@example.com", Role::User).await;
+    let server = create_server(&app, &admin, json!({ "name": "relay", "url": relay.url() })).await;
+    let server_id = server["data"]["createSmtpServer"]["id"].clone();
+    let pem_path = crate::dkim::key(dir.path(), "ED25519");
+    let pem = std::fs::read_to_string(&pem_path).unwrap();
+    let record = mailwarm::mail::dkim::DkimKey::from_pem(&pem).unwrap().txt_record();
+    let identity = create_identity(
+        &app,
+        &admin,
+        json!({ "name": "Acme \"News\"", "email": "news@acme.example", "replyTo": "desk@acme.example",
+                "smtpServerIds": [server_id], "allowEveryone": true,
+                "dkimDomain": "acme.example", "dkimSelector": "s2026", "dkimPrivateKey": pem }),
+    )
+    .await;
+    let identity = &identity["data"]["createSenderIdentity"];
+    assert_eq!(identity["dkimDomain"], "acme.example", "{identity}");
+    assert!(
+        !scalar(&app, "SELECT dkim_key AS v FROM sender_identities")
+            .await
+            .contains("PRIVATE")
+    );
+
+    let message = app.new_message(&user).await;
+    let mut clients = vec![app.new_client(&user, "c@example.com").await];
+    for i in 0..6 {
+        clients.push(app.new_client(&user, &format!("r{i}@slow.example")).await);
+    }
+    let started = std::time::Instant::now();
+    let made = mailing(
+        &app,
+        &user,
+        &message,
+        &clients,
+        json!({ "senderIdentityId": identity["id"] }),
+    )
+    .await;
+    assert!(made["errors"].is_null(), "{made}");
+    let received = relay.wait_accepted(7, Duration::from_secs(30)).await;
+    assert_eq!(received.len(), 7, "the identity's server carried all");
+    assert!(fallback.accepted().is_empty(), "not the default server");
+    // Six to slow.example at 2 a second: three windows at least.
+    assert!(started.elapsed() >= Duration::from_secs(1), "{:?}", started.elapsed());
+    let mut per_second = std::collections::HashMap::new();
+    for mail in received.iter().filter(|m| m.rcpt_to[0].ends_with("@slow.example")) {
+        let second = mail.at.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        *per_second.entry(second).or_insert(0) += 1;
+    }
+    assert!(
+        per_second.values().all(|n| *n <= 2) && per_second.len() >= 3,
+        "{per_second:?}"
+    );
+
+    let mail = received.iter().find(|m| m.rcpt_to[0] == "c@example.com").unwrap();
+    assert!(
+        mail.data.contains("From: \"Acme \\\"News\\\"\" <news@acme.example>"),
+        "{}",
+        mail.data
+    );
+    assert!(mail.data.contains("Reply-To: desk@acme.example"), "{}", mail.data);
+    assert!(
+        mail.data.contains("d=acme.example") && mail.data.contains("s=s2026"),
+        "{}",
+        mail.data
+    );
+    let raw = mail.data.clone();
+    assert!(
+        crate::dkim::dkimpy_verifies(dir.path(), &raw, &record),
+        "dkimpy refuses\n{raw}"
+    );
+
+    // The log names the server that carried each attempt.
+    let mut carried = Vec::new();
+    for _ in 0..50 {
+        let log = app
+            .graphql_as(
+                &user,
+                "{ attempts(first: 20) { nodes { status smtpServer { name host } } } }",
+                json!({}),
+            )
+            .await
+            .json();
+        carried = log["data"]["attempts"]["nodes"]
+            .as_array()
+            .cloned()
+            .unwrap_or_else(|| panic!("{log}"));
+        if carried.len() == 7 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(carried.len(), 7);
+    for attempt in carried {
+        assert_eq!(
+            attempt["smtpServer"],
+            json!({ "name": "relay", "host": "127.0.0.1" }),
+            "{attempt}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_sending_window_holds_deliveries_back_and_releases_them() {
+    let app = TestApp::dispatching(&["--dispatch-interval", "1s", "--senders-refresh", "1s"]).await;
+    let user = app.verified_user("user@example.com", Role::User).await;
+    let message = app.new_message(&user).await;
+    let mut clients = Vec::new();
+    for i in 0..5 {
+        clients.push(app.new_client(&user, &format!("w{i}@example.com")).await);
+    }
+    // Every day but today (UTC): closed now, open from midnight.
+    let today = chrono::Datelike::weekday(&chrono::Utc::now()).number_from_monday() as i64;
+    let days: Vec<i64> = (1..=7).filter(|d| *d != today).collect();
+    let made = mailing(
+        &app,
+        &user,
+        &message,
+        &clients,
+        json!({ "timeZone": "UTC", "sendingWindow": { "days": days, "fromHour": 0, "toHour": 24 } }),
+    )
+    .await;
+    let id = made["data"]["createMailing"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{made}"))
+        .to_owned();
+    let count = |sql: String| {
+        let app = &app;
+        async move {
+            #[derive(diesel::QueryableByName)]
+            struct N {
+                #[diesel(sql_type = BigInt)]
+                n: i64,
+            }
+            let mut conn = app.db.conn().await;
+            diesel::sql_query(sql).get_result::<N>(&mut conn).await.unwrap().n
+        }
+    };
+    let waiting = format!(
+        "SELECT count(*) AS n FROM deliveries WHERE mailing_id = '{id}' AND status = 'pending' AND attempt_count = 0 \
+         AND abs(extract(epoch FROM next_attempt_at - (date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' \
+         + interval '1 day'))) < 2"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while count(waiting.clone()).await < 5 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run's deliveries never waited for midnight"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Due by the clock but outside the window (a run the window closed on): claimed,
+    // given back to wait for the opening, with no attempt spent.
+    {
+        let mut conn = app.db.conn().await;
+        diesel::sql_query(format!(
+            "UPDATE deliveries SET next_attempt_at = now() WHERE mailing_id = '{id}'"
+        ))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+    app.state.dispatch_wakeup().notify_one();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while count(waiting.clone()).await < 5 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the deliveries were not given back to wait"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        app.outbox.all().is_empty(),
+        "nothing goes out while the window is closed"
+    );
+    assert_eq!(count("SELECT count(*) AS n FROM attempts".to_owned()).await, 0);
+
+    // The window opens (here: the mailing's window is changed to include now): released.
+    let update = app
+        .graphql_as(
+            &user,
+            "mutation($id: ID!, $i: MailingInput!) { updateMailing(id: $id, input: $i) { id } }",
+            json!({ "id": id, "i": {
+                "startsAt": (chrono::Utc::now() - chrono::TimeDelta::seconds(1)).to_rfc3339(),
+                "periodicity": "ONCE", "messageId": message, "timeZone": "UTC",
+                "sendingWindow": { "days": [1, 2, 3, 4, 5, 6, 7], "fromHour": 0, "toHour": 24 } } }),
+        )
+        .await
+        .json();
+    assert!(update["errors"].is_null(), "{update}");
+    app.state.dispatch_wakeup().notify_one();
+    for client in 0..5 {
+        let address = format!("w{client}@example.com");
+        assert!(
+            app.outbox.wait_for(&address, Duration::from_secs(20)).await.is_some(),
+            "{address} was never sent"
+        );
+    }
+    assert_eq!(app.outbox.all().len(), 5);
+}
