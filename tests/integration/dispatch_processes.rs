@@ -14,10 +14,10 @@ use diesel_async::RunQueryDsl;
 use mailwarm::accounts::role::Role;
 use serde_json::json;
 
-const CONCURRENCY: usize = 8;
+pub(crate) const CONCURRENCY: usize = 8;
 
 /// An owner with a message and `n` clients (inserted in bulk), signed in on `app`.
-async fn audience(app: &TestApp, n: usize) -> (String, String, Vec<String>) {
+pub(crate) async fn audience(app: &TestApp, n: usize) -> (String, String, Vec<String>) {
     let token = app.verified_user("owner@example.com", Role::User).await;
     let message = app
         .graphql_as(
@@ -48,7 +48,7 @@ async fn audience(app: &TestApp, n: usize) -> (String, String, Vec<String>) {
     (token, message, ids.into_iter().map(|i| i.id).collect())
 }
 
-fn dispatcher_env<'a>(db: &'a str, smtp: &'a str) -> Vec<(&'a str, &'a str)> {
+pub(crate) fn dispatcher_env<'a>(db: &'a str, smtp: &'a str) -> Vec<(&'a str, &'a str)> {
     vec![
         ("DATABASE_URL", db),
         ("SMTP_URL", smtp),
@@ -65,7 +65,7 @@ fn dispatcher_env<'a>(db: &'a str, smtp: &'a str) -> Vec<(&'a str, &'a str)> {
 }
 
 /// `n` `server --dispatch-only` processes, each up and dispatching.
-async fn dispatchers(n: usize, env: &[(&str, &str)], logs: &std::path::Path) -> Vec<ServerProcess> {
+pub(crate) async fn dispatchers(n: usize, env: &[(&str, &str)], logs: &std::path::Path) -> Vec<ServerProcess> {
     let instances: Vec<ServerProcess> = (0..n)
         .map(|_| ServerProcess::spawn(&["--dispatch-only"], env, logs))
         .collect();
@@ -99,7 +99,7 @@ async fn delivery_statuses(app: &TestApp) -> HashMap<String, i64> {
     rows.into_iter().map(|r| (r.status, r.n)).collect()
 }
 
-async fn wait_settled(app: &TestApp, within: Duration, instances: &[ServerProcess]) -> HashMap<String, i64> {
+pub(crate) async fn wait_settled(app: &TestApp, within: Duration, instances: &[ServerProcess]) -> HashMap<String, i64> {
     let deadline = Instant::now() + within;
     loop {
         let statuses = delivery_statuses(app).await;
@@ -114,7 +114,7 @@ async fn wait_settled(app: &TestApp, within: Duration, instances: &[ServerProces
     }
 }
 
-fn received_per_address(smtp: &TestSmtpServer) -> HashMap<String, usize> {
+pub(crate) fn received_per_address(smtp: &TestSmtpServer) -> HashMap<String, usize> {
     let mut counts = HashMap::new();
     for mail in smtp.accepted() {
         for to in mail.rcpt_to {
