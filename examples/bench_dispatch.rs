@@ -5,6 +5,11 @@
 //!    sink, 10,000 recipients, and peak memory per process (1,000 vs 10,000 recipients).
 //! 2. Latency: `createMailing` over HTTP → the first message accepted by the sink (median, p99).
 //! 3. The claim's plan (EXPLAIN) on a table that also holds 2,000,000 finished deliveries.
+//! 4. With BENCH_SHARED_LIMIT=N (and nothing else, `bash bench/senders.sh`): a server
+//!    limited to N per second shared by 1 and by 3 instances, BENCH_RECIPIENTS (1,000)
+//!    messages into a sink that dumps each message to a file in BENCH_SINK_DUMP: the most
+//!    the sink took in any calendar second and in any sliding second (files' times), and the
+//!    rate over the run.
 //!
 //! Settings (environment): BENCH_DATABASE_URL (a server where databases may be created;
 //! default postgres://postgres@127.0.0.1:5432/postgres), BENCH_SMTP_URL (the sink),
@@ -298,6 +303,99 @@ async fn throughput(bench: &Bench, instances: usize, recipients: i64) -> anyhow:
     })
 }
 
+struct Limited {
+    elapsed: f64,
+    rate: f64,
+    max_calendar: usize,
+    max_sliding: usize,
+}
+
+/// `recipients` messages from `instances` dispatchers through one server limited to
+/// `limit` a second (an identity allowed that server alone), timed by the sink's dump files.
+async fn shared_limit(
+    bench: &Bench,
+    instances: usize,
+    recipients: i64,
+    limit: i32,
+    dump: &std::path::Path,
+) -> anyhow::Result<Limited> {
+    let name = format!("bench_limit_{instances}");
+    let url = bench.fresh_database(&name).await?;
+    let mut conn = AsyncPgConnection::establish(&url).await?;
+    seed(&mut conn, recipients).await?;
+    create_mailing(&mut conn).await?;
+    diesel::sql_query(
+        "WITH s AS (INSERT INTO smtp_servers (name, url, host, priority, per_second) \
+                    VALUES ('limited', $1, 'sink', 1, $2) RETURNING id), \
+              i AS (INSERT INTO sender_identities (name, email, allow_everyone) \
+                    VALUES ('Bench', 'bench@example.com', true) RETURNING id), \
+              l AS (INSERT INTO sender_identity_servers SELECT i.id, s.id FROM i, s) \
+         UPDATE mailings SET sender_identity_id = (SELECT id FROM i)",
+    )
+    .bind::<Text, _>(&bench.smtp)
+    .bind::<diesel::sql_types::Integer, _>(limit)
+    .execute(&mut conn)
+    .await?;
+    for entry in std::fs::read_dir(dump)? {
+        std::fs::remove_file(entry?.path())?;
+    }
+    let logs: Vec<String> = (0..instances).map(|i| format!("/tmp/mailwarm-bench-{i}.log")).collect();
+    let children = Servers(
+        logs.iter()
+            .map(|log| bench.spawn(&url, &["--dispatch-only"], log, free_port()))
+            .collect(),
+    );
+    for log in &logs {
+        wait_for_log(log, "dispatching").await;
+    }
+    let started = Instant::now();
+    make_due(&mut conn).await?;
+    loop {
+        let done: Count = diesel::sql_query("SELECT count(*) AS n FROM runs WHERE status = 'done'")
+            .get_result(&mut conn)
+            .await?;
+        if done.n > 0 {
+            break;
+        }
+        anyhow::ensure!(started.elapsed() < Duration::from_secs(600), "not done in 10 minutes");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    drop(children);
+    drop(conn);
+    bench.drop_database(&name).await;
+    let mut times: Vec<f64> = std::fs::read_dir(dump)?
+        .map(|entry| {
+            let modified = entry?.metadata()?.modified()?;
+            Ok(modified.duration_since(std::time::UNIX_EPOCH)?.as_secs_f64())
+        })
+        .collect::<anyhow::Result<_>>()?;
+    anyhow::ensure!(
+        times.len() as i64 == recipients,
+        "the sink took {} of {recipients}",
+        times.len()
+    );
+    times.sort_by(f64::total_cmp);
+    let mut per_second = std::collections::HashMap::<u64, usize>::new();
+    for t in &times {
+        *per_second.entry(*t as u64).or_insert(0) += 1;
+    }
+    let mut max_sliding = 0;
+    let mut from = 0;
+    for to in 0..times.len() {
+        while times[to] - times[from] >= 1.0 {
+            from += 1;
+        }
+        max_sliding = max_sliding.max(to - from + 1);
+    }
+    Ok(Limited {
+        elapsed,
+        rate: recipients as f64 / elapsed,
+        max_calendar: per_second.values().copied().max().unwrap_or(0),
+        max_sliding,
+    })
+}
+
 /// The sink's own rate, measured with Postfix's `smtp-source` (BENCH_SMTP_SOURCE, its path)
 /// at the dispatchers' concurrency just before a throughput run: the machine's speed swings
 /// within minutes, so a ratio is only fair against a rate measured beside it.
@@ -477,6 +575,20 @@ async fn main() -> anyhow::Result<()> {
         smtp: std::env::var("BENCH_SMTP_URL").unwrap_or_else(|_| "smtp://127.0.0.1:25250".to_owned()),
         server: std::env::var("SERVER_BIN").unwrap_or_else(|_| "target/release/server".to_owned()),
     };
+    if let Ok(limit) = std::env::var("BENCH_SHARED_LIMIT") {
+        let limit: i32 = limit.parse()?;
+        let recipients: i64 = std::env::var("BENCH_RECIPIENTS").map_or(Ok(1000), |n| n.parse())?;
+        let dump = std::path::PathBuf::from(std::env::var("BENCH_SINK_DUMP")?);
+        for instances in [1, 3] {
+            let l = shared_limit(&bench, instances, recipients, limit, &dump).await?;
+            println!(
+                "shared limit {limit}/s, {instances} instance(s), {recipients} messages: {:.1} s, {:.1} messages/s; \
+                 most in a calendar second {}, in any sliding second {}",
+                l.elapsed, l.rate, l.max_calendar, l.max_sliding
+            );
+        }
+        return Ok(());
+    }
     // BENCH_QUICK: one run of 10,000 recipients on BENCH_INSTANCES instances (default 1).
     let runs: Vec<(usize, i64)> = if std::env::var("BENCH_QUICK").is_ok() {
         let instances = std::env::var("BENCH_INSTANCES").map_or(Ok(1), |n| n.parse())?;

@@ -40,7 +40,7 @@ BEGIN
     SELECT (SELECT array_agg(id) FROM marked), now() INTO started, logged_at;
 END
 $$;
-DROP FUNCTION lease_budget(text, int[], int[], int);
+DROP FUNCTION lease_budget(text, bigint[], int[], int);
 DROP TABLE send_budgets;
 ALTER TABLE attempts DROP COLUMN smtp_server_id;
 ALTER TABLE mailings DROP COLUMN sending_window, DROP COLUMN sender_identity_id;

@@ -77,31 +77,31 @@ ALTER TABLE mailings
 -- never deleted (deleted_at), so the reference stays good without the check's cost.
 ALTER TABLE attempts ADD COLUMN smtp_server_id uuid;
 
--- Shared rate limits: one row per scope ('server:<id>', 'domain:<name>') and window length,
--- counting what instances have leased in the current window (aligned to the epoch, so days
--- start at midnight UTC). Instances lease small slices (`lease_budget`), not one message at a
--- time, and spend them locally; a slice unspent when its window ends is lost, never carried
--- over, so a server never gets more than its limit in a window.
+-- Shared rate limits: one row per scope ('server:<id>', 'domain:<name>') and window length
+-- in milliseconds, counting what instances have leased in the current window (aligned to the
+-- epoch, so days start at midnight UTC). Instances lease small slices (`lease_budget`), not
+-- one message at a time, and spend them locally; a slice unspent when its window ends is
+-- lost, never carried over, so a server never gets more than its limit in a window.
 CREATE TABLE send_budgets (
     scope text NOT NULL,
-    window_secs int NOT NULL,
+    window_ms bigint NOT NULL,
     window_start timestamptz NOT NULL,
     used int NOT NULL,
-    PRIMARY KEY (scope, window_secs)
+    PRIMARY KEY (scope, window_ms)
 );
 
--- Leases up to `want` sends of `scope` under limits[i] per windows[i] seconds, in the
+-- Leases up to `want` sends of `scope` under limits[i] per windows[i] milliseconds, in the
 -- windows now current: granted (0 when one is spent), when the first spent window ends
 -- (wait_ms), and how long the grant is good for (valid_ms: until the shortest window ends).
 -- The rows stay locked to the end of the caller's statement, so instances lease one after
 -- the other.
-CREATE FUNCTION lease_budget(p_scope text, p_windows int[], p_limits int[], p_want int,
+CREATE FUNCTION lease_budget(p_scope text, p_windows bigint[], p_limits int[], p_want int,
                              OUT granted int, OUT wait_ms bigint, OUT valid_ms bigint)
 LANGUAGE plpgsql
 AS $$
 DECLARE
-    epoch double precision := extract(epoch FROM now());
-    w int;
+    now_ms double precision := extract(epoch FROM now()) * 1000;
+    w bigint;
     lim int;
     used_now int;
     ends_in bigint;
@@ -112,13 +112,13 @@ BEGIN
     FOR i IN 1 .. coalesce(array_length(p_windows, 1), 0) LOOP
         w := p_windows[i];
         lim := p_limits[i];
-        INSERT INTO send_budgets AS b (scope, window_secs, window_start, used)
-        VALUES (p_scope, w, to_timestamp(floor(epoch / w) * w), 0)
-        ON CONFLICT (scope, window_secs) DO UPDATE
+        INSERT INTO send_budgets AS b (scope, window_ms, window_start, used)
+        VALUES (p_scope, w, to_timestamp(floor(now_ms / w) * w / 1000), 0)
+        ON CONFLICT (scope, window_ms) DO UPDATE
             SET used = CASE WHEN b.window_start < excluded.window_start THEN 0 ELSE b.used END,
                 window_start = greatest(b.window_start, excluded.window_start)
         RETURNING used INTO used_now;
-        ends_in := ceil(((floor(epoch / w) + 1) * w - epoch) * 1000)::bigint;
+        ends_in := ceil((floor(now_ms / w) + 1) * w - now_ms)::bigint;
         IF used_now >= lim THEN
             wait_ms := greatest(wait_ms, ends_in);
         END IF;
@@ -126,7 +126,7 @@ BEGIN
         valid_ms := least(coalesce(valid_ms, ends_in), ends_in);
     END LOOP;
     IF granted > 0 THEN
-        UPDATE send_budgets SET used = used + granted WHERE scope = p_scope AND window_secs = ANY (p_windows);
+        UPDATE send_budgets SET used = used + granted WHERE scope = p_scope AND window_ms = ANY (p_windows);
     ELSE
         granted := 0;
     END IF;

@@ -338,9 +338,9 @@ diesel::table! {
 }
 
 diesel::table! {
-    send_budgets (scope, window_secs) {
+    send_budgets (scope, window_ms) {
         scope -> Text,
-        window_secs -> Int4,
+        window_ms -> Int8,
         window_start -> Timestamptz,
         used -> Int4,
     }

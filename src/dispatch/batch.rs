@@ -242,9 +242,9 @@ impl Dispatcher {
                 .iter()
                 .find(|l| l.domain == domain)
         {
-            let window = (limit.limit.window.as_secs() as i32, limit.limit.max as i32);
+            let windows = super::budget::windows(&[(limit.limit.window.as_secs() as i32, limit.limit.max as i32)]);
             self.budgets
-                .take(self.state.pool(), &format!("domain:{domain}"), &[window])
+                .take(self.state.pool(), &format!("domain:{domain}"), &windows)
                 .await?;
         }
         let mut candidates = senders.candidates(identity_id);

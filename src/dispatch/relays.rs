@@ -22,8 +22,8 @@ use crate::senders::model::{self, BUILTIN};
 pub struct Relay {
     pub id: SmtpServerId,
     pub name: String,
-    /// (seconds, limit) of each rate limit set.
-    pub windows: Vec<(i32, i32)>,
+    /// The windows its rate limits are leased in (`budget::windows`).
+    pub windows: Vec<(i64, i32)>,
     pub mailer: Mailer,
     pub breaker: Arc<Breaker>,
     /// The row's `updated_at` the pool was built for.
@@ -194,7 +194,7 @@ impl Relays {
             match mailer {
                 Ok(mailer) => relays.push(Arc::new(Relay {
                     id: server.id,
-                    windows: server.windows(),
+                    windows: super::budget::windows(&server.windows()),
                     name: server.name,
                     mailer,
                     breaker,

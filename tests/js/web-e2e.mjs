@@ -569,6 +569,51 @@ try {
   await page.getByRole('link', { name: 'Warm-up tips' }).waitFor();
   await screenshot(page, 'home');
 
+  // Sending: an admin adds a relay (its field error first) and a sender identity; a user
+  // sends as it, inside a sending window, and the log names the server that carried it.
+  await admin.goto('/sending');
+  await heading(admin, en['sending.title']);
+  await admin.getByRole('cell', { name: 'SMTP_URL', exact: false }).first().waitFor();
+  await admin.getByRole('textbox', { name: en['sending.name'], exact: true }).fill('relay');
+  await admin.getByRole('textbox', { name: en['sending.url'], exact: true }).fill('http://relay.example');
+  await admin.getByLabel(en['sending.limit.perSecond']).fill('50');
+  await admin.getByRole('button', { name: en['sending.addServer'] }).click();
+  await admin.getByText('is not smtp:// or smtps://', { exact: false }).waitFor();
+  await admin.getByRole('textbox', { name: en['sending.url'], exact: true }).fill(`smtp://127.0.0.1:${smtpPort}`);
+  await admin.getByRole('button', { name: en['sending.addServer'] }).click();
+  await admin.getByRole('cell', { name: 'relay', exact: true }).waitFor();
+  await admin.getByText(en['sending.perSecond'].replace('{n}', '50')).waitFor();
+  await admin.getByLabel(en['sending.fromName']).fill('Acme News');
+  await admin.getByLabel(en['sending.fromAddress']).fill('news@acme.example');
+  await admin.getByLabel(en['sending.allowEveryone']).check();
+  await admin.getByRole('button', { name: en['sending.addIdentity'] }).click();
+  await admin.getByText('choose at least one server').waitFor();
+  await admin.getByRole('checkbox', { name: 'relay' }).check();
+  await admin.getByRole('button', { name: en['sending.addIdentity'] }).click();
+  await admin.getByRole('cell', { name: 'Acme News <news@acme.example>' }).waitFor();
+  await screenshot(admin, 'sending');
+
+  await page.goto('/mailings/new');
+  await heading(page, en['mailings.newTitle']);
+  await page.getByLabel(en['field.message']).selectOption({ label: 'Spring news' });
+  await page.getByRole('button', { name: en['mailings.selectAll'] }).click();
+  await page.getByLabel(en['field.sender']).selectOption({ label: 'Acme News <news@acme.example>' });
+  await page.getByLabel(en['field.window']).check();
+  for (const day of ['day.6', 'day.7']) await page.getByRole('checkbox', { name: en[day], exact: true }).check();
+  await page.getByLabel(en['field.windowFrom']).fill('0');
+  await page.getByLabel(en['field.windowTo']).fill('0');
+  await page.getByRole('button', { name: en['mailings.create'] }).click();
+  await page.getByText('must be 1-24').waitFor();
+  await page.getByLabel(en['field.windowTo']).fill('24');
+  await screenshot(page, 'mailing-editor-sender');
+  // Enter in the field submits the form, as a keyboard user would.
+  await page.getByLabel(en['field.windowTo']).press('Enter');
+  await page.locator('#attempt-log').waitFor();
+  await waitFor('the mails from the identity', () =>
+    ['slow-1@example.com', 'slow-2@example.com'].every((to) =>
+      mails.some((m) => m.to.includes(to) && m.data.includes('Acme News') && m.data.includes('<news@acme.example>'))));
+  await page.locator('#attempt-log').getByRole('cell', { name: 'relay', exact: true }).first().waitFor();
+
   // GraphiQL runs under its own policy without complaints.
   await page.goto('/graphiql');
   await page.locator('.graphiql-container').waitFor();

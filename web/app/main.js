@@ -12,6 +12,7 @@ import * as layouts from './pages/layouts.js';
 import * as mailing from './pages/mailing.js';
 import * as mailings from './pages/mailings.js';
 import * as messages from './pages/messages.js';
+import * as sending from './pages/sending.js';
 import * as suppressions from './pages/suppressions.js';
 import * as users from './pages/users.js';
 
@@ -38,6 +39,7 @@ const routes = [
   [/^\/blog\/([^/]+)\/edit$/, blog.editor, 'admin'],
   [/^\/blog\/([^/]+)$/, blog.post, null],
   [/^\/users$/, users.page, 'manager'],
+  [/^\/sending$/, sending.page, 'admin'],
 ];
 
 const rank = { USER: 1, MANAGER: 2, ADMIN: 3 };
@@ -76,6 +78,7 @@ function renderHeader() {
     nav.push(link('/mailings', t('nav.mailings')), link('/mailings/completed', t('nav.completed')),
       link('/clients', t('nav.clients')), link('/suppressions', t('nav.suppressions')), link('/messages', t('nav.messages')), link('/layouts', t('nav.layouts')));
     if (app.can('manager')) nav.push(link('/users', t('nav.users')));
+    if (app.can('admin')) nav.push(link('/sending', t('nav.sending')));
   }
   const language = h('select', { id: 'lang', 'aria-label': t('nav.language') },
     Object.keys(languages).map((code) => h('option', { value: code, selected: code === lang() }, languages[code]['lang.name'])));

@@ -13,7 +13,7 @@ const QUERY = `query($id: ID!) { mailing(id: $id) {
   owner { fullName }
   stats { recipients sent failed unknown pending cancelled attempts lastAttemptAt }
   runs(first: 20) { nodes { id runAt status total sent failed unknown pending cancelled } }
-  attempts(first: 50) { nodes { id email attemptedAt status serverResponse } }
+  attempts(first: 50) { nodes { id email attemptedAt status serverResponse smtpServer { name } } }
 } }`;
 
 function attemptRow(a) {
@@ -21,6 +21,7 @@ function attemptRow(a) {
     h('td', {}, when(a.attemptedAt)),
     h('td', {}, a.email),
     h('td', {}, h('span', { class: `badge ${a.status.toLowerCase()}` }, t(`attempt.${a.status}`))),
+    h('td', {}, a.smtpServer ? a.smtpServer.name : ''),
     h('td', { class: 'reply' }, a.serverResponse || ''));
 }
 
@@ -69,12 +70,12 @@ export async function page({ app, params }) {
   const attemptsBody = h('tbody', {}, m.attempts.nodes.map(attemptRow));
   const attemptsTable = h('div', { class: 'table-wrap', tabindex: 0, role: 'region', 'aria-label': t('mailing.log') },
     h('table', { id: 'attempt-log' },
-      h('thead', {}, h('tr', {}, [t('mailing.when'), t('field.email'), t('mailing.status'), t('mailing.reply')].map((x) => h('th', { scope: 'col' }, x)))),
+      h('thead', {}, h('tr', {}, [t('mailing.when'), t('field.email'), t('mailing.status'), t('attempts.server'), t('mailing.reply')].map((x) => h('th', { scope: 'col' }, x)))),
       attemptsBody));
   const retryStatus = h('p', { role: 'status' });
 
   // Live: attempts and progress from whichever instance sends.
-  app.onLeave(subscribe('subscription($id: ID) { attempts(mailingId: $id) { id email attemptedAt status serverResponse } }',
+  app.onLeave(subscribe('subscription($id: ID) { attempts(mailingId: $id) { id email attemptedAt status serverResponse smtpServer { name } } }',
     { id }, (data) => {
       if (!attemptsBody.querySelector(`[data-attempt="${CSS.escape(data.attempts.id)}"]`)) {
         attemptsBody.prepend(attemptRow(data.attempts));

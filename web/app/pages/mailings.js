@@ -246,6 +246,7 @@ export async function editor({ app, params }) {
   const id = params[0];
   const existing = id
     ? (await gql(`query($id: ID!) { mailing(id: $id) { id startsAt endsAt periodicity timeZone message { id subject }
+        senderIdentity { id } sendingWindow { days fromHour toHour }
         audience { allClients tags { id } segment { match conditions { field op value } } } } }`, { id })).mailing
     : null;
   if (id && !existing) throw new Error(t('error.notFound'));
@@ -254,6 +255,17 @@ export async function editor({ app, params }) {
     audienceChooser(existing),
   ]);
   const zone = localZone();
+  const { senderIdentities } = await gql('{ senderIdentities { id name email } }');
+  const sender = senderIdentities.length
+    ? field({
+      name: 'input.senderIdentityId',
+      label: t('field.sender'),
+      type: 'select',
+      value: existing?.senderIdentity?.id || '',
+      options: [['', t('field.senderDefault')], ...senderIdentities.map((i) => [i.id, `${i.name} <${i.email}>`])],
+    })
+    : null;
+  const windowChooser = sendingWindow(existing?.sendingWindow);
 
   const el = form({
     fields: [
@@ -268,6 +280,8 @@ export async function editor({ app, params }) {
         options: ['ONCE', 'DAILY', 'WEEKLY', 'MONTHLY'].map((p) => [p, t(`periodicity.${p}`)]),
       }),
       audience.el,
+      sender,
+      windowChooser.el,
     ],
     submitLabel: id ? t('action.save') : t('mailings.create'),
     async submit(v) {
@@ -278,6 +292,8 @@ export async function editor({ app, params }) {
         endsAt: iso(v['input.endsAt']),
         periodicity: v['input.periodicity'],
         timeZone: zone,
+        senderIdentityId: v['input.senderIdentityId'] || null,
+        sendingWindow: windowChooser.value(),
       };
       // An edit sends the audience only when the user changed it.
       if (!id || audience.changed()) input.audience = audience.value();
@@ -289,8 +305,37 @@ export async function editor({ app, params }) {
     },
   });
   // Only the form's own fields carry names: the pickers' boxes and search boxes are not sent.
-  for (const named of el.querySelectorAll('#picker-search, #client-picker input, #message-search, .audience input, .audience select')) named.removeAttribute('name');
+  for (const named of el.querySelectorAll('#picker-search, #client-picker input, #message-search, .audience input, .audience select, .window input')) named.removeAttribute('name');
   return h('div', {}, h('h1', {}, id ? t('mailings.editTitle') : t('mailings.newTitle')),
     messages.none() ? h('p', { class: 'alert' }, t('mailings.noMessages'), ' ', link('/messages', t('nav.messages'))) : null,
     el);
+}
+
+/** The sending window: off, or days of the week and hours in the mailing's time zone. */
+function sendingWindow(existing) {
+  const on = h('input', { type: 'checkbox', id: 'window-on', checked: !!existing });
+  const days = [1, 2, 3, 4, 5, 6, 7].map((d) => h('label', { class: 'check' },
+    h('input', { type: 'checkbox', value: String(d), 'data-day': true, checked: existing ? existing.days.includes(d) : d <= 5 }), ' ', t(`day.${d}`)));
+  const hour = (id, label, value, dataField, min, max) => h('div', { class: 'field' },
+    h('label', { for: id }, label),
+    h('input', { id, type: 'number', min, max, value: String(value), 'data-field': dataField, 'aria-describedby': `${id}-error` }),
+    h('p', { class: 'error', id: `${id}-error`, 'aria-live': 'polite' }));
+  const from = hour('window-from', t('field.windowFrom'), existing ? existing.fromHour : 9, 'input.sendingWindow.fromHour', 0, 23);
+  const to = hour('window-to', t('field.windowTo'), existing ? existing.toHour : 17, 'input.sendingWindow.toHour', 1, 24);
+  const parts = h('div', { hidden: !existing },
+    h('fieldset', { class: 'choices', 'data-field': 'input.sendingWindow.days', 'aria-describedby': 'window-days-error' },
+      h('legend', {}, t('field.windowDays')), days, h('p', { class: 'error', id: 'window-days-error', 'aria-live': 'polite' })),
+    from, to, h('p', { class: 'hint' }, t('field.windowHint')));
+  on.addEventListener('change', () => { parts.hidden = !on.checked; });
+  return {
+    el: h('div', { class: 'window' }, h('div', { class: 'field check' }, on, h('label', { for: 'window-on' }, t('field.window'))), parts),
+    value() {
+      if (!on.checked) return null;
+      return {
+        days: [...parts.querySelectorAll('input[data-day]:checked')].map((c) => Number(c.value)),
+        fromHour: Number(from.querySelector('input').value),
+        toHour: Number(to.querySelector('input').value),
+      };
+    },
+  };
 }
