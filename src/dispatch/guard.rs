@@ -26,8 +26,9 @@ pub struct Breaker {
 struct State {
     consecutive_failures: u32,
     open_until: Option<Instant>,
-    /// Half open, and the one probe is under way.
-    probing: bool,
+    /// Half open, and the one probe is under way since then (a probe that never reports,
+    /// given back before it was sent, stops counting after a cooldown).
+    probing: Option<Instant>,
 }
 
 /// What one recorded exchange did to the breaker.
@@ -63,9 +64,9 @@ impl Breaker {
         match state.open_until {
             None => true,
             Some(until) if until > Instant::now() => false,
-            Some(_) if state.probing => false,
+            Some(_) if state.probing.is_some_and(|since| since.elapsed() < self.cooldown) => false,
             Some(_) => {
-                state.probing = true;
+                state.probing = Some(Instant::now());
                 true
             }
         }
@@ -75,7 +76,7 @@ impl Breaker {
     /// not be reached or dropped us before answering (not a 4xx/5xx reply).
     pub fn record(&self, connection_failed: bool) -> Option<Change> {
         let mut state = self.state.lock().expect("breaker lock");
-        state.probing = false;
+        state.probing = None;
         if !connection_failed {
             state.consecutive_failures = 0;
             return state.open_until.take().map(|_| Change::Closed);

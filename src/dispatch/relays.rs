@@ -207,6 +207,11 @@ impl Relays {
                 ),
             }
         }
+        // The outbox (no SMTP_URL) only stands in while no real server exists: mail written
+        // to a folder must never be where a full or broken relay's deliveries go.
+        if relays.len() > 1 && !matches!(self.state.mailer(), Mailer::Smtp(_)) {
+            relays.retain(|r| r.id != BUILTIN);
+        }
         let identities = identities
             .into_iter()
             .map(|identity| {

@@ -290,7 +290,7 @@ async fn admins_manage_servers_and_identities_and_credentials_stay_sealed() {
         &app,
         &other,
         &other_message,
-        &[other_client.clone()],
+        std::slice::from_ref(&other_client),
         json!({ "senderIdentityId": identity_id }),
     )
     .await;
@@ -317,7 +317,7 @@ async fn admins_manage_servers_and_identities_and_credentials_stay_sealed() {
             &app,
             &other,
             &other_message,
-            &[other_client.clone()],
+            std::slice::from_ref(&other_client),
             json!({ "sendingWindow": window }),
         )
         .await;
