@@ -254,15 +254,7 @@ async fn throughput(bench: &Bench, instances: usize, recipients: i64) -> anyhow:
     let mut conn = AsyncPgConnection::establish(&url).await?;
     seed(&mut conn, recipients).await?;
     create_mailing(&mut conn).await?;
-    let logs: Vec<String> = (0..instances).map(|i| format!("/tmp/mailwarm-bench-{i}.log")).collect();
-    let children = Servers(
-        logs.iter()
-            .map(|log| bench.spawn(&url, &["--dispatch-only"], log, free_port()))
-            .collect(),
-    );
-    for log in &logs {
-        wait_for_log(log, "dispatching").await;
-    }
+    let children = dispatchers(bench, &url, instances).await;
 
     let cpu = |children: &Servers| children.0.iter().map(|c| cpu_seconds(c.id())).sum::<f64>();
     let (postgres_before, dispatcher_before) = (postgres_cpu_seconds(), cpu(&children));
@@ -270,20 +262,7 @@ async fn throughput(bench: &Bench, instances: usize, recipients: i64) -> anyhow:
     // sending, recording.
     let started = Instant::now();
     make_due(&mut conn).await?;
-    // Poll the one run's row (cheap), not the deliveries: the benchmark must not load the database.
-    loop {
-        let done: Count = diesel::sql_query("SELECT count(*) AS n FROM runs WHERE status = 'done'")
-            .get_result(&mut conn)
-            .await?;
-        if done.n > 0 {
-            break;
-        }
-        anyhow::ensure!(
-            started.elapsed() < Duration::from_secs(300),
-            "the run did not finish in 5 minutes"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait_run_done(&mut conn, started, Duration::from_secs(300)).await?;
     let elapsed = started.elapsed().as_secs_f64();
     let postgres_us = (postgres_cpu_seconds() - postgres_before) * 1e6 / recipients as f64;
     let dispatcher_us = (cpu(&children) - dispatcher_before) * 1e6 / recipients as f64;
@@ -301,6 +280,35 @@ async fn throughput(bench: &Bench, instances: usize, recipients: i64) -> anyhow:
         postgres_us,
         dispatcher_us,
     })
+}
+
+/// `instances` `server --dispatch-only` processes on `url`, each up and dispatching.
+async fn dispatchers(bench: &Bench, url: &str, instances: usize) -> Servers {
+    let logs: Vec<String> = (0..instances).map(|i| format!("/tmp/mailwarm-bench-{i}.log")).collect();
+    let children = Servers(
+        logs.iter()
+            .map(|log| bench.spawn(url, &["--dispatch-only"], log, free_port()))
+            .collect(),
+    );
+    for log in &logs {
+        wait_for_log(log, "dispatching").await;
+    }
+    children
+}
+
+/// Until the one run is done. Polls the run's row (cheap), not the deliveries: the
+/// benchmark must not load the database.
+async fn wait_run_done(conn: &mut AsyncPgConnection, started: Instant, within: Duration) -> anyhow::Result<()> {
+    loop {
+        let done: Count = diesel::sql_query("SELECT count(*) AS n FROM runs WHERE status = 'done'")
+            .get_result(conn)
+            .await?;
+        if done.n > 0 {
+            return Ok(());
+        }
+        anyhow::ensure!(started.elapsed() < within, "the run did not finish in {within:?}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 struct Limited {
@@ -339,27 +347,10 @@ async fn shared_limit(
     for entry in std::fs::read_dir(dump)? {
         std::fs::remove_file(entry?.path())?;
     }
-    let logs: Vec<String> = (0..instances).map(|i| format!("/tmp/mailwarm-bench-{i}.log")).collect();
-    let children = Servers(
-        logs.iter()
-            .map(|log| bench.spawn(&url, &["--dispatch-only"], log, free_port()))
-            .collect(),
-    );
-    for log in &logs {
-        wait_for_log(log, "dispatching").await;
-    }
+    let children = dispatchers(bench, &url, instances).await;
     let started = Instant::now();
     make_due(&mut conn).await?;
-    loop {
-        let done: Count = diesel::sql_query("SELECT count(*) AS n FROM runs WHERE status = 'done'")
-            .get_result(&mut conn)
-            .await?;
-        if done.n > 0 {
-            break;
-        }
-        anyhow::ensure!(started.elapsed() < Duration::from_secs(600), "not done in 10 minutes");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_run_done(&mut conn, started, Duration::from_secs(600)).await?;
     let elapsed = started.elapsed().as_secs_f64();
     drop(children);
     drop(conn);

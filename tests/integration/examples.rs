@@ -16,13 +16,13 @@ fn data(reply: &crate::common::Reply) -> Value {
 
 #[tokio::test]
 async fn the_worked_session_runs_as_written() {
-    let app = TestApp::new().await;
+    let app = TestApp::with_args(&["--credentials-key", &"ab".repeat(32)]).await;
     let mut files: Vec<String> = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/graphql/examples"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     files.sort();
-    assert_eq!(files.len(), 12, "a new example needs a step here: {files:?}");
+    assert_eq!(files.len(), 15, "a new example needs a step here: {files:?}");
 
     assert_eq!(
         data(&app.graphql(&example("01-register.graphql"), json!({})).await)["register"],
@@ -124,5 +124,47 @@ async fn the_worked_session_runs_as_written() {
             "segment": { "match": "ANY", "conditions": [{ "field": "comment", "op": "CONTAINS", "value": "fair" }] },
             "size": 1
         })
+    );
+
+    // An admin sets up sending; Ann's next mailing goes out as the bakery, on weekdays.
+    let admin = app
+        .verified_user("admin@example.com", mailwarm::accounts::role::Role::Admin)
+        .await;
+    let server = data(
+        &app.graphql_as(&admin, &example("13-create-smtp-server.graphql"), json!({}))
+            .await,
+    );
+    let server = &server["createSmtpServer"];
+    assert_eq!(server["host"], "relay.example.com");
+    assert_eq!(server["hasCredentials"], true);
+    assert!(!server.to_string().contains("s3cret"));
+    let identity = data(
+        &app.graphql_as(
+            &admin,
+            &example("14-create-sender-identity.graphql"),
+            json!({ "serverId": server["id"] }),
+        )
+        .await,
+    );
+    assert_eq!(
+        identity["createSenderIdentity"]["smtpServers"],
+        json!([{ "name": "relay" }])
+    );
+    let mailing = data(
+        &app.graphql_as(
+            &session,
+            &example("15-mailing-with-a-sender.graphql"),
+            json!({ "identityId": identity["createSenderIdentity"]["id"], "messageId": message["createMessage"]["id"],
+                    "clientId": client["createClient"]["id"] }),
+        )
+        .await,
+    );
+    assert_eq!(
+        mailing["createMailing"]["senderIdentity"]["email"],
+        "news@bakery.example"
+    );
+    assert_eq!(
+        mailing["createMailing"]["sendingWindow"],
+        json!({ "days": [1, 2, 3, 4, 5], "fromHour": 9, "toHour": 17 })
     );
 }

@@ -777,3 +777,101 @@ async fn three_instances_hold_a_shared_rate_limit() {
         assert!(instance.terminate(Duration::from_secs(10)).await.success());
     }
 }
+
+#[tokio::test]
+async fn an_unreachable_server_hands_its_messages_to_the_next_and_shows_its_breaker_open() {
+    use axum::body::Body;
+    use axum::http::Request;
+    let fallback = TestSmtpServer::start().await;
+    // A port nobody listens on: every connection is refused.
+    let dead_port = crate::common::free_port();
+    let app = TestApp::dispatching(&[
+        "--smtp-url",
+        &fallback.url(),
+        "--dispatch-interval",
+        "1s",
+        "--senders-refresh",
+        "1s",
+        "--breaker-failures",
+        "2",
+        "--breaker-cooldown",
+        "1h",
+    ])
+    .await;
+    let admin = app.verified_user("admin@example.com", Role::Admin).await;
+    let user = app.verified_user("user@example.com", Role::User).await;
+    let dead = server_id(
+        &app,
+        &admin,
+        "dead",
+        &format!("smtp://127.0.0.1:{dead_port}"),
+        json!({ "priority": 1 }),
+    )
+    .await;
+    let builtin = app
+        .graphql_as(&admin, "{ smtpServers { id builtin } }", json!({}))
+        .await
+        .json()["data"]["smtpServers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["builtin"] == true)
+        .unwrap()["id"]
+        .clone();
+    let identity = identity_for_all(&app, &admin, &[&dead, &builtin]).await;
+    let message = app.new_message(&user).await;
+    let mut clients = Vec::new();
+    for i in 0..5 {
+        clients.push(app.new_client(&user, &format!("f{i}@example.com")).await);
+    }
+    let made = mailing(&app, &user, &message, &clients, json!({ "senderIdentityId": identity })).await;
+    assert!(made["errors"].is_null(), "{made}");
+    // Each goes out at its first attempt: a refused connection sends nothing, so the
+    // message moves to the next server at once, no retry needed.
+    assert_eq!(fallback.wait_accepted(5, Duration::from_secs(20)).await.len(), 5);
+    let mut log = Value::Null;
+    for _ in 0..50 {
+        log = app
+            .graphql_as(
+                &user,
+                "{ attempts(first: 20) { nodes { status smtpServer { name } } } }",
+                json!({}),
+            )
+            .await
+            .json();
+        if log["data"]["attempts"]["nodes"]
+            .as_array()
+            .is_some_and(|a| a.len() == 5)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for attempt in log["data"]["attempts"]["nodes"].as_array().unwrap() {
+        assert_eq!(
+            attempt,
+            &json!({ "status": "SUCCESS", "smtpServer": { "name": "SMTP_URL" } }),
+            "{log}"
+        );
+    }
+    // The breaker for the dead server opened: in the API (from the server's row), in the
+    // metrics of this instance.
+    let mut shown = Value::Null;
+    for _ in 0..50 {
+        shown = app
+            .graphql_as(&admin, "{ smtpServers { name breakerOpen } }", json!({}))
+            .await
+            .json();
+        if shown.to_string().contains(r#"{"breakerOpen":true,"name":"dead"}"#) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        shown.to_string().contains(r#"{"breakerOpen":true,"name":"dead"}"#),
+        "{shown}"
+    );
+    let metrics = app.send(Request::get("/metrics").body(Body::empty()).unwrap()).await;
+    let text = String::from_utf8(metrics.body).unwrap();
+    assert!(text.contains("mailwarm_smtp_breaker_open{server=\"dead\"} 1"), "{text}");
+}
