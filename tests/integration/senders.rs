@@ -40,6 +40,23 @@ async fn create_identity(app: &TestApp, admin: &str, input: Value) -> Value {
     .json()
 }
 
+/// An instance dispatching, its SMTP_URL `fallback`, senders re-read every second.
+async fn dispatching_to(fallback: &TestSmtpServer, extra: &[&str]) -> TestApp {
+    let url = fallback.url();
+    let mut args = vec![
+        "--credentials-key",
+        KEY,
+        "--smtp-url",
+        &url,
+        "--dispatch-interval",
+        "1s",
+        "--senders-refresh",
+        "1s",
+    ];
+    args.extend_from_slice(extra);
+    TestApp::dispatching(&args).await
+}
+
 fn field(reply: &Value) -> &str {
     reply["errors"][0]["extensions"]["field"].as_str().unwrap_or("")
 }
@@ -360,19 +377,7 @@ async fn an_identity_sends_with_its_from_reply_to_and_dkim_through_its_own_serve
     let dir = tempfile::tempdir().unwrap();
     let relay = TestSmtpServer::start().await;
     let fallback = TestSmtpServer::start().await;
-    let app = TestApp::dispatching(&[
-        "--credentials-key",
-        KEY,
-        "--smtp-url",
-        &fallback.url(),
-        "--dispatch-interval",
-        "1s",
-        "--senders-refresh",
-        "1s",
-        "--domain-limits",
-        "slow.example=2/1s",
-    ])
-    .await;
+    let app = dispatching_to(&fallback, &["--domain-limits", "slow.example=2/1s"]).await;
     let admin = app.verified_user("admin@example.com", Role::Admin).await;
     let user = app.verified_user("user@example.com", Role::User).await;
     let server = create_server(&app, &admin, json!({ "name": "relay", "url": relay.url() })).await;
@@ -785,19 +790,7 @@ async fn an_unreachable_server_hands_its_messages_to_the_next_and_shows_its_brea
     let fallback = TestSmtpServer::start().await;
     // A port nobody listens on: every connection is refused.
     let dead_port = crate::common::free_port();
-    let app = TestApp::dispatching(&[
-        "--smtp-url",
-        &fallback.url(),
-        "--dispatch-interval",
-        "1s",
-        "--senders-refresh",
-        "1s",
-        "--breaker-failures",
-        "2",
-        "--breaker-cooldown",
-        "1h",
-    ])
-    .await;
+    let app = dispatching_to(&fallback, &["--breaker-failures", "2", "--breaker-cooldown", "1h"]).await;
     let admin = app.verified_user("admin@example.com", Role::Admin).await;
     let user = app.verified_user("user@example.com", Role::User).await;
     let dead = server_id(
