@@ -14,7 +14,7 @@ use crate::deliveries::graphql::{
 };
 use crate::mailings::graphql::{MailingClientsLoader, MailingTagsLoader, RecipientsLoader, StartedLoader};
 use crate::messages::graphql::{LayoutLoader, MessageLoader};
-use crate::senders::graphql::{IdentityServersLoader, SmtpServerLoader};
+use crate::senders::graphql::{IdentityServersLoader, SenderIdentityLoader, SmtpServerLoader};
 
 /// Adds the loaders to a request's (or a WebSocket connection's) data.
 pub fn add_loaders(data: &mut async_graphql::Data, state: &AppState) {
@@ -38,6 +38,7 @@ pub fn add_loaders(data: &mut async_graphql::Data, state: &AppState) {
     data.insert(DataLoader::new(SuppressionLoader(pool.clone()), tokio::spawn));
     data.insert(DataLoader::new(IdentityServersLoader(pool.clone()), tokio::spawn));
     data.insert(DataLoader::new(SmtpServerLoader(pool.clone()), tokio::spawn));
+    data.insert(DataLoader::new(SenderIdentityLoader(pool.clone()), tokio::spawn));
     data.insert(DataLoader::new(StatsLoader(pool), tokio::spawn));
 }
 

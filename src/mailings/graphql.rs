@@ -77,9 +77,11 @@ impl Mailing {
         let Some(id) = self.0.sender_identity_id else {
             return Ok(None);
         };
-        let mut conn = AppState::from_ctx(ctx).conn().await?;
-        let found = crate::senders::model::identities_by_id(&mut conn, &[id]).await?;
-        Ok(found.into_values().next().map(crate::senders::graphql::SenderIdentity))
+        let identity = ctx
+            .data_unchecked::<DataLoader<crate::senders::graphql::SenderIdentityLoader>>()
+            .load_one(id)
+            .await?;
+        Ok(identity.map(crate::senders::graphql::SenderIdentity))
     }
 
     /// When its deliveries may go out, in its time zone; null: any time.

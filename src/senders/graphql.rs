@@ -235,6 +235,11 @@ crate::batch_loader!(
 );
 
 crate::batch_loader!(
+    /// `Mailing.senderIdentity`, batched per request (deleted identities left out).
+    SenderIdentityLoader: SenderIdentityId => model::SenderIdentity, |conn, keys| model::identities_by_id(conn, keys)
+);
+
+crate::batch_loader!(
     /// `Attempt.smtpServer`, batched per request (deleted servers included).
     SmtpServerLoader: SmtpServerId => model::SmtpServer, |conn, keys| model::servers_by_id(conn, keys)
 );
