@@ -583,6 +583,13 @@ try {
   await admin.getByRole('button', { name: en['sending.addServer'] }).click();
   await admin.getByRole('cell', { name: 'relay', exact: true }).waitFor();
   await admin.getByText(en['sending.perSecond'].replace('{n}', '50')).waitFor();
+  // Edited: a lower priority, the URL (and its credentials) kept.
+  await admin.getByRole('button', { name: en['sending.editOf'].replace('{name}', 'relay') }).click();
+  await admin.getByRole('textbox', { name: en['sending.name'], exact: true }).fill('relay');
+  await admin.getByLabel(en['sending.priority']).fill('5');
+  await admin.getByRole('button', { name: en['sending.saveServer'] }).click();
+  await admin.getByText(en['sending.saved'].replace('{name}', 'relay')).waitFor();
+  await admin.getByRole('row', { name: /relay/ }).getByRole('cell', { name: '5', exact: true }).waitFor();
   await admin.getByLabel(en['sending.fromName']).fill('Acme News');
   await admin.getByLabel(en['sending.fromAddress']).fill('news@acme.example');
   await admin.getByLabel(en['sending.allowEveryone']).check();
