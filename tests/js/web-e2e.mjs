@@ -620,6 +620,7 @@ try {
     ['slow-1@example.com', 'slow-2@example.com'].every((to) =>
       mails.some((m) => m.to.includes(to) && m.data.includes('Acme News') && m.data.includes('<news@acme.example>'))));
   await page.locator('#attempt-log').getByRole('cell', { name: 'relay', exact: true }).first().waitFor();
+  await page.locator('main .meta').getByText('as Acme News <news@acme.example>', { exact: false }).waitFor();
 
   // GraphiQL runs under its own policy without complaints.
   await page.goto('/graphiql');

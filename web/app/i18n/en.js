@@ -197,4 +197,6 @@ export default {
   'sending.urlKeep': 'leave empty to keep the URL',
   'sending.saveServer': 'Save the server',
   'sending.saveIdentity': 'Save the identity',
+  'mailing.sentAs': 'as {from}',
+  'mailing.sendingWindow': 'sends {days}, {from}:00-{to}:00',
 };

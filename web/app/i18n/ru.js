@@ -197,4 +197,6 @@ export default {
   'sending.urlKeep': 'оставьте пустым, чтобы не менять URL',
   'sending.saveServer': 'Сохранить сервер',
   'sending.saveIdentity': 'Сохранить отправителя',
+  'mailing.sentAs': 'от {from}',
+  'mailing.sendingWindow': 'отправка: {days}, {from}:00-{to}:00',
 };

@@ -11,6 +11,8 @@ const QUERY = `query($id: ID!) { mailing(id: $id) {
   id status paused periodicity timeZone startsAt endsAt nextRunAt
   message { id subject }
   owner { fullName }
+  senderIdentity { name email }
+  sendingWindow { days fromHour toHour }
   stats { recipients sent failed unknown pending cancelled attempts lastAttemptAt }
   runs(first: 20) { nodes { id runAt status total sent failed unknown pending cancelled } }
   attempts(first: 50) { nodes { id email attemptedAt status serverResponse smtpServer { name } } }
@@ -116,7 +118,11 @@ export async function page({ app, params }) {
   const meta = h('p', { class: 'meta' });
   const showMeta = (x) => meta.replaceChildren(statusText(x), ' · ', t(`periodicity.${m.periodicity}`), ' · ',
     t('mailing.window', { start: when(m.startsAt), end: m.endsAt ? when(m.endsAt) : t('mailing.noEnd') }), ' · ',
-    t('mailing.nextRun', { when: when(x.nextRunAt) }), ' · ', t('mailing.zone', { zone: m.timeZone }));
+    t('mailing.nextRun', { when: when(x.nextRunAt) }), ' · ', t('mailing.zone', { zone: m.timeZone }),
+    ...(m.senderIdentity ? [' · ', t('mailing.sentAs', { from: `${m.senderIdentity.name} <${m.senderIdentity.email}>` })] : []),
+    ...(m.sendingWindow ? [' · ', t('mailing.sendingWindow', {
+      days: m.sendingWindow.days.map((d) => t(`day.${d}`)).join(' '), from: m.sendingWindow.fromHour, to: m.sendingWindow.toHour,
+    })] : []));
   showMeta(m);
   const runsBox = h('div', {});
   const showCounts = (mailing) => {
