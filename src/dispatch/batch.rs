@@ -132,6 +132,9 @@ impl Dispatcher {
         // One connection records the whole batch (no pool checkout per group); it holds no
         // transaction or lock while the mail server talks.
         let mut conn = None;
+        // Deliveries that may not go out yet, given back together once the batch is done
+        // (still leased meanwhile): one statement per batch, not one per group.
+        let mut deferred: Vec<(DeliveryId, Duration)> = Vec::new();
         loop {
             // The next group to start, unless we are stopping or the breaker opened.
             let halt = stop.is_some_and(|s| *s.borrow()) || matches!(self.relays.allowance(), Allowance::Wait(_));
@@ -141,7 +144,6 @@ impl Dispatcher {
             }
             // Where each delivery of the next group goes, or how long it must wait.
             let mut routes: HashMap<DeliveryId, Route> = HashMap::new();
-            let mut deferred: Vec<(DeliveryId, Duration)> = Vec::new();
             for delivery in next.unwrap_or_default() {
                 match self.route(delivery, runs.get(&delivery.run_id).map(|r| &**r)).await {
                     Ok(route) => {
@@ -149,9 +151,6 @@ impl Dispatcher {
                     }
                     Err(wait) => deferred.push((delivery.id, wait)),
                 }
-            }
-            if !deferred.is_empty() {
-                self.defer(&mut conn, &deferred).await?;
             }
             let next_ids: Vec<DeliveryId> = next
                 .map(|g| g.iter().map(|c| c.id).filter(|id| routes.contains_key(id)).collect())
@@ -196,6 +195,9 @@ impl Dispatcher {
                     )
                 });
             outcomes = futures_util::future::join_all(sends).await;
+        }
+        if !deferred.is_empty() {
+            self.defer(&mut conn, &deferred).await?;
         }
         Ok(())
     }
