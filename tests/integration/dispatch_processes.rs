@@ -124,6 +124,30 @@ pub(crate) fn received_per_address(smtp: &TestSmtpServer) -> HashMap<String, usi
     counts
 }
 
+/// Every SENT delivery's address was received exactly once (`received`: messages per
+/// address); any other delivery's at most once (an UNKNOWN one may have gone out).
+pub(crate) async fn assert_sent_once(app: &TestApp, received: &HashMap<String, usize>) {
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = Text)]
+        email: String,
+        #[diesel(sql_type = Text)]
+        status: String,
+    }
+    let mut conn = app.db.conn().await;
+    let rows: Vec<Row> = diesel::sql_query("SELECT email, status FROM deliveries")
+        .load(&mut conn)
+        .await
+        .unwrap();
+    for row in rows {
+        let got = received.get(&row.email).copied().unwrap_or(0);
+        match row.status.as_str() {
+            "sent" => assert_eq!(got, 1, "{} got {got}", row.email),
+            _ => assert!(got <= 1, "{} got {got}", row.email),
+        }
+    }
+}
+
 #[tokio::test]
 async fn three_instances_send_each_of_2000_messages_exactly_once() {
     let smtp = TestSmtpServer::start_with_delay(Duration::from_millis(2)).await;
@@ -193,26 +217,7 @@ async fn an_instance_killed_mid_run_loses_nothing_and_duplicates_only_unknowns()
     );
 
     // Every SENT delivery's client got exactly one message; an UNKNOWN one, at most one.
-    #[derive(diesel::QueryableByName)]
-    struct Row {
-        #[diesel(sql_type = Text)]
-        email: String,
-        #[diesel(sql_type = Text)]
-        status: String,
-    }
-    let mut conn = app.db.conn().await;
-    let rows: Vec<Row> = diesel::sql_query("SELECT email, status FROM deliveries")
-        .load(&mut conn)
-        .await
-        .unwrap();
-    let received = received_per_address(&smtp);
-    for row in rows {
-        let got = received.get(&row.email).copied().unwrap_or(0);
-        match row.status.as_str() {
-            "sent" => assert_eq!(got, 1, "{} got {got}", row.email),
-            _ => assert!(got <= 1, "{} got {got}", row.email),
-        }
-    }
+    assert_sent_once(&app, &received_per_address(&smtp)).await;
     for instance in &mut instances[1..] {
         assert!(instance.terminate(Duration::from_secs(10)).await.success());
     }

@@ -614,23 +614,34 @@ fn senders_env<'a>(db: &'a str, smtp: &'a str) -> Vec<(&'a str, &'a str)> {
     env
 }
 
-#[tokio::test]
-async fn two_servers_the_first_killed_mid_run_every_delivery_goes_out_once_through_the_second() {
-    use crate::dispatch_processes::{CONCURRENCY, audience, dispatchers, received_per_address, wait_settled};
-    let first = TestSmtpServer::start_with_delay(Duration::from_millis(10)).await;
-    let second = TestSmtpServer::start().await;
-    let default = TestSmtpServer::start().await;
+/// A ONCE mailing of `clients` clients, sent as an identity carried by `servers` (name,
+/// server, more input), by `instances` `server --dispatch-only` processes whose own
+/// SMTP_URL is `default`.
+struct ProcessRun {
+    app: TestApp,
+    admin: String,
+    instances: Vec<crate::common::ServerProcess>,
+    logs: tempfile::TempDir,
+}
+
+async fn process_run(
+    clients: usize,
+    instances: usize,
+    default: &TestSmtpServer,
+    servers: &[(&str, &TestSmtpServer, Value)],
+) -> ProcessRun {
     let app = TestApp::with_args(&["--credentials-key", KEY]).await;
     let admin = app.verified_user("admin@example.com", Role::Admin).await;
-    let (token, message, clients) = audience(&app, 600).await;
-    let a = server_id(&app, &admin, "first", &first.url(), json!({ "priority": 1 })).await;
-    let b = server_id(&app, &admin, "second", &second.url(), json!({ "priority": 2 })).await;
-    let identity = identity_for_all(&app, &admin, &[&b, &a]).await;
+    let (token, message, clients) = crate::dispatch_processes::audience(&app, clients).await;
+    let mut ids = Vec::new();
+    for (name, server, extra) in servers {
+        ids.push(server_id(&app, &admin, name, &server.url(), extra.clone()).await);
+    }
+    let identity = identity_for_all(&app, &admin, &ids.iter().collect::<Vec<_>>()).await;
     let logs = tempfile::tempdir().unwrap();
     let default_url = default.url();
     let env = senders_env(&app.db.url, &default_url);
-    let mut instances = dispatchers(2, &env, logs.path()).await;
-
+    let instances = crate::dispatch_processes::dispatchers(instances, &env, logs.path()).await;
     let clients: Vec<Value> = clients.into_iter().map(Value::from).collect();
     let made = mailing(
         &app,
@@ -641,6 +652,30 @@ async fn two_servers_the_first_killed_mid_run_every_delivery_goes_out_once_throu
     )
     .await;
     assert!(made["errors"].is_null(), "{made}");
+    ProcessRun {
+        app,
+        admin,
+        instances,
+        logs,
+    }
+}
+
+#[tokio::test]
+async fn two_servers_the_first_killed_mid_run_every_delivery_goes_out_once_through_the_second() {
+    use crate::dispatch_processes::{CONCURRENCY, assert_sent_once, received_per_address, wait_settled};
+    let first = TestSmtpServer::start_with_delay(Duration::from_millis(10)).await;
+    let second = TestSmtpServer::start().await;
+    let default = TestSmtpServer::start().await;
+    let servers = [
+        ("first", &first, json!({ "priority": 1 })),
+        ("second", &second, json!({ "priority": 2 })),
+    ];
+    let ProcessRun {
+        app,
+        admin,
+        mut instances,
+        logs: _logs,
+    } = process_run(600, 2, &default, &servers).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while first.accepted().len() < 100 {
         assert!(std::time::Instant::now() < deadline, "the first server never got going");
@@ -663,25 +698,7 @@ async fn two_servers_the_first_killed_mid_run_every_delivery_goes_out_once_throu
     for (address, n) in received_per_address(&second) {
         *received.entry(address).or_insert(0) += n;
     }
-    #[derive(diesel::QueryableByName)]
-    struct Row {
-        #[diesel(sql_type = Text)]
-        email: String,
-        #[diesel(sql_type = Text)]
-        status: String,
-    }
-    let mut conn = app.db.conn().await;
-    let rows: Vec<Row> = diesel::sql_query("SELECT email, status FROM deliveries")
-        .load(&mut conn)
-        .await
-        .unwrap();
-    for row in rows {
-        let got = received.get(&row.email).copied().unwrap_or(0);
-        match row.status.as_str() {
-            "sent" => assert_eq!(got, 1, "{} got {got}", row.email),
-            _ => assert!(got <= 1, "{} got {got}", row.email),
-        }
-    }
+    assert_sent_once(&app, &received).await;
     // The log says which server carried each attempt: every message the second server
     // took is a successful attempt through it.
     let carried = |sql: &str| {
@@ -722,36 +739,16 @@ async fn two_servers_the_first_killed_mid_run_every_delivery_goes_out_once_throu
 
 #[tokio::test]
 async fn three_instances_hold_a_shared_rate_limit() {
-    use crate::dispatch_processes::{audience, dispatchers, received_per_address, wait_settled};
+    use crate::dispatch_processes::{received_per_address, wait_settled};
     let relay = TestSmtpServer::start().await;
     let default = TestSmtpServer::start().await;
-    let app = TestApp::with_args(&["--credentials-key", KEY]).await;
-    let admin = app.verified_user("admin@example.com", Role::Admin).await;
-    let (token, message, clients) = audience(&app, 60).await;
-    let limited = server_id(
-        &app,
-        &admin,
-        "limited",
-        &relay.url(),
-        json!({ "limits": { "perSecond": 10 } }),
-    )
-    .await;
-    let identity = identity_for_all(&app, &admin, &[&limited]).await;
-    let logs = tempfile::tempdir().unwrap();
-    let default_url = default.url();
-    let env = senders_env(&app.db.url, &default_url);
-    let mut instances = dispatchers(3, &env, logs.path()).await;
-
-    let clients: Vec<Value> = clients.into_iter().map(Value::from).collect();
-    let made = mailing(
-        &app,
-        &token,
-        &json!(message),
-        &clients,
-        json!({ "senderIdentityId": identity }),
-    )
-    .await;
-    assert!(made["errors"].is_null(), "{made}");
+    let servers = [("limited", &relay, json!({ "limits": { "perSecond": 10 } }))];
+    let ProcessRun {
+        app,
+        mut instances,
+        logs: _logs,
+        ..
+    } = process_run(60, 3, &default, &servers).await;
     let statuses = wait_settled(&app, Duration::from_secs(60), &instances).await;
     assert_eq!(statuses.get("sent").copied(), Some(60), "{statuses:?}");
     assert!(received_per_address(&relay).values().all(|n| *n == 1));
