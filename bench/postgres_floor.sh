@@ -72,6 +72,16 @@ variant() {
   done
 }
 
+# BENCH_EXPERIMENT_SQL: A/B only, the schema as it is against the schema with that SQL applied,
+# alternated three times at 3 sessions (to try an index, a key or a function before a migration).
+if [ -n "${BENCH_EXPERIMENT_SQL:-}" ]; then
+  for round in 1 2 3; do
+    variant "the schema as it is" ""
+    variant "with BENCH_EXPERIMENT_SQL" "$BENCH_EXPERIMENT_SQL"
+  done
+  exit 0
+fi
+
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(psql -qAt "$admin" -c 'SHOW server_version')"
 echo "claim + mark + outcome + attempt, groups of 8 (expansion not included; timed apart):"
 variant "the schema as it is" "" "1 3"

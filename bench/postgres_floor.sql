@@ -77,7 +77,8 @@ BEGIN
         PERFORM dispatch_advance(previous, array_fill('sent'::text, ARRAY[n]), array_fill(0::bigint, ARRAY[n]),
                                  previous_attempts, array_fill('success'::text, ARRAY[n]),
                                  array_fill('250 2.0.0 Ok: queued as 4F2A31C0D5'::text, ARRAY[n]),
-                                 me, coalesce(ids[i:i + grp - 1], '{}'));
+                                 me, coalesce(ids[i:i + grp - 1], '{}'),
+                                 array_fill('00000000-0000-0000-0000-000000000001'::uuid, ARRAY[n]));
         COMMIT;
         previous := coalesce(ids[i:i + grp - 1], '{}');
         previous_attempts := coalesce(attempts[i:i + grp - 1], '{}');

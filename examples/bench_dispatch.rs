@@ -4,7 +4,9 @@
 //! 1. Throughput: deliveries/s from `server --dispatch-only` processes (1 and 3) into the
 //!    sink, 10,000 recipients, and peak memory per process (1,000 vs 10,000 recipients).
 //! 2. Latency: `createMailing` over HTTP → the first message accepted by the sink (median, p99).
-//! 3. The claim's plan (EXPLAIN) on a table that also holds 2,000,000 finished deliveries.
+//! 3. The log at scale: the API's reads of one mailing's log, with 10,000 rows in the tables
+//!    and with BENCH_LOG_ROWS (1,000,000) more; the claim's plan beside them; LOG_RETENTION's
+//!    chunked delete there.
 //! 4. With BENCH_SHARED_LIMIT=N (and nothing else, `bash bench/senders.sh`): a server
 //!    limited to N per second shared by 1 and by 3 instances, BENCH_RECIPIENTS (1,000)
 //!    messages into a sink that dumps each message to a file in BENCH_SINK_DUMP: the most
@@ -177,11 +179,6 @@ async fn make_due(conn: &mut AsyncPgConnection) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn schedule_mailing(conn: &mut AsyncPgConnection) -> anyhow::Result<()> {
-    create_mailing(conn).await?;
-    make_due(conn).await
-}
-
 /// The numeric fields of /proc/PID/stat from the third on (after the command name, which
 /// is in parentheses and may hold spaces); the state letter reads as 0.
 fn stat_fields(pid: u32) -> Vec<u64> {
@@ -246,6 +243,10 @@ struct Throughput {
     /// CPU microseconds per delivery, PostgreSQL's and the dispatchers'.
     postgres_us: f64,
     dispatcher_us: f64,
+    /// From the run's start to its first message sent, and to its last delivery written
+    /// (a run is written in chunks and sends from its first).
+    first_sent_ms: f64,
+    written_s: f64,
 }
 
 async fn throughput(bench: &Bench, instances: usize, recipients: i64) -> anyhow::Result<Throughput> {
@@ -262,7 +263,12 @@ async fn throughput(bench: &Bench, instances: usize, recipients: i64) -> anyhow:
     // sending, recording.
     let started = Instant::now();
     make_due(&mut conn).await?;
-    wait_run_done(&mut conn, started, Duration::from_secs(300)).await?;
+    wait_run_done(
+        &mut conn,
+        started,
+        Duration::from_secs(300.max(recipients as u64 / 1000)),
+    )
+    .await?;
     let elapsed = started.elapsed().as_secs_f64();
     let postgres_us = (postgres_cpu_seconds() - postgres_before) * 1e6 / recipients as f64;
     let dispatcher_us = (cpu(&children) - dispatcher_before) * 1e6 / recipients as f64;
@@ -270,6 +276,20 @@ async fn throughput(bench: &Bench, instances: usize, recipients: i64) -> anyhow:
         .get_result(&mut conn)
         .await?;
     anyhow::ensure!(sent.n == recipients, "{} of {recipients} sent", sent.n);
+    #[derive(diesel::QueryableByName)]
+    struct Timeline {
+        #[diesel(sql_type = diesel::sql_types::Double)]
+        first_sent_ms: f64,
+        #[diesel(sql_type = diesel::sql_types::Double)]
+        written_s: f64,
+    }
+    let timeline: Timeline = diesel::sql_query(
+        "SELECT (extract(epoch FROM (SELECT min(sent_at) FROM deliveries) - r.created_at) * 1000)::float8 AS first_sent_ms, \
+             extract(epoch FROM (SELECT max(created_at) FROM deliveries) - r.created_at)::float8 AS written_s \
+         FROM runs r LIMIT 1",
+    )
+    .get_result(&mut conn)
+    .await?;
     let memory = children.0.iter().map(|c| peak_memory_kib(c.id())).max().unwrap_or(0);
     drop(children);
     drop(conn);
@@ -279,6 +299,8 @@ async fn throughput(bench: &Bench, instances: usize, recipients: i64) -> anyhow:
         memory_kib: memory,
         postgres_us,
         dispatcher_us,
+        first_sent_ms: timeline.first_sent_ms,
+        written_s: timeline.written_s,
     })
 }
 
@@ -410,21 +432,44 @@ fn raw_rate(bench: &Bench) -> anyhow::Result<Option<f64>> {
     Ok(Some(f64::from(messages) / started.elapsed().as_secs_f64()))
 }
 
+/// A session for the API as the benchmark's owner (the token's SHA-256 is what the server
+/// stores); returns the token.
+async fn api_session(conn: &mut AsyncPgConnection) -> anyhow::Result<&'static str> {
+    let token = "bench-token-not-secret";
+    let hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(token.as_bytes()));
+    diesel::sql_query(format!(
+        "INSERT INTO sessions (user_id, token_hash, expires_at) VALUES \
+         ('00000000-0000-0000-0000-000000000001', decode('{hash}', 'hex'), now() + interval '1 day')"
+    ))
+    .execute(conn)
+    .await?;
+    Ok(token)
+}
+
+/// One GraphQL request to the server on `port`.
+async fn graphql(
+    http: &reqwest::Client,
+    port: u16,
+    token: &str,
+    body: &serde_json::Value,
+) -> anyhow::Result<serde_json::Value> {
+    Ok(http
+        .post(format!("http://127.0.0.1:{port}/graphql"))
+        .bearer_auth(token)
+        .json(body)
+        .send()
+        .await?
+        .json()
+        .await?)
+}
+
 /// createMailing over HTTP → the first message accepted by the sink, `samples` times.
 async fn latency(bench: &Bench, samples: usize) -> anyhow::Result<Vec<f64>> {
     let name = "bench_latency";
     let url = bench.fresh_database(name).await?;
     let mut conn = AsyncPgConnection::establish(&url).await?;
     seed(&mut conn, 1).await?;
-    // A session for the API: the token's SHA-256 is what the server stores.
-    let token = "bench-token-not-secret";
-    let hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(token.as_bytes()));
-    diesel::sql_query(format!(
-        "INSERT INTO sessions (user_id, token_hash, expires_at) VALUES \
-         ('00000000-0000-0000-0000-000000000001', decode('{hash}', 'hex'), now() + interval '1 hour')"
-    ))
-    .execute(&mut conn)
-    .await?;
+    let token = api_session(&mut conn).await?;
     #[derive(diesel::QueryableByName)]
     struct Id {
         #[diesel(sql_type = Text)]
@@ -452,14 +497,7 @@ async fn latency(bench: &Bench, samples: usize) -> anyhow::Result<Vec<f64>> {
                 "clientIds": [client.id],
             } }
         });
-        let reply: serde_json::Value = http
-            .post(format!("http://127.0.0.1:{port}/graphql"))
-            .bearer_auth(token)
-            .json(&body)
-            .send()
-            .await?
-            .json()
-            .await?;
+        let reply = graphql(&http, port, token, &body).await?;
         let mailing = reply["data"]["createMailing"]["id"]
             .as_str()
             .ok_or_else(|| anyhow::anyhow!("{reply}"))?
@@ -493,43 +531,121 @@ async fn latency(bench: &Bench, samples: usize) -> anyhow::Result<Vec<f64>> {
     Ok(latencies)
 }
 
-/// The claim's plan with 2,000,000 finished deliveries beside 1,000 pending ones.
-async fn claim_plan(bench: &Bench) -> anyhow::Result<String> {
-    let name = "bench_plan";
+/// The API's reads of one mailing's log (10 runs of 1,000: 10,000 deliveries and attempts)
+/// while the tables hold only them, and again after `rows` finished deliveries and as many
+/// attempts of another mailing of the same owner (1,000 a run, spread over two years) are
+/// added; then the claim's plan and time beside them, and what LOG_RETENTION's chunked
+/// delete takes there. Returns the report's lines.
+async fn log_at_scale(bench: &Bench, rows: i64) -> anyhow::Result<Vec<String>> {
+    let name = "bench_log";
     let url = bench.fresh_database(name).await?;
     let mut conn = AsyncPgConnection::establish(&url).await?;
     seed(&mut conn, 1000).await?;
-    schedule_mailing(&mut conn).await?;
+    let token = api_session(&mut conn).await?;
+    // `runs` finished runs of a mailing, each of every client: a delivery and an attempt
+    // each, one in twenty FAILED, the runs a day apart ending `ago`.
+    let finished_runs = async |conn: &mut AsyncPgConnection, mailing: &str, runs: i64, ago: &str| {
+        diesel::sql_query(format!(
+            "INSERT INTO mailings (id, owner_id, message_id, starts_at, periodicity) VALUES ('{mailing}', \
+                 '00000000-0000-0000-0000-000000000001', '00000000-0000-0000-0000-000000000002', now(), 'daily') \
+             ON CONFLICT DO NOTHING; \
+             INSERT INTO runs (mailing_id, run_at, status, finished_at) \
+             SELECT '{mailing}', now() - interval '{ago}' - i * interval '1 hour', 'done', \
+                 now() - interval '{ago}' - i * interval '1 hour' FROM generate_series(1, {runs}) AS i; \
+             INSERT INTO deliveries (run_id, mailing_id, owner_id, client_id, email, full_name, status, attempt_count, sent_at, created_at) \
+             SELECT r.id, r.mailing_id, c.owner_id, c.id, c.email, c.full_name, \
+                 CASE WHEN hashtext(c.email) % 20 = 0 THEN 'failed' ELSE 'sent' END, 1, r.run_at, r.run_at \
+             FROM runs r CROSS JOIN clients c WHERE r.mailing_id = '{mailing}'; \
+             INSERT INTO attempts (delivery_id, mailing_id, owner_id, email, attempt_number, attempted_at, status, server_response) \
+             SELECT d.id, d.mailing_id, d.owner_id, d.email, 1, d.created_at, \
+                 CASE d.status WHEN 'sent' THEN 'success' ELSE 'permanent_failure' END, '250 2.0.0 Ok: queued as 4F2A31C0D5' \
+             FROM deliveries d WHERE d.mailing_id = '{mailing}'; \
+             ANALYZE"
+        ))
+        .execute(conn)
+        .await
+    };
+    let measured = "00000000-0000-0000-0000-00000000000a";
+    finished_runs(&mut conn, measured, 10, "1 minute").await?;
+
+    let port = free_port();
+    let log = "/tmp/mailwarm-bench-log.log";
+    let server = Servers(vec![bench.spawn(&url, &[], log, port)]);
+    wait_for_log(log, "listening").await;
+    let http = reqwest::Client::new();
+    let (from, to) = (chrono::Utc::now() - chrono::TimeDelta::days(30), chrono::Utc::now());
+    let reads = [
+        (
+            "counts of the mailing",
+            "{ mailing(id: $m) { stats { sent failed unknown pending cancelled attempts lastAttemptAt } } }",
+        ),
+        (
+            "counts of its runs",
+            "{ mailing(id: $m) { runs(first: 10) { totalCount nodes { total sent failed unknown pending cancelled } } } }",
+        ),
+        (
+            "its FAILED deliveries, first page",
+            "{ mailing(id: $m) { deliveries(first: 50, status: FAILED) { totalCount nodes { email status } } } }",
+        ),
+        (
+            "its attempt log, first page",
+            "{ mailing(id: $m) { attempts(first: 50) { totalCount nodes { email status attemptedAt serverResponse } } } }",
+        ),
+        (
+            "the owner's daily statistics, 30 days",
+            "{ dailyStats(from: $from, to: $to) { day attempts succeeded failed sent } }",
+        ),
+    ];
+    // The median of 20 answers over HTTP, in milliseconds.
+    let time_reads = async || -> anyhow::Result<Vec<f64>> {
+        let mut medians = Vec::new();
+        for (_, read) in &reads {
+            let query = format!("query($m: ID!, $from: DateTime!, $to: DateTime!) {read}");
+            let mut took = Vec::new();
+            for _ in 0..20 {
+                let body = serde_json::json!({ "query": query,
+                    "variables": { "m": measured, "from": from.to_rfc3339(), "to": to.to_rfc3339() } });
+                let started = Instant::now();
+                let reply = graphql(&http, port, token, &body).await?;
+                took.push(started.elapsed().as_secs_f64() * 1000.0);
+                anyhow::ensure!(reply.get("errors").is_none(), "{reply}");
+            }
+            took.sort_by(f64::total_cmp);
+            medians.push(took[took.len() / 2]);
+        }
+        Ok(medians)
+    };
+    let small = time_reads().await?;
+    let started = Instant::now();
+    finished_runs(
+        &mut conn,
+        "00000000-0000-0000-0000-00000000000b",
+        rows / 1000,
+        "30 days",
+    )
+    .await?;
+    let loaded = started.elapsed().as_secs_f64();
+    let large = time_reads().await?;
+    drop(server);
+
+    let mut report = vec![format!(
+        "the API's reads of a mailing's log (10,000 deliveries and attempts), median of 20 over HTTP, \
+         with only them in the tables and after adding {rows} finished deliveries and attempts ({loaded:.0} s to load):"
+    )];
+    for (((what, _), small), large) in reads.iter().zip(&small).zip(&large) {
+        report.push(format!("  {what}: {small:.1} ms -> {large:.1} ms"));
+    }
+
+    // The claim beside them: 1,000 pending deliveries of a running run.
     diesel::sql_query(
-        "INSERT INTO runs (id, mailing_id, run_at, status) \
-         SELECT '00000000-0000-0000-0000-000000000003', id, now(), 'running' FROM mailings LIMIT 1",
+        "INSERT INTO runs (id, mailing_id, run_at, status) VALUES ('00000000-0000-0000-0000-000000000003', \
+             '00000000-0000-0000-0000-00000000000a', now(), 'running'); \
+         INSERT INTO deliveries (run_id, mailing_id, owner_id, client_id, email, full_name) \
+         SELECT '00000000-0000-0000-0000-000000000003', '00000000-0000-0000-0000-00000000000a', owner_id, id, email, full_name \
+         FROM clients; ANALYZE deliveries",
     )
     .execute(&mut conn)
     .await?;
-    diesel::sql_query(
-        "INSERT INTO clients (id, owner_id, email, full_name) VALUES ('00000000-0000-0000-0000-000000000004', \
-         '00000000-0000-0000-0000-000000000001', 'old@example.com', 'Old')",
-    )
-    .execute(&mut conn)
-    .await?;
-    // Two million finished deliveries (one per old run), then the 1,000 pending ones.
-    diesel::sql_query(
-        "WITH r AS (INSERT INTO runs (mailing_id, run_at, status) \
-             SELECT m.id, now() - i * interval '1 minute', 'done' FROM mailings m, generate_series(1, 2000000) i RETURNING id, mailing_id) \
-         INSERT INTO deliveries (run_id, mailing_id, owner_id, client_id, email, full_name, status, sent_at) \
-         SELECT r.id, r.mailing_id, '00000000-0000-0000-0000-000000000001', '00000000-0000-0000-0000-000000000004', \
-             'old@example.com', 'Old', 'sent', now() FROM r",
-    )
-    .execute(&mut conn)
-    .await?;
-    diesel::sql_query(
-        "INSERT INTO deliveries (run_id, mailing_id, owner_id, client_id, email, full_name) \
-         SELECT '00000000-0000-0000-0000-000000000003', mc.mailing_id, '00000000-0000-0000-0000-000000000001', c.id, c.email, c.full_name \
-         FROM mailing_clients mc JOIN clients c ON c.id = mc.client_id",
-    )
-    .execute(&mut conn)
-    .await?;
-    diesel::sql_query("ANALYZE").execute(&mut conn).await?;
     let sql = mailwarm::dispatch::queue::CLAIM_SQL
         .replace("$1", "'00000000-0000-0000-0000-0000000000ff'")
         .replace("$2", "60000000")
@@ -547,14 +663,26 @@ async fn claim_plan(bench: &Bench) -> anyhow::Result<String> {
         .await?;
     let started = Instant::now();
     let claimed = diesel::sql_query(sql).execute(&mut conn).await?;
-    let took = started.elapsed();
+    report.push(format!(
+        "claim of {claimed} beside them: {:.1} ms, plan:",
+        started.elapsed().as_secs_f64() * 1000.0
+    ));
+    report.extend(plan.into_iter().map(|l| format!("  {}", l.line)));
+
+    // LOG_RETENTION at 20 days: the added runs' log goes, 5,000 deliveries a statement.
+    let mut chunks = Vec::new();
+    for _ in 0..5 {
+        let started = Instant::now();
+        mailwarm::deliveries::retention::drop_chunk(&mut conn, Duration::from_secs(20 * 86_400)).await?;
+        chunks.push(format!("{:.0}", started.elapsed().as_secs_f64() * 1000.0));
+    }
+    report.push(format!(
+        "LOG_RETENTION's delete of 5,000 old deliveries with their attempts, five in a row: {} ms",
+        chunks.join(" / ")
+    ));
     drop(conn);
     bench.drop_database(name).await;
-    Ok(format!(
-        "{}\n(claimed {claimed} in {:.1} ms)",
-        plan.into_iter().map(|l| l.line).collect::<Vec<_>>().join("\n"),
-        took.as_secs_f64() * 1000.0
-    ))
+    Ok(report)
 }
 
 #[tokio::main]
@@ -580,10 +708,11 @@ async fn main() -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    // BENCH_QUICK: one run of 10,000 recipients on BENCH_INSTANCES instances (default 1).
+    // BENCH_QUICK: one run of BENCH_RECIPIENTS (10,000) on BENCH_INSTANCES instances (1).
     let runs: Vec<(usize, i64)> = if std::env::var("BENCH_QUICK").is_ok() {
         let instances = std::env::var("BENCH_INSTANCES").map_or(Ok(1), |n| n.parse())?;
-        vec![(instances, 10_000)]
+        let recipients = std::env::var("BENCH_RECIPIENTS").map_or(Ok(10_000), |n| n.parse())?;
+        vec![(instances, recipients)]
     } else {
         vec![(1, 1_000), (1, 10_000), (3, 10_000)]
     };
@@ -598,11 +727,14 @@ async fn main() -> anyhow::Result<()> {
         });
         println!(
             "throughput: {instances} instance(s), {recipients} recipients: {:.0} deliveries/s, peak memory {} MiB per process, \
-             CPU per delivery: PostgreSQL {:.0} µs, dispatchers {:.0} µs{beside_raw}",
+             CPU per delivery: PostgreSQL {:.0} µs, dispatchers {:.0} µs{beside_raw}; \
+             first message {:.0} ms after the run started, its last delivery written after {:.1} s",
             t.rate,
             t.memory_kib / 1024,
             t.postgres_us,
-            t.dispatcher_us
+            t.dispatcher_us,
+            t.first_sent_ms,
+            t.written_s
         );
     }
     if std::env::var("BENCH_ONLY_THROUGHPUT").is_ok() {
@@ -617,10 +749,10 @@ async fn main() -> anyhow::Result<()> {
         latencies.len()
     );
     if std::env::var("BENCH_SKIP_PLAN").is_err() {
-        println!(
-            "claim plan with 2,000,000 finished deliveries:\n{}",
-            claim_plan(&bench).await?
-        );
+        let rows = std::env::var("BENCH_LOG_ROWS").map_or(Ok(1_000_000), |n| n.parse())?;
+        for line in log_at_scale(&bench, rows).await? {
+            println!("{line}");
+        }
     }
     Ok(())
 }

@@ -183,6 +183,14 @@ impl AppState {
         .register::<account_mail::AccountMail>(sender)
         .register_recurring(&sweep::Sweep, SWEEP_EVERY, self.inner.pool.clone())
         .register::<crate::clients::import::ImportClients>(self.inner.pool.clone());
+        let runner = match config.dispatch.log_retention {
+            Some(keep) => {
+                use crate::deliveries::retention::{DropOldLog, EVERY, Retention};
+                let pool = self.inner.pool.clone();
+                runner.register_recurring(&DropOldLog, EVERY, Retention { pool, keep })
+            }
+            None => runner,
+        };
         match &config.bounces.bounce_imap_url {
             Some(url) => {
                 use crate::deliverability::mailbox::{Mailbox, PollBounceMailbox};

@@ -513,6 +513,11 @@ pub struct DispatchConfig {
     /// Tries per message before it is marked FAILED.
     #[arg(long, env = "MAX_ATTEMPTS", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=100), global = true)]
     pub max_attempts: u16,
+
+    /// How long the log of a finished run (its deliveries, attempts and bounces) is kept;
+    /// unset: for ever.
+    #[arg(long, env = "LOG_RETENTION", value_parser = parse_duration, global = true)]
+    pub log_retention: Option<Duration>,
 }
 
 impl HttpConfig {

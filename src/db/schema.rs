@@ -268,6 +268,7 @@ diesel::table! {
         text_body -> Nullable<Text>,
         layout_html -> Nullable<Text>,
         suppressed -> Int4,
+        expanded_through -> Nullable<Uuid>,
     }
 }
 

@@ -2,7 +2,7 @@
 //!
 //! The loop (here): each step sends one claimed batch and meanwhile prepares the next:
 //! rescue what dead instances held (`queue::rescue_expired`), start the runs that fell due
-//! (`runs::start_due`), claim a batch of due deliveries with a lease (`queue::claim`); then
+//! (`runs::start_due`) and write a chunk of a large run's deliveries (`runs::expand_more`), claim a batch of due deliveries with a lease (`queue::claim`); then
 //! finished runs are closed. When a step finds nothing to do, the dispatcher sleeps until
 //! the next run, retry or lease expiry falls due, a wake-up arrives, or DISPATCH_INTERVAL.
 //! The parts: `batch` (a batch in hand, routed, sent in groups and recorded), `outcome`
@@ -79,16 +79,16 @@ pub struct Dispatcher {
     runs: Mutex<std::collections::HashMap<RunId, Arc<batch::RunInHand>>>,
 }
 
-/// What the work before sending found: runs started, and a claimed batch to send.
+/// What the work before sending found: runs started or expanded by a chunk, and a claimed batch to send.
 #[derive(Default)]
 struct Prepared {
-    started: usize,
+    runs_moved: usize,
     claimed: Vec<Claimed>,
 }
 
 impl Prepared {
     fn found_work(&self) -> bool {
-        self.started > 0 || !self.claimed.is_empty()
+        self.runs_moved > 0 || !self.claimed.is_empty()
     }
 }
 
@@ -277,6 +277,15 @@ impl Dispatcher {
                 logged_at: Vec::new(),
             });
         }
+        // One chunk of a run still being expanded, beside the batch being sent.
+        let expanded = runs::expand_more(&mut conn, config.accounts.daily_send_quota.is_some()).await?;
+        if let Some(run) = &expanded {
+            self.notifier.send(Notice::Run {
+                mailing: run.mailing_id,
+                run: run.run_id,
+                logged_at: Vec::new(),
+            });
+        }
         if !started.is_empty() {
             // Let the other instances help.
             self.notifier.send(Notice::Wake);
@@ -301,7 +310,7 @@ impl Dispatcher {
             .expect("in-hand lock")
             .extend(claimed.iter().map(|c| c.id));
         Ok(Prepared {
-            started: started.len(),
+            runs_moved: started.len() + usize::from(expanded.is_some()),
             claimed,
         })
     }

@@ -159,16 +159,9 @@ async fn start_one(
         let due = mailing
             .window()
             .map_or(now, |w| w.next_opening(now, schedule.time_zone));
-        let deliveries = expand(conn, &mailing, RunId(run_id), due).await?;
+        let deliveries = expand_first(conn, &mailing, RunId(run_id), due).await?;
         if quota.is_some() {
-            diesel::sql_query(
-                "UPDATE daily_sends SET deliveries = deliveries + $2 \
-                 WHERE user_id = $1 AND day = (now() AT TIME ZONE 'UTC')::date",
-            )
-            .bind::<SqlUuid, _>(mailing.owner_id)
-            .bind::<diesel::sql_types::Integer, _>(i32::try_from(deliveries).unwrap_or(i32::MAX))
-            .execute(conn)
-            .await?;
+            count_towards_quota(conn, &mailing, deliveries).await?;
         }
         started = Some(Started {
             mailing_id,
@@ -186,19 +179,135 @@ async fn start_one(
     Ok(started)
 }
 
-/// One delivery per client in the mailing's audience now (unsubscribed and deleted clients,
-/// and suppressed addresses, left out): one INSERT ... SELECT, nothing in memory whatever
-/// the audience's size. The run counts the suppressed ones it left out.
-async fn expand(
+async fn count_towards_quota(
+    conn: &mut AsyncPgConnection,
+    mailing: &Mailing,
+    deliveries: usize,
+) -> diesel::QueryResult<usize> {
+    diesel::sql_query(
+        "UPDATE daily_sends SET deliveries = deliveries + $2 \
+         WHERE user_id = $1 AND day = (now() AT TIME ZONE 'UTC')::date",
+    )
+    .bind::<SqlUuid, _>(mailing.owner_id)
+    .bind::<diesel::sql_types::Integer, _>(i32::try_from(deliveries).unwrap_or(i32::MAX))
+    .execute(conn)
+    .await
+}
+
+/// Clients written per chunk of a run's expansion: a chunk takes about as long as sending
+/// a batch (each dispatcher step does one beside its batch), and the run sends once the
+/// first is committed.
+pub const EXPANSION_CHUNK: i64 = 2_000;
+
+/// The run's first chunk, in the transaction that starts it; the suppressed addresses the
+/// whole audience leaves out are counted here (an anti-join on the list's unique index,
+/// cheap however large the audience).
+async fn expand_first(
     conn: &mut AsyncPgConnection,
     mailing: &Mailing,
     run_id: RunId,
     due: DateTime<Utc>,
 ) -> diesel::QueryResult<usize> {
-    use crate::db::schema::{clients, deliveries, runs};
-    use diesel::{ExpressionMethods, IntoSql, QueryDsl};
+    use crate::db::schema::runs;
+    use diesel::{ExpressionMethods, QueryDsl};
     let audience = audience::of_mailing(conn, mailing).await?;
-    let members = audience::members(mailing.owner_id, &audience).select((
+    let inserted = expand_chunk(conn, mailing, &audience, run_id, due, Uuid::nil()).await?;
+    let suppressed =
+        suppressions::count_suppressed(conn, audience::with_suppressed(mailing.owner_id, &audience)).await?;
+    if suppressed > 0 {
+        diesel::update(runs::table.filter(runs::id.eq(run_id)))
+            .set(runs::suppressed.eq(i32::try_from(suppressed).unwrap_or(i32::MAX)))
+            .execute(conn)
+            .await?;
+    }
+    Ok(inserted)
+}
+
+/// Writes the next chunk of one run still being expanded (the oldest that no other
+/// instance is writing: its row is locked, SKIP LOCKED), in one transaction with its
+/// cursor. Returns the run and the deliveries written, or None when no run waits.
+pub async fn expand_more(conn: &mut AsyncPgConnection, quota: bool) -> anyhow::Result<Option<Started>> {
+    use crate::db::schema::{mailings, runs};
+    use diesel::{
+        ExpressionMethods, IntoSql, NullableExpressionMethods, OptionalExtension, QueryDsl, SelectableHelper,
+    };
+    conn.transaction::<_, anyhow::Error, _>(async |conn| {
+        let Some((run_id, mailing_id, after)) = runs::table
+            .filter(runs::expanded_through.is_not_null())
+            .filter(runs::status.eq("running"))
+            .order(runs::run_at)
+            .select((runs::id, runs::mailing_id, runs::expanded_through.assume_not_null()))
+            .for_update()
+            .skip_locked()
+            .first::<(RunId, MailingId, Uuid)>(conn)
+            .await
+            .optional()?
+        else {
+            return Ok(None);
+        };
+        let mailing: Option<Mailing> = mailings::table
+            .filter(mailings::id.eq(mailing_id))
+            .filter(mailings::deleted_at.is_null())
+            .select(Mailing::as_select())
+            .get_result(conn)
+            .await
+            .optional()?;
+        let Some(mailing) = mailing else {
+            diesel::update(runs::table.filter(runs::id.eq(run_id)))
+                .set(runs::expanded_through.eq(None::<Uuid>))
+                .execute(conn)
+                .await?;
+            return Ok(None);
+        };
+        let now: DateTime<Utc> = diesel::select(diesel::dsl::now.into_sql::<Timestamptz>())
+            .get_result(conn)
+            .await?;
+        let due = mailing
+            .window()
+            .map_or(now, |w| w.next_opening(now, mailing.schedule().time_zone));
+        let audience = audience::of_mailing(conn, &mailing).await?;
+        let deliveries = expand_chunk(conn, &mailing, &audience, run_id, due, after).await?;
+        if quota {
+            count_towards_quota(conn, &mailing, deliveries).await?;
+        }
+        Ok(Some(Started {
+            mailing_id,
+            run_id,
+            deliveries,
+        }))
+    })
+    .await
+}
+
+/// One delivery per client of the audience now (unsubscribed and deleted clients, and
+/// suppressed addresses, left out) whose id follows `after`, at most EXPANSION_CHUNK of
+/// them: one INSERT ... SELECT, nothing in memory. Moves the run's cursor to the chunk's
+/// last client, or clears it when the audience has no more.
+async fn expand_chunk(
+    conn: &mut AsyncPgConnection,
+    mailing: &Mailing,
+    audience: &audience::Audience,
+    run_id: RunId,
+    due: DateTime<Utc>,
+    after: Uuid,
+) -> diesel::QueryResult<usize> {
+    use crate::db::schema::{clients, deliveries, runs};
+    use diesel::{ExpressionMethods, IntoSql, OptionalExtension, QueryDsl};
+    // The chunk's last client, when there are more than a chunk's worth.
+    let last: Option<Uuid> = audience::members(mailing.owner_id, audience)
+        .filter(clients::id.gt(after))
+        .order(clients::id)
+        .offset(EXPANSION_CHUNK - 1)
+        .limit(1)
+        .select(clients::id)
+        .get_result(conn)
+        .await
+        .optional()?;
+    let mut chunk = audience::members(mailing.owner_id, audience).filter(clients::id.gt(after));
+    if let Some(last) = last {
+        chunk = chunk.filter(clients::id.le(last));
+    }
+    let members = chunk.select((
         run_id.into_sql::<SqlUuid>(),
         mailing.id.into_sql::<SqlUuid>(),
         mailing.owner_id.into_sql::<SqlUuid>(),
@@ -222,16 +331,10 @@ async fn expand(
         .do_nothing()
         .execute(conn)
         .await?;
-    // Counted from the list's side: an anti-join on its unique index, cheap however large
-    // the audience.
-    let suppressed =
-        suppressions::count_suppressed(conn, audience::with_suppressed(mailing.owner_id, &audience)).await?;
-    if suppressed > 0 {
-        diesel::update(runs::table.filter(runs::id.eq(run_id)))
-            .set(runs::suppressed.eq(i32::try_from(suppressed).unwrap_or(i32::MAX)))
-            .execute(conn)
-            .await?;
-    }
+    diesel::update(runs::table.filter(runs::id.eq(run_id)))
+        .set(runs::expanded_through.eq(last))
+        .execute(conn)
+        .await?;
     Ok(inserted)
 }
 
@@ -272,7 +375,7 @@ pub async fn close_finished(conn: &mut AsyncPgConnection) -> diesel::QueryResult
     }
     let closed: Vec<Closed> = diesel::sql_query(
         "UPDATE runs r SET status = 'done', finished_at = now() WHERE r.status = 'running' \
-         AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.run_id = r.id AND d.status = 'pending') \
+         AND r.expanded_through IS NULL AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.run_id = r.id AND d.status = 'pending') \
          RETURNING r.mailing_id",
     )
     .load(conn)

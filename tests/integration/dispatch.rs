@@ -816,3 +816,118 @@ async fn dropped_database_connections_lose_and_repeat_nothing() {
     assert_eq!(before, recipients.len(), "someone got two messages");
     assert_eq!(recipients.len(), 150, "someone got none");
 }
+
+/// A run of 8,000 is written in chunks of 2,000 (`runs::EXPANSION_CHUNK`): its first
+/// messages go out before its last chunk is written, it is not closed between chunks, and
+/// every client gets exactly one message.
+#[tokio::test]
+async fn a_large_run_sends_before_it_is_fully_written() {
+    use diesel::sql_types::{BigInt, Bool};
+    use diesel_async::RunQueryDsl;
+    let smtp = TestSmtpServer::start().await;
+    let app = app_with(&smtp, &["--dispatch-batch", "500"]).await;
+    let (token, message, _) = crate::dispatch_processes::audience(&app, 8_000).await;
+    let reply = app
+        .graphql_as(
+            &token,
+            "mutation($i: MailingInput!) { createMailing(input: $i) { id } }",
+            json!({ "i": { "startsAt": now_rfc3339(-1000), "periodicity": "ONCE", "messageId": message,
+                           "audience": { "allClients": true } } }),
+        )
+        .await;
+    let id = reply.json()["data"]["createMailing"]["id"].as_str().unwrap().to_owned();
+    let owner = Owner { token, message };
+    let done = wait_mailing(
+        &app,
+        &owner,
+        &id,
+        "status stats { sent pending }",
+        Duration::from_secs(120),
+        |m| m["status"] == "COMPLETED",
+    )
+    .await;
+    assert_eq!(done["stats"]["sent"], 8_000, "{done}");
+    let received = crate::dispatch_processes::received_per_address(&smtp);
+    assert_eq!(received.len(), 8_000);
+    assert!(received.values().all(|n| *n == 1), "nobody got two");
+
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = BigInt)]
+        chunks: i64,
+        #[diesel(sql_type = Bool)]
+        sent_before_last_chunk: bool,
+        #[diesel(sql_type = BigInt)]
+        runs: i64,
+    }
+    let mut conn = app.db.conn().await;
+    let row: Row = diesel::sql_query(
+        "SELECT (SELECT count(DISTINCT created_at) FROM deliveries) AS chunks, \
+             (SELECT min(attempted_at) FROM attempts) < (SELECT max(created_at) FROM deliveries) AS sent_before_last_chunk, \
+             (SELECT count(*) FROM runs WHERE expanded_through IS NULL AND status = 'done') AS runs",
+    )
+    .get_result(&mut conn)
+    .await
+    .unwrap();
+    assert!(row.chunks >= 4, "written in {} transactions", row.chunks);
+    assert!(
+        row.sent_before_last_chunk,
+        "nothing went out before the last chunk was written"
+    );
+    assert_eq!(row.runs, 1);
+}
+
+/// LOG_RETENTION's job deletes the deliveries and attempts of runs finished longer ago than
+/// that, and nothing of a recent run; the runs themselves stay.
+#[tokio::test]
+async fn the_retention_job_drops_only_the_log_of_old_runs() {
+    use diesel::sql_types::BigInt;
+    use diesel_async::RunQueryDsl;
+    use mailwarm::jobs::BackgroundJob;
+    let smtp = TestSmtpServer::start().await;
+    let app = app_with(&smtp, &[]).await;
+    let owner = owner(&app).await;
+    let ids = clients(&app, &owner, &["a@example.com", "b@example.com"]).await;
+    let mut mailings = Vec::new();
+    for _ in 0..2 {
+        let id = create_mailing(&app, &owner, &now_rfc3339(-1000), "ONCE", &ids).await;
+        wait_mailing(&app, &owner, &id, "status", Duration::from_secs(30), |m| {
+            m["status"] == "COMPLETED"
+        })
+        .await;
+        mailings.push(id);
+    }
+    let mut conn = app.db.conn().await;
+    diesel::sql_query("UPDATE runs SET finished_at = now() - interval '3 days' WHERE mailing_id = $1::uuid")
+        .bind::<diesel::sql_types::Text, _>(&mailings[0])
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let ctx = mailwarm::deliveries::retention::Retention {
+        pool: app.state.pool().clone(),
+        keep: Duration::from_secs(2 * 86_400),
+    };
+    mailwarm::deliveries::retention::DropOldLog.run(&ctx).await.unwrap();
+
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    for (table, mailing, expected) in [
+        ("deliveries", &mailings[0], 0),
+        ("attempts", &mailings[0], 0),
+        ("runs", &mailings[0], 1),
+        ("deliveries", &mailings[1], 2),
+        ("attempts", &mailings[1], 2),
+    ] {
+        let count: Count = diesel::sql_query(format!("SELECT count(*) AS n FROM {table} WHERE mailing_id = $1::uuid"))
+            .bind::<diesel::sql_types::Text, _>(mailing)
+            .get_result(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(count.n, expected, "{table} of mailing {mailing}");
+    }
+    let history = mailing(&app, &owner, &mailings[0], "status runs { totalCount }").await;
+    assert_eq!(history["runs"]["totalCount"], 1, "{history}");
+}
