@@ -46,6 +46,9 @@ run() {
   before=$(postgres_cpu)
   tps=$(pgbench -n -c "$clients" -j "$clients" -T "$seconds" -f "$work/script.pgb" "$url" 2>/dev/null |
     awk '/^tps/ {print $3}')
+  # pgbench's backends exit as it ends: once the postmaster has reaped them their CPU is in
+  # its children's time, before that it would be in no one's.
+  sleep 1
   after=$(postgres_cpu)
   awk -v n="$name" -v c="$clients" -v tps="$tps" -v per="$per_call" -v cpu=$((after - before)) -v s="$seconds" \
     'BEGIN { r = tps * per; printf "%-44s %2d session(s) %8.0f /s  %4.2f cores  %5.0f us per delivery\n",

@@ -708,6 +708,14 @@ async fn main() -> anyhow::Result<()> {
         }
         return Ok(());
     }
+    // BENCH_ONLY_LOG: the log at scale alone (BENCH_LOG_ROWS=10000000 takes a while).
+    if std::env::var("BENCH_ONLY_LOG").is_ok() {
+        let rows = std::env::var("BENCH_LOG_ROWS").map_or(Ok(1_000_000), |n| n.parse())?;
+        for line in log_at_scale(&bench, rows).await? {
+            println!("{line}");
+        }
+        return Ok(());
+    }
     // BENCH_QUICK: one run of BENCH_RECIPIENTS (10,000) on BENCH_INSTANCES instances (1).
     let runs: Vec<(usize, i64)> = if std::env::var("BENCH_QUICK").is_ok() {
         let instances = std::env::var("BENCH_INSTANCES").map_or(Ok(1), |n| n.parse())?;

@@ -2,8 +2,9 @@
 //!
 //! The loop (here): each step sends one claimed batch and meanwhile prepares the next:
 //! rescue what dead instances held (`queue::rescue_expired`), start the runs that fell due
-//! (`runs::start_due`) and write a chunk of a large run's deliveries (`runs::expand_more`), claim a batch of due deliveries with a lease (`queue::claim`); then
-//! finished runs are closed. When a step finds nothing to do, the dispatcher sleeps until
+//! (`runs::start_due`), claim a batch of due deliveries with a lease (`queue::claim`), write
+//! the next chunk of a large run's deliveries (`runs::expand_more`); then finished runs are
+//! closed. When a step finds nothing to do, the dispatcher sleeps until
 //! the next run, retry or lease expiry falls due, a wake-up arrives, or DISPATCH_INTERVAL.
 //! The parts: `batch` (a batch in hand, routed, sent in groups and recorded), `outcome`
 //! (what an answer does to a delivery, pure), `relays` (the SMTP servers and sender
@@ -230,13 +231,14 @@ impl Dispatcher {
     /// and claiming overlap with the mail server's replies instead of waiting between
     /// batches; then closes the runs that finished.
     async fn step(&self, batch: Vec<Claimed>, stop: Option<&watch::Receiver<bool>>) -> anyhow::Result<Prepared> {
+        let beside_a_batch = !batch.is_empty();
         let sending = async {
             match batch.is_empty() {
                 true => Ok(()),
                 false => self.send_batch(batch, stop).await,
             }
         };
-        let (sent, next) = tokio::join!(sending, self.prepare(stop));
+        let (sent, next) = tokio::join!(sending, self.prepare(stop, beside_a_batch));
         sent?;
         let next = next?;
         let mut conn = self.state.pool().get().await?;
@@ -245,8 +247,9 @@ impl Dispatcher {
     }
 
     /// The work before sending: rescue what dead instances held, start the runs that fell
-    /// due, claim a batch (less while the breaker probes, none while it is open or we stop).
-    async fn prepare(&self, stop: Option<&watch::Receiver<bool>>) -> anyhow::Result<Prepared> {
+    /// due, claim a batch (less while the breaker probes, none while it is open or we stop),
+    /// write a chunk of a run still being expanded.
+    async fn prepare(&self, stop: Option<&watch::Receiver<bool>>, beside_a_batch: bool) -> anyhow::Result<Prepared> {
         if stop.is_some_and(|s| *s.borrow()) {
             return Ok(Prepared::default());
         }
@@ -277,15 +280,6 @@ impl Dispatcher {
                 logged_at: Vec::new(),
             });
         }
-        // One chunk of a run still being expanded, beside the batch being sent.
-        let expanded = runs::expand_more(&mut conn, config.accounts.daily_send_quota.is_some()).await?;
-        if let Some(run) = &expanded {
-            self.notifier.send(Notice::Run {
-                mailing: run.mailing_id,
-                run: run.run_id,
-                logged_at: Vec::new(),
-            });
-        }
         if !started.is_empty() {
             // Let the other instances help.
             self.notifier.send(Notice::Wake);
@@ -309,6 +303,20 @@ impl Dispatcher {
             .lock()
             .expect("in-hand lock")
             .extend(claimed.iter().map(|c| c.id));
+        // One chunk of a run still being expanded, beside the batch being sent; not while a
+        // claimed batch would wait for it with nothing sending (a run just started sends its
+        // first chunk at once).
+        let expanded = match beside_a_batch || claimed.is_empty() {
+            true => runs::expand_more(&mut conn, config.accounts.daily_send_quota.is_some()).await?,
+            false => None,
+        };
+        if let Some(run) = &expanded {
+            self.notifier.send(Notice::Run {
+                mailing: run.mailing_id,
+                run: run.run_id,
+                logged_at: Vec::new(),
+            });
+        }
         Ok(Prepared {
             runs_moved: started.len() + usize::from(expanded.is_some()),
             claimed,
