@@ -293,9 +293,18 @@ async fn expand_chunk(
 ) -> diesel::QueryResult<usize> {
     use crate::db::schema::{clients, deliveries, runs};
     use diesel::{ExpressionMethods, IntoSql, OptionalExtension, QueryDsl};
+    // Planned for this chunk's bounds each time: after five runs of a prepared statement
+    // PostgreSQL may settle on a generic plan, which knows nothing of the range. Always
+    // inside the run's transaction, so SET LOCAL ends with it.
+    diesel::sql_query("SET LOCAL plan_cache_mode = force_custom_plan")
+        .execute(conn)
+        .await?;
     // The chunk's last client, when there are more than a chunk's worth.
-    let last: Option<Uuid> = audience::members(mailing.owner_id, audience)
-        .filter(clients::id.gt(after))
+    let rest = audience::IdRange {
+        after: Some(after),
+        through: None,
+    };
+    let last: Option<Uuid> = audience::members_within(mailing.owner_id, audience, rest)
         .order(clients::id)
         .offset(EXPANSION_CHUNK - 1)
         .limit(1)
@@ -303,11 +312,11 @@ async fn expand_chunk(
         .get_result(conn)
         .await
         .optional()?;
-    let mut chunk = audience::members(mailing.owner_id, audience).filter(clients::id.gt(after));
-    if let Some(last) = last {
-        chunk = chunk.filter(clients::id.le(last));
-    }
-    let members = chunk.select((
+    let chunk = audience::IdRange {
+        after: Some(after),
+        through: last,
+    };
+    let members = audience::members_within(mailing.owner_id, audience, chunk).select((
         run_id.into_sql::<SqlUuid>(),
         mailing.id.into_sql::<SqlUuid>(),
         mailing.owner_id.into_sql::<SqlUuid>(),

@@ -49,30 +49,30 @@ impl Audience {
     }
 
     /// The audience as one condition on `clients` (the owner and liveness come on top).
+    /// The lists are correlated EXISTS, each a lookup by client: a chunk of a run (a range of
+    /// client ids) then reads only its own clients' rows, where `id IN (SELECT ...)` got a
+    /// plan reading every picked client of the mailing for each chunk (400 ms a chunk of a
+    /// million-client mailing, against 20).
     fn filter(&self) -> Filter {
         if self.all_clients {
             return Box::new(sql::<Bool>("true"));
         }
         let mut parts: Vec<Filter> = Vec::new();
         match &self.picked {
-            Some(Picked::Mailing(id)) => parts.push(Box::new(
-                clients::id.eq_any(
-                    mailing_clients::table
-                        .filter(mailing_clients::mailing_id.eq(*id))
-                        .select(mailing_clients::client_id),
-                ),
-            )),
+            Some(Picked::Mailing(id)) => parts.push(Box::new(diesel::dsl::exists(
+                mailing_clients::table
+                    .filter(mailing_clients::mailing_id.eq(*id))
+                    .filter(mailing_clients::client_id.eq(clients::id)),
+            ))),
             Some(Picked::Ids(ids)) => parts.push(Box::new(clients::id.eq_any(ids.clone()))),
             None => {}
         }
         if !self.tags.is_empty() {
-            parts.push(Box::new(
-                clients::id.eq_any(
-                    client_tags::table
-                        .filter(client_tags::tag_id.eq_any(self.tags.clone()))
-                        .select(client_tags::client_id),
-                ),
-            ));
+            parts.push(Box::new(diesel::dsl::exists(
+                client_tags::table
+                    .filter(client_tags::tag_id.eq_any(self.tags.clone()))
+                    .filter(client_tags::client_id.eq(clients::id)),
+            )));
         }
         if let Some(segment) = &self.segment {
             parts.push(segment::compile(segment));
@@ -87,12 +87,29 @@ impl Audience {
 /// The live, subscribed clients of `owner` in `audience` whose address is not suppressed,
 /// as a query to select from.
 pub fn members(owner: UserId, audience: &Audience) -> clients::BoxedQuery<'static, Pg> {
-    with_suppressed(owner, audience).filter(diesel::dsl::not(suppressions::client_is_suppressed()))
+    members_within(owner, audience, IdRange::default())
+}
+
+/// `members` within `range` of client ids.
+pub fn members_within(owner: UserId, audience: &Audience, range: IdRange) -> clients::BoxedQuery<'static, Pg> {
+    live_within(owner, audience, range).filter(diesel::dsl::not(suppressions::client_is_suppressed()))
 }
 
 /// The live, subscribed clients of `owner` in `audience`, suppressed addresses included.
 pub fn with_suppressed(owner: UserId, audience: &Audience) -> clients::BoxedQuery<'static, Pg> {
-    clients::table
+    live_within(owner, audience, IdRange::default())
+}
+
+/// Client ids after `after` and up to `through`, each bound optional: a slice of an
+/// audience in id order (a chunk of a run).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct IdRange {
+    pub after: Option<uuid::Uuid>,
+    pub through: Option<uuid::Uuid>,
+}
+
+fn live_within(owner: UserId, audience: &Audience, range: IdRange) -> clients::BoxedQuery<'static, Pg> {
+    let mut query = clients::table
         .filter(
             clients::owner_id
                 .eq(owner)
@@ -100,7 +117,14 @@ pub fn with_suppressed(owner: UserId, audience: &Audience) -> clients::BoxedQuer
                 .and(clients::unsubscribed_at.is_null()),
         )
         .filter(audience.filter())
-        .into_boxed()
+        .into_boxed();
+    if let Some(after) = range.after {
+        query = query.filter(clients::id.gt(after));
+    }
+    if let Some(through) = range.through {
+        query = query.filter(clients::id.le(through));
+    }
+    query
 }
 
 /// How many clients the audience holds now.
