@@ -199,28 +199,15 @@ async fn count_towards_quota(
 /// first is committed.
 pub const EXPANSION_CHUNK: i64 = 2_000;
 
-/// The run's first chunk, in the transaction that starts it; the suppressed addresses the
-/// whole audience leaves out are counted here (an anti-join on the list's unique index,
-/// cheap however large the audience).
+/// The run's first chunk, in the transaction that starts it.
 async fn expand_first(
     conn: &mut AsyncPgConnection,
     mailing: &Mailing,
     run_id: RunId,
     due: DateTime<Utc>,
 ) -> diesel::QueryResult<usize> {
-    use crate::db::schema::runs;
-    use diesel::{ExpressionMethods, QueryDsl};
     let audience = audience::of_mailing(conn, mailing).await?;
-    let inserted = expand_chunk(conn, mailing, &audience, run_id, due, Uuid::nil()).await?;
-    let suppressed =
-        suppressions::count_suppressed(conn, audience::with_suppressed(mailing.owner_id, &audience)).await?;
-    if suppressed > 0 {
-        diesel::update(runs::table.filter(runs::id.eq(run_id)))
-            .set(runs::suppressed.eq(i32::try_from(suppressed).unwrap_or(i32::MAX)))
-            .execute(conn)
-            .await?;
-    }
-    Ok(inserted)
+    expand_chunk(conn, mailing, &audience, run_id, due, Uuid::nil()).await
 }
 
 /// Writes the next chunk of one run still being expanded (the oldest that no other
@@ -282,7 +269,9 @@ pub async fn expand_more(conn: &mut AsyncPgConnection, quota: bool) -> anyhow::R
 /// One delivery per client of the audience now (unsubscribed and deleted clients, and
 /// suppressed addresses, left out) whose id follows `after`, at most EXPANSION_CHUNK of
 /// them: one INSERT ... SELECT, nothing in memory. Moves the run's cursor to the chunk's
-/// last client, or clears it when the audience has no more.
+/// last client, or clears it when the audience has no more, and counts the suppressed
+/// addresses the chunk left out (`Run.suppressed`; counted per chunk, since a count over
+/// a whole large audience can take seconds before its statistics are gathered).
 async fn expand_chunk(
     conn: &mut AsyncPgConnection,
     mailing: &Mailing,
@@ -340,8 +329,16 @@ async fn expand_chunk(
         .do_nothing()
         .execute(conn)
         .await?;
+    let suppressed = suppressions::count_suppressed(
+        conn,
+        audience::with_suppressed_within(mailing.owner_id, audience, chunk),
+    )
+    .await?;
     diesel::update(runs::table.filter(runs::id.eq(run_id)))
-        .set(runs::expanded_through.eq(last))
+        .set((
+            runs::expanded_through.eq(last),
+            runs::suppressed.eq(runs::suppressed + i32::try_from(suppressed).unwrap_or(i32::MAX)),
+        ))
         .execute(conn)
         .await?;
     Ok(inserted)

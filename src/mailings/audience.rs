@@ -95,9 +95,10 @@ pub fn members_within(owner: UserId, audience: &Audience, range: IdRange) -> cli
     live_within(owner, audience, range).filter(diesel::dsl::not(suppressions::client_is_suppressed()))
 }
 
-/// The live, subscribed clients of `owner` in `audience`, suppressed addresses included.
-pub fn with_suppressed(owner: UserId, audience: &Audience) -> clients::BoxedQuery<'static, Pg> {
-    live_within(owner, audience, IdRange::default())
+/// The live, subscribed clients of `owner` in `audience` within `range` of client ids,
+/// suppressed addresses included.
+pub fn with_suppressed_within(owner: UserId, audience: &Audience, range: IdRange) -> clients::BoxedQuery<'static, Pg> {
+    live_within(owner, audience, range)
 }
 
 /// Client ids after `after` and up to `through`, each bound optional: a slice of an
