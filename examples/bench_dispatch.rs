@@ -545,7 +545,7 @@ async fn log_at_scale(bench: &Bench, rows: i64) -> anyhow::Result<Vec<String>> {
     // `runs` finished runs of a mailing, each of every client: a delivery and an attempt
     // each, one in twenty FAILED, the runs a day apart ending `ago`.
     let finished_runs = async |conn: &mut AsyncPgConnection, mailing: &str, runs: i64, ago: &str| {
-        diesel::sql_query(format!(
+        diesel_async::SimpleAsyncConnection::batch_execute(conn, &format!(
             "INSERT INTO mailings (id, owner_id, message_id, starts_at, periodicity) VALUES ('{mailing}', \
                  '00000000-0000-0000-0000-000000000001', '00000000-0000-0000-0000-000000000002', now(), 'daily') \
              ON CONFLICT DO NOTHING; \
@@ -562,7 +562,6 @@ async fn log_at_scale(bench: &Bench, rows: i64) -> anyhow::Result<Vec<String>> {
              FROM deliveries d WHERE d.mailing_id = '{mailing}'; \
              ANALYZE"
         ))
-        .execute(conn)
         .await
     };
     let measured = "00000000-0000-0000-0000-00000000000a";
@@ -577,30 +576,29 @@ async fn log_at_scale(bench: &Bench, rows: i64) -> anyhow::Result<Vec<String>> {
     let reads = [
         (
             "counts of the mailing",
-            "{ mailing(id: $m) { stats { sent failed unknown pending cancelled attempts lastAttemptAt } } }",
+            "query($m: ID!) { mailing(id: $m) { stats { sent failed unknown pending cancelled attempts lastAttemptAt } } }",
         ),
         (
             "counts of its runs",
-            "{ mailing(id: $m) { runs(first: 10) { totalCount nodes { total sent failed unknown pending cancelled } } } }",
+            "query($m: ID!) { mailing(id: $m) { runs(first: 10) { totalCount nodes { total sent failed unknown pending cancelled } } } }",
         ),
         (
             "its FAILED deliveries, first page",
-            "{ mailing(id: $m) { deliveries(first: 50, status: FAILED) { totalCount nodes { email status } } } }",
+            "query($m: ID!) { mailing(id: $m) { deliveries(first: 50, status: FAILED) { totalCount nodes { email status } } } }",
         ),
         (
             "its attempt log, first page",
-            "{ mailing(id: $m) { attempts(first: 50) { totalCount nodes { email status attemptedAt serverResponse } } } }",
+            "query($m: ID!) { mailing(id: $m) { attempts(first: 50) { totalCount nodes { email status attemptedAt serverResponse } } } }",
         ),
         (
             "the owner's daily statistics, 30 days",
-            "{ dailyStats(from: $from, to: $to) { day attempts succeeded failed sent } }",
+            "query($from: DateTime!, $to: DateTime!) { dailyStats(from: $from, to: $to) { day attempts succeeded failed sent } }",
         ),
     ];
     // The median of 20 answers over HTTP, in milliseconds.
     let time_reads = async || -> anyhow::Result<Vec<f64>> {
         let mut medians = Vec::new();
-        for (_, read) in &reads {
-            let query = format!("query($m: ID!, $from: DateTime!, $to: DateTime!) {read}");
+        for (_, query) in &reads {
             let mut took = Vec::new();
             for _ in 0..20 {
                 let body = serde_json::json!({ "query": query,
@@ -637,14 +635,14 @@ async fn log_at_scale(bench: &Bench, rows: i64) -> anyhow::Result<Vec<String>> {
     }
 
     // The claim beside them: 1,000 pending deliveries of a running run.
-    diesel::sql_query(
+    diesel_async::SimpleAsyncConnection::batch_execute(
+        &mut conn,
         "INSERT INTO runs (id, mailing_id, run_at, status) VALUES ('00000000-0000-0000-0000-000000000003', \
              '00000000-0000-0000-0000-00000000000a', now(), 'running'); \
          INSERT INTO deliveries (run_id, mailing_id, owner_id, client_id, email, full_name) \
          SELECT '00000000-0000-0000-0000-000000000003', '00000000-0000-0000-0000-00000000000a', owner_id, id, email, full_name \
          FROM clients; ANALYZE deliveries",
     )
-    .execute(&mut conn)
     .await?;
     let sql = mailwarm::dispatch::queue::CLAIM_SQL
         .replace("$1", "'00000000-0000-0000-0000-0000000000ff'")
