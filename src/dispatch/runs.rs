@@ -213,29 +213,34 @@ async fn expand_first(
 /// Writes the next chunk of one run still being expanded (the oldest that no other
 /// instance is writing: its row is locked, SKIP LOCKED), in one transaction with its
 /// cursor. Returns the run and the deliveries written, or None when no run waits.
+///
+/// The mailing's row is locked (FOR SHARE) before the run's, in the order completing,
+/// deleting or editing a mailing takes them (its row, then its pending deliveries and runs):
+/// a chunk then either commits before such a change, which cancels its deliveries, or
+/// waits for it and finds the run cancelled; never pending deliveries left behind in a
+/// cancelled run, and no deadlock.
 pub async fn expand_more(conn: &mut AsyncPgConnection, quota: bool) -> anyhow::Result<Option<Started>> {
     use crate::db::schema::{mailings, runs};
     use diesel::{
         ExpressionMethods, IntoSql, NullableExpressionMethods, OptionalExtension, QueryDsl, SelectableHelper,
     };
+    let Some((run_id, mailing_id)) = runs::table
+        .filter(runs::expanded_through.is_not_null())
+        .filter(runs::status.eq("running"))
+        .order(runs::run_at)
+        .select((runs::id, runs::mailing_id))
+        .first::<(RunId, MailingId)>(conn)
+        .await
+        .optional()?
+    else {
+        return Ok(None);
+    };
     conn.transaction::<_, anyhow::Error, _>(async |conn| {
-        let Some((run_id, mailing_id, after)) = runs::table
-            .filter(runs::expanded_through.is_not_null())
-            .filter(runs::status.eq("running"))
-            .order(runs::run_at)
-            .select((runs::id, runs::mailing_id, runs::expanded_through.assume_not_null()))
-            .for_update()
-            .skip_locked()
-            .first::<(RunId, MailingId, Uuid)>(conn)
-            .await
-            .optional()?
-        else {
-            return Ok(None);
-        };
         let mailing: Option<Mailing> = mailings::table
             .filter(mailings::id.eq(mailing_id))
             .filter(mailings::deleted_at.is_null())
             .select(Mailing::as_select())
+            .for_share()
             .get_result(conn)
             .await
             .optional()?;
@@ -244,6 +249,19 @@ pub async fn expand_more(conn: &mut AsyncPgConnection, quota: bool) -> anyhow::R
                 .set(runs::expanded_through.eq(None::<Uuid>))
                 .execute(conn)
                 .await?;
+            return Ok(None);
+        };
+        let Some(after) = runs::table
+            .filter(runs::id.eq(run_id))
+            .filter(runs::expanded_through.is_not_null())
+            .filter(runs::status.eq("running"))
+            .select(runs::expanded_through.assume_not_null())
+            .for_update()
+            .skip_locked()
+            .first::<Uuid>(conn)
+            .await
+            .optional()?
+        else {
             return Ok(None);
         };
         let now: DateTime<Utc> = diesel::select(diesel::dsl::now.into_sql::<Timestamptz>())

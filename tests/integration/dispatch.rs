@@ -817,6 +817,22 @@ async fn dropped_database_connections_lose_and_repeat_nothing() {
     assert_eq!(recipients.len(), 150, "someone got none");
 }
 
+/// A ONCE mailing of `message` to every client of the owner, due now.
+async fn mailing_to_all_now(app: &TestApp, token: &str, message: &str) -> String {
+    let reply = app
+        .graphql_as(
+            token,
+            "mutation($i: MailingInput!) { createMailing(input: $i) { id } }",
+            json!({ "i": { "startsAt": now_rfc3339(-1000), "periodicity": "ONCE", "messageId": message,
+                           "audience": { "allClients": true } } }),
+        )
+        .await;
+    reply.json()["data"]["createMailing"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{}", reply.json()))
+        .to_owned()
+}
+
 /// A run of 8,000 is written in chunks of 2,000 (`runs::EXPANSION_CHUNK`): its first
 /// messages go out before its last chunk is written, it is not closed between chunks, and
 /// every client gets exactly one message.
@@ -827,15 +843,7 @@ async fn a_large_run_sends_before_it_is_fully_written() {
     let smtp = TestSmtpServer::start().await;
     let app = app_with(&smtp, &["--dispatch-batch", "500"]).await;
     let (token, message, _) = crate::dispatch_processes::audience(&app, 8_000).await;
-    let reply = app
-        .graphql_as(
-            &token,
-            "mutation($i: MailingInput!) { createMailing(input: $i) { id } }",
-            json!({ "i": { "startsAt": now_rfc3339(-1000), "periodicity": "ONCE", "messageId": message,
-                           "audience": { "allClients": true } } }),
-        )
-        .await;
-    let id = reply.json()["data"]["createMailing"]["id"].as_str().unwrap().to_owned();
+    let id = mailing_to_all_now(&app, &token, &message).await;
     let owner = Owner { token, message };
     let done = wait_mailing(
         &app,
@@ -930,4 +938,65 @@ async fn the_retention_job_drops_only_the_log_of_old_runs() {
     }
     let history = mailing(&app, &owner, &mailings[0], "status runs { totalCount }").await;
     assert_eq!(history["runs"]["totalCount"], 1, "{history}");
+}
+
+/// Completing a mailing while its run of 8,000 is still being written cancels what is
+/// pending and stops the writing: nothing is left PENDING, the run is not written further,
+/// and nothing more is sent once the sends under way finish.
+#[tokio::test]
+async fn completing_a_run_still_being_written_stops_it() {
+    use diesel::sql_types::BigInt;
+    use diesel_async::RunQueryDsl;
+    let smtp = TestSmtpServer::start_with_delay(Duration::from_millis(5)).await;
+    let app = app_with(&smtp, &["--dispatch-batch", "500"]).await;
+    let (token, message, _) = crate::dispatch_processes::audience(&app, 8_000).await;
+    let id = mailing_to_all_now(&app, &token, &message).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while smtp.accepted().is_empty() {
+        assert!(Instant::now() < deadline, "nothing was sent");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let reply = app
+        .graphql_as(
+            &token,
+            "mutation($id: ID!) { completeMailing(id: $id) { status } }",
+            json!({ "id": id }),
+        )
+        .await;
+    assert_eq!(
+        reply.json()["data"]["completeMailing"]["status"],
+        "COMPLETED",
+        "{}",
+        reply.json()
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let sent_after_a_while = smtp.accepted().len();
+
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = BigInt)]
+        pending: i64,
+        #[diesel(sql_type = BigInt)]
+        written: i64,
+        #[diesel(sql_type = BigInt)]
+        expanding: i64,
+    }
+    let mut conn = app.db.conn().await;
+    let row: Row = diesel::sql_query(
+        "SELECT (SELECT count(*) FROM deliveries WHERE status = 'pending') AS pending, \
+             (SELECT count(*) FROM deliveries) AS written, \
+             (SELECT count(*) FROM runs WHERE status = 'running') AS expanding",
+    )
+    .get_result(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(row.pending, 0);
+    assert_eq!(row.expanding, 0);
+    assert!(row.written < 8_000, "the whole run was written: {}", row.written);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        smtp.accepted().len(),
+        sent_after_a_while,
+        "sending went on after completion"
+    );
 }
