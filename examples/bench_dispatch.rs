@@ -683,6 +683,11 @@ async fn log_at_scale(bench: &Bench, rows: i64) -> anyhow::Result<Vec<String>> {
     Ok(report)
 }
 
+/// BENCH_LOG_ROWS: the finished rows the log at scale adds (default 1,000,000).
+fn log_rows() -> anyhow::Result<i64> {
+    Ok(std::env::var("BENCH_LOG_ROWS").map_or(Ok(1_000_000), |n| n.parse())?)
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let bench = Bench {
@@ -708,8 +713,7 @@ async fn main() -> anyhow::Result<()> {
     }
     // BENCH_ONLY_LOG: the log at scale alone (BENCH_LOG_ROWS=10000000 takes a while).
     if std::env::var("BENCH_ONLY_LOG").is_ok() {
-        let rows = std::env::var("BENCH_LOG_ROWS").map_or(Ok(1_000_000), |n| n.parse())?;
-        for line in log_at_scale(&bench, rows).await? {
+        for line in log_at_scale(&bench, log_rows()?).await? {
             println!("{line}");
         }
         return Ok(());
@@ -755,8 +759,7 @@ async fn main() -> anyhow::Result<()> {
         latencies.len()
     );
     if std::env::var("BENCH_SKIP_PLAN").is_err() {
-        let rows = std::env::var("BENCH_LOG_ROWS").map_or(Ok(1_000_000), |n| n.parse())?;
-        for line in log_at_scale(&bench, rows).await? {
+        for line in log_at_scale(&bench, log_rows()?).await? {
             println!("{line}");
         }
     }

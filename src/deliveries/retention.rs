@@ -5,8 +5,8 @@
 //! suppressed), so a mailing's history still lists them.
 //!
 //! Deletes in chunks rather than dropping monthly partitions: the log is read and written by
-//! delivery and by run, and a run's rows would straddle partitions; a chunk of a few
-//! thousand deliveries by run costs a few milliseconds (see the README's benchmark).
+//! delivery and by run, and a run's rows would straddle partitions; a chunk of 5,000
+//! deliveries with their attempts took 118-131 ms beside 10,000,000 rows (`bench/log.sh`).
 
 use std::time::Duration;
 

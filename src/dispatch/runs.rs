@@ -1,4 +1,6 @@
-//! Starting runs when they fall due, and closing them when their deliveries are done.
+//! Starting runs when they fall due, writing their deliveries in chunks (the first with the
+//! run, the rest beside the sending: `expand_more`), and closing them when their deliveries
+//! are done.
 //!
 //! Any instance may start a due run: its row is unique on (mailing, run time) and inserted
 //! with ON CONFLICT DO NOTHING, so none can start it twice and no leader is needed. Every
