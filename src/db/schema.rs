@@ -129,6 +129,7 @@ diesel::table! {
         updated_at -> Timestamptz,
         attempts_before_retry -> Int4,
         sending_since -> Nullable<Timestamptz>,
+        slice_id -> Nullable<Int8>,
     }
 }
 
@@ -250,6 +251,20 @@ diesel::table! {
         key -> Text,
         window_start -> Timestamptz,
         count -> Int4,
+    }
+}
+
+diesel::table! {
+    run_slices (id) {
+        id -> Int8,
+        run_id -> Uuid,
+        mailing_id -> Uuid,
+        after_client -> Uuid,
+        through_client -> Uuid,
+        next_attempt_at -> Timestamptz,
+        lease_owner -> Nullable<Uuid>,
+        lease_expires_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
     }
 }
 
@@ -405,6 +420,7 @@ diesel::joinable!(mailings -> messages (message_id));
 diesel::joinable!(mailings -> users (owner_id));
 diesel::joinable!(messages -> layouts (layout_id));
 diesel::joinable!(messages -> users (owner_id));
+diesel::joinable!(run_slices -> runs (run_id));
 diesel::joinable!(runs -> mailings (mailing_id));
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(suppressions -> deliveries (delivery_id));
@@ -432,6 +448,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     mailings,
     messages,
     rate_limits,
+    run_slices,
     runs,
     send_budgets,
     sender_identities,

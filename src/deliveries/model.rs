@@ -437,8 +437,7 @@ pub enum Cancel<'a> {
 /// Cancels deliveries that have not begun (PENDING, claimed or not). Those already SENDING
 /// finish: their mail is on the wire. Returns how many were cancelled.
 pub async fn cancel_pending(conn: &mut AsyncPgConnection, which: Cancel<'_>) -> QueryResult<usize> {
-    let set =
-        "UPDATE deliveries d SET status = 'cancelled', lease_owner = NULL, lease_expires_at = NULL, updated_at = now()";
+    let set = "UPDATE deliveries d SET status = 'cancelled', lease_owner = NULL, lease_expires_at = NULL, slice_id = NULL, updated_at = now()";
     let base = format!("{set} WHERE status = 'pending' AND sending_since IS NULL AND ");
     let cancelled = match which {
         Cancel::Mailing(mailing) => {
@@ -447,6 +446,11 @@ pub async fn cancel_pending(conn: &mut AsyncPgConnection, which: Cancel<'_>) -> 
                 .execute(conn)
                 .await?;
             diesel::sql_query("UPDATE runs SET status = 'cancelled', finished_at = now() WHERE mailing_id = $1 AND status = 'running'")
+                .bind::<SqlUuid, _>(mailing)
+                .execute(conn)
+                .await?;
+            // Its slices hold nothing more to send; a leased one goes when its batch ends.
+            diesel::sql_query("DELETE FROM run_slices WHERE mailing_id = $1 AND lease_owner IS NULL")
                 .bind::<SqlUuid, _>(mailing)
                 .execute(conn)
                 .await?;
@@ -494,7 +498,7 @@ pub async fn retry(
 ) -> QueryResult<usize> {
     let retried = diesel::sql_query(
         "UPDATE deliveries SET status = 'pending', next_attempt_at = now(), attempts_before_retry = attempt_count, \
-             lease_owner = NULL, lease_expires_at = NULL, updated_at = now() \
+             lease_owner = NULL, lease_expires_at = NULL, slice_id = NULL, updated_at = now() \
          WHERE mailing_id = $1 AND status = ANY($2)",
     )
     .bind::<SqlUuid, _>(mailing_id)

@@ -19,7 +19,7 @@ use tokio::sync::watch;
 
 use super::guard::Allowance;
 use super::outcome::{self, RetryPolicy, Verdict};
-use super::queue::{self, Claimed, Outcome, RunSnapshot};
+use super::queue::{self, Batch, Claimed, Outcome, RunSnapshot};
 use super::relays::{Identity, Relay};
 use super::{Dispatcher, compose};
 use crate::db::types::{ClientId, DeliveryId, MailingId, RunId, SmtpServerId};
@@ -93,11 +93,9 @@ impl RunInHand {
 }
 
 impl Dispatcher {
-    pub(super) async fn send_batch(
-        &self,
-        claimed: Vec<Claimed>,
-        stop: Option<&watch::Receiver<bool>>,
-    ) -> anyhow::Result<()> {
+    pub(super) async fn send_batch(&self, batch: Batch, stop: Option<&watch::Receiver<bool>>) -> anyhow::Result<()> {
+        let slices = batch.slice_ids();
+        let claimed = batch.deliveries;
         let run_ids: Vec<_> = claimed
             .iter()
             .map(|c| c.run_id)
@@ -135,6 +133,9 @@ impl Dispatcher {
         // Deliveries that may not go out yet, given back together once the batch is done
         // (still leased meanwhile): one statement per batch, not one per group.
         let mut deferred: Vec<(DeliveryId, Duration)> = Vec::new();
+        // Slices some of whose deliveries were given back unsent: not done after the batch.
+        let mut unfinished: HashSet<i64> = HashSet::new();
+        let slice_of: HashMap<DeliveryId, i64> = claimed.iter().filter_map(|c| Some((c.id, c.slice_id?))).collect();
         loop {
             // The next group to start, unless we are stopping or the breaker opened.
             let halt = stop.is_some_and(|s| *s.borrow()) || matches!(self.relays.allowance(), Allowance::Wait(_));
@@ -157,7 +158,7 @@ impl Dispatcher {
                 .unwrap_or_default();
             // One round trip: record the last group and mark the next one SENDING. So at most
             // one group (≤ SMTP_CONCURRENCY deliveries) is ever SENDING.
-            let advanced = self.advance(&mut conn, &outcomes, &next_ids).await?;
+            let advanced = self.advance(&mut conn, &outcomes, &next_ids, &slices).await?;
             self.tick();
             self.announce(&outcomes, advanced.logged_at);
             if outcomes.iter().any(|o| o.bounce.is_some()) {
@@ -172,12 +173,14 @@ impl Dispatcher {
                 // Paused or cancelled since the claim: not ours to send.
                 queue::release(db, me, Some(&held_back)).await?;
                 self.let_go(&held_back);
+                unfinished.extend(held_back.iter().filter_map(|id| slice_of.get(id)));
             }
             if halt {
                 let rest: Vec<DeliveryId> = groups.by_ref().flatten().map(|c| c.id).collect();
                 if !rest.is_empty() {
                     queue::release(db, me, Some(&rest)).await?;
                     self.let_go(&rest);
+                    unfinished.extend(rest.iter().filter_map(|id| slice_of.get(id)));
                 }
             }
             let Some(group) = next else { break };
@@ -198,6 +201,18 @@ impl Dispatcher {
         }
         if !deferred.is_empty() {
             self.defer(&mut conn, &deferred).await?;
+        }
+        if !batch.slices.is_empty() {
+            let (done, rest): (Vec<_>, Vec<_>) = batch
+                .slices
+                .iter()
+                .partition(|s| s.whole && !unfinished.contains(&s.id));
+            let ids = |slices: Vec<&queue::SliceClaim>| slices.into_iter().map(|s| s.id).collect::<Vec<_>>();
+            if conn.is_none() {
+                conn = Some(self.state.pool().get().await?);
+            }
+            let db = conn.as_mut().expect("just checked out");
+            queue::finish_slices(db, me, &ids(done), &ids(rest)).await?;
         }
         Ok(())
     }
@@ -310,6 +325,7 @@ impl Dispatcher {
         conn: &mut Option<crate::db::PooledConn>,
         outcomes: &[Outcome],
         next: &[DeliveryId],
+        slices: &[i64],
     ) -> anyhow::Result<queue::Advanced> {
         let give_up_after = self.state.config().dispatch.lease_ttl;
         let first_try = Instant::now();
@@ -321,7 +337,7 @@ impl Dispatcher {
                     *conn = Some(self.state.pool().get().await?);
                 }
                 let db = conn.as_mut().expect("just checked out");
-                anyhow::Ok(queue::advance(db, self.state.instance_id(), outcomes, next).await?)
+                anyhow::Ok(queue::advance(db, self.state.instance_id(), outcomes, next, slices).await?)
             }
             .await;
             match result {

@@ -36,7 +36,7 @@ use crate::app::AppState;
 use crate::db::types::{DeliveryId, RunId};
 use crate::events::{Notice, Notifier};
 use guard::{Allowance, Pacer};
-use queue::Claimed;
+use queue::Batch;
 
 /// What a dispatcher did, for `--dispatch-once`'s summary line.
 #[derive(Debug, Default)]
@@ -84,7 +84,7 @@ pub struct Dispatcher {
 #[derive(Default)]
 struct Prepared {
     runs_moved: usize,
-    claimed: Vec<Claimed>,
+    claimed: Batch,
 }
 
 impl Prepared {
@@ -139,7 +139,7 @@ impl Dispatcher {
         // What an earlier dispatcher of this process claimed and never began goes back now,
         // not when its lease runs out (the supervisor restarts a dispatcher that died).
         self.give_back().await;
-        let mut batch = Vec::new();
+        let mut batch = Batch::default();
         loop {
             self.tick();
             if *stop.borrow() {
@@ -184,7 +184,7 @@ impl Dispatcher {
     /// `--dispatch-once`: starts what is due, sends every due delivery, waits for them,
     /// and returns what it did.
     pub async fn run_once(self) -> anyhow::Result<Totals> {
-        let mut batch = Vec::new();
+        let mut batch = Batch::default();
         loop {
             let sent_some = !batch.is_empty();
             let next = self.step(std::mem::take(&mut batch), None).await?;
@@ -230,7 +230,7 @@ impl Dispatcher {
     /// Sends `batch` and meanwhile prepares the next one, so that rescuing, starting runs
     /// and claiming overlap with the mail server's replies instead of waiting between
     /// batches; then closes the runs that finished.
-    async fn step(&self, batch: Vec<Claimed>, stop: Option<&watch::Receiver<bool>>) -> anyhow::Result<Prepared> {
+    async fn step(&self, batch: Batch, stop: Option<&watch::Receiver<bool>>) -> anyhow::Result<Prepared> {
         let beside_a_batch = !batch.is_empty();
         let sending = async {
             match batch.is_empty() {
@@ -297,12 +297,12 @@ impl Dispatcher {
         let claimed = if limit > 0 {
             queue::claim(&mut conn, me, config.dispatch.lease_ttl, limit).await?
         } else {
-            Vec::new()
+            Batch::default()
         };
         self.in_hand
             .lock()
             .expect("in-hand lock")
-            .extend(claimed.iter().map(|c| c.id));
+            .extend(claimed.deliveries.iter().map(|c| c.id));
         // One chunk of a run still being expanded, beside the batch being sent; not while a
         // claimed batch would wait for it with nothing sending (a run just started sends its
         // first chunk at once).

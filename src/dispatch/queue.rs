@@ -1,12 +1,18 @@
 //! The delivery queue in plain SQL: claim with `FOR UPDATE SKIP LOCKED` in a short
 //! transaction that sets a lease; mark SENDING just before the SMTP exchange; record the
-//! outcome with an update guarded by lease owner and attempt number (the fencing token);
-//! rescue what dead instances held. No transaction or row lock is held during network I/O.
+//! outcome with an update guarded by lease and attempt number (the fencing token); rescue
+//! what dead instances held. No transaction or row lock is held during network I/O.
+//!
+//! Two kinds of lease: a run's deliveries are claimed a slice at a time (`run_slices`, a
+//! range of SLICE clients written with the run: one small row leased instead of a row
+//! per delivery), and a delivery that left its slice (a retry, a wait for a window or a
+//! budget) is claimed on its own with a lease in its row.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use diesel::deserialize::QueryableByName;
 use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
@@ -36,16 +42,47 @@ pub struct Claimed {
     pub attempt_count: i32,
     #[diesel(sql_type = Integer)]
     pub attempts_before_retry: i32,
+    /// The slice it was claimed with (None: claimed on its own).
+    #[diesel(sql_type = Nullable<BigInt>)]
+    pub slice_id: Option<i64>,
+}
+
+/// The deliveries a run's slice holds at most (the expansion cuts its chunks so).
+pub const SLICE: usize = 500;
+
+/// A claimed batch: deliveries, and the slices leased for them.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub deliveries: Vec<Claimed>,
+    pub slices: Vec<SliceClaim>,
+}
+
+impl Batch {
+    pub fn is_empty(&self) -> bool {
+        self.deliveries.is_empty()
+    }
+
+    pub fn slice_ids(&self) -> Vec<i64> {
+        self.slices.iter().map(|s| s.id).collect()
+    }
+}
+
+/// A slice leased for a batch: `whole` when the batch holds every delivery it had left to
+/// send (it is done once they are recorded), otherwise it goes back after the batch.
+#[derive(Debug, Clone, Copy)]
+pub struct SliceClaim {
+    pub id: i64,
+    pub whole: bool,
 }
 
 fn micros(duration: Duration) -> i64 {
     i64::try_from(duration.as_micros()).unwrap_or(i64::MAX)
 }
 
-/// The claim: $1 lease owner, $2 lease in microseconds, $3 batch size.
+/// The claim of deliveries on their own: $1 lease owner, $2 lease in microseconds, $3 batch size.
 pub const CLAIM_SQL: &str = "WITH due AS ( \
              SELECT d.id FROM deliveries d \
-             WHERE d.status = 'pending' AND d.lease_owner IS NULL AND d.next_attempt_at <= now() \
+             WHERE d.status = 'pending' AND d.lease_owner IS NULL AND d.slice_id IS NULL AND d.next_attempt_at <= now() \
                AND EXISTS (SELECT 1 FROM mailings m JOIN users u ON u.id = m.owner_id \
                            WHERE m.id = d.mailing_id AND NOT m.paused AND m.deleted_at IS NULL AND u.is_active) \
              ORDER BY d.next_attempt_at \
@@ -54,26 +91,131 @@ pub const CLAIM_SQL: &str = "WITH due AS ( \
          UPDATE deliveries d SET lease_owner = $1, lease_expires_at = now() + $2 * interval '1 microsecond', \
              attempt_count = d.attempt_count + 1, updated_at = now() \
          FROM due WHERE d.id = due.id \
-         RETURNING d.id, d.run_id, d.mailing_id, d.client_id, d.email, d.full_name, d.attempt_count, d.attempts_before_retry";
+         RETURNING d.id, d.run_id, d.mailing_id, d.client_id, d.email, d.full_name, d.attempt_count, d.attempts_before_retry, \
+             NULL::bigint AS slice_id";
 
-/// Claims up to `limit` due deliveries of mailings that are neither paused nor deleted,
-/// of owners who are not blocked. The partial index on unleased pending rows keeps this
-/// cheap however many finished deliveries the table holds.
-pub async fn claim(
-    conn: &mut AsyncPgConnection,
-    me: Uuid,
-    lease: Duration,
-    limit: i64,
-) -> diesel::QueryResult<Vec<Claimed>> {
-    diesel::sql_query(CLAIM_SQL)
-        .bind::<SqlUuid, _>(me)
-        .bind::<BigInt, _>(micros(lease))
-        .bind::<BigInt, _>(limit)
-        .load(conn)
-        .await
+/// The claim of slices: $1 lease owner, $2 lease in microseconds, $3 how many.
+pub const CLAIM_SLICES_SQL: &str = "UPDATE run_slices s SET lease_owner = $1, lease_expires_at = now() + $2 * interval '1 microsecond' \
+         WHERE s.id IN (SELECT x.id FROM run_slices x \
+                        WHERE x.lease_owner IS NULL AND x.next_attempt_at <= now() \
+                          AND EXISTS (SELECT 1 FROM mailings m JOIN users u ON u.id = m.owner_id \
+                                      WHERE m.id = x.mailing_id AND NOT m.paused AND m.deleted_at IS NULL AND u.is_active) \
+                        ORDER BY x.next_attempt_at, x.id \
+                        LIMIT $3 \
+                        FOR UPDATE OF x SKIP LOCKED) \
+         RETURNING s.id";
+
+/// The deliveries of claimed slices still to send, through the (run_id, client_id) key: $1
+/// the slices, $2 at most how many. The attempt number is the one the mark will count.
+pub const SLICE_DELIVERIES_SQL: &str = "WITH ranked AS ( \
+             SELECT d.id, d.run_id, d.mailing_id, d.client_id, d.email, d.full_name, d.attempt_count + 1 AS attempt_count, \
+                 d.attempts_before_retry, s.id AS slice_id, row_number() OVER (ORDER BY s.id, d.client_id) AS n \
+             FROM run_slices s JOIN deliveries d ON d.run_id = s.run_id \
+                 AND d.client_id > s.after_client AND d.client_id <= s.through_client \
+             WHERE s.id = ANY($1) AND d.slice_id = s.id AND d.status = 'pending' AND d.sending_since IS NULL), \
+         counted AS (SELECT *, max(n) OVER (PARTITION BY slice_id) <= $2 AS whole FROM ranked) \
+         SELECT id, run_id, mailing_id, client_id, email, full_name, attempt_count, attempts_before_retry, slice_id, whole \
+         FROM counted WHERE n <= $2 ORDER BY n";
+
+#[derive(diesel::QueryableByName)]
+struct SliceRow {
+    #[diesel(embed)]
+    claimed: Claimed,
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    whole: bool,
 }
 
-/// Gives back claimed deliveries whose exchange never began (all of ours with `None`).
+/// Claims up to `limit` due deliveries of mailings that are neither paused nor deleted,
+/// of owners who are not blocked: first those waiting on their own (retries and deferrals,
+/// so a large run cannot hold them back), then slices of runs for the rest. The partial
+/// indexes on unleased rows keep this cheap however many finished deliveries the table
+/// holds. A slice found with nothing left to send (its deliveries cancelled) is deleted.
+pub async fn claim(conn: &mut AsyncPgConnection, me: Uuid, lease: Duration, limit: i64) -> diesel::QueryResult<Batch> {
+    let mut batch = Batch {
+        deliveries: diesel::sql_query(CLAIM_SQL)
+            .bind::<SqlUuid, _>(me)
+            .bind::<BigInt, _>(micros(lease))
+            .bind::<BigInt, _>(limit)
+            .load(conn)
+            .await?,
+        slices: Vec::new(),
+    };
+    let room = limit - batch.deliveries.len() as i64;
+    if room <= 0 {
+        return Ok(batch);
+    }
+    #[derive(diesel::QueryableByName)]
+    struct Leased {
+        #[diesel(sql_type = BigInt)]
+        id: i64,
+    }
+    let slices: Vec<Leased> = diesel::sql_query(CLAIM_SLICES_SQL)
+        .bind::<SqlUuid, _>(me)
+        .bind::<BigInt, _>(micros(lease))
+        .bind::<BigInt, _>((room + SLICE as i64 - 1) / SLICE as i64)
+        .load(conn)
+        .await?;
+    if slices.is_empty() {
+        return Ok(batch);
+    }
+    let ids: Vec<i64> = slices.iter().map(|s| s.id).collect();
+    let rows: Vec<SliceRow> = diesel::sql_query(SLICE_DELIVERIES_SQL)
+        .bind::<Array<BigInt>, _>(&ids)
+        .bind::<BigInt, _>(room)
+        .load(conn)
+        .await?;
+    let mut whole: HashMap<i64, bool> = HashMap::new();
+    for row in rows {
+        whole.insert(row.claimed.slice_id.expect("a slice's delivery"), row.whole);
+        batch.deliveries.push(row.claimed);
+    }
+    let empty: Vec<i64> = ids.iter().copied().filter(|id| !whole.contains_key(id)).collect();
+    if !empty.is_empty() {
+        diesel::sql_query("DELETE FROM run_slices WHERE id = ANY($2) AND lease_owner = $1")
+            .bind::<SqlUuid, _>(me)
+            .bind::<Array<BigInt>, _>(&empty)
+            .execute(conn)
+            .await?;
+    }
+    batch.slices = whole.into_iter().map(|(id, whole)| SliceClaim { id, whole }).collect();
+    Ok(batch)
+}
+
+/// After a batch: its whole slices are done (deleted), the others go back to the queue
+/// with what they have left. Only those still ours: a lease lost meanwhile is a rescuer's.
+pub async fn finish_slices(
+    conn: &mut AsyncPgConnection,
+    me: Uuid,
+    done: &[i64],
+    unfinished: &[i64],
+) -> diesel::QueryResult<()> {
+    if !done.is_empty() {
+        diesel::sql_query("DELETE FROM run_slices WHERE id = ANY($2) AND lease_owner = $1")
+            .bind::<SqlUuid, _>(me)
+            .bind::<Array<BigInt>, _>(done)
+            .execute(conn)
+            .await?;
+    }
+    if !unfinished.is_empty() {
+        diesel::sql_query(
+            "UPDATE run_slices SET lease_owner = NULL, lease_expires_at = NULL WHERE id = ANY($2) AND lease_owner = $1",
+        )
+        .bind::<SqlUuid, _>(me)
+        .bind::<Array<BigInt>, _>(unfinished)
+        .execute(conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// A slice's deliveries that are SENDING (marked, not recorded): `s` is the slice's alias.
+const SLICE_IN_FLIGHT: &str = "SELECT 1 FROM deliveries d WHERE d.run_id = s.run_id \
+         AND d.client_id > s.after_client AND d.client_id <= s.through_client \
+         AND d.slice_id = s.id AND d.status = 'pending' AND d.sending_since IS NOT NULL";
+
+/// Gives back claimed deliveries whose exchange never began: with `ids`, those claimed on
+/// their own (a slice's wait in the slice, which goes back after the batch, see
+/// `finish_slices`); with `None` all of ours, slices included.
 ///
 /// Statements that name deliveries by id keep their other conditions in a sub-select no
 /// index can answer, so the plan reads the ids by primary key however stale the statistics
@@ -92,6 +234,15 @@ pub async fn release(conn: &mut AsyncPgConnection, me: Uuid, ids: Option<&[Deliv
             .await
         }
         None => {
+            // Slices with a send under way stay leased: when the lease runs out the rescuer
+            // logs those sends UNKNOWN (a slice without a lease never has one under way).
+            diesel::sql_query(format!(
+                "UPDATE run_slices s SET lease_owner = NULL, lease_expires_at = NULL \
+                 WHERE s.lease_owner = $1 AND NOT EXISTS ({SLICE_IN_FLIGHT})"
+            ))
+            .bind::<SqlUuid, _>(me)
+            .execute(conn)
+            .await?;
             diesel::sql_query(
                 "UPDATE deliveries SET lease_owner = NULL, lease_expires_at = NULL, updated_at = now() \
                  WHERE lease_owner = $1 AND status = 'pending' AND sending_since IS NULL",
@@ -104,8 +255,9 @@ pub async fn release(conn: &mut AsyncPgConnection, me: Uuid, ids: Option<&[Deliv
 }
 
 /// Gives back claimed deliveries that may not go out yet (their sending window is closed,
-/// their servers' or domain's budget is spent), each due again after its wait. The claim's
-/// attempt number is taken back: no attempt was made.
+/// their servers' or domain's budget is spent), each due again after its wait, on its own
+/// (out of its slice). A claim on its own counted an attempt, which is taken back: no
+/// attempt was made.
 pub async fn defer(
     conn: &mut AsyncPgConnection,
     me: Uuid,
@@ -114,10 +266,13 @@ pub async fn defer(
     let ids: Vec<DeliveryId> = deferred.iter().map(|(id, _)| *id).collect();
     let waits: Vec<i64> = deferred.iter().map(|(_, wait)| micros(*wait)).collect();
     diesel::sql_query(
-        "UPDATE deliveries d SET lease_owner = NULL, lease_expires_at = NULL, attempt_count = d.attempt_count - 1, \
+        "UPDATE deliveries d SET lease_owner = NULL, lease_expires_at = NULL, slice_id = NULL, \
+             attempt_count = CASE WHEN d.slice_id IS NULL THEN d.attempt_count - 1 ELSE d.attempt_count END, \
              next_attempt_at = now() + w.wait * interval '1 microsecond', updated_at = now() \
          FROM unnest($2::uuid[], $3::bigint[]) AS w(id, wait) \
-         WHERE d.id = w.id AND (SELECT d.lease_owner = $1 AND d.status = 'pending' AND d.sending_since IS NULL)",
+         WHERE d.id = w.id AND (SELECT (d.lease_owner = $1 \
+                                        OR d.slice_id IN (SELECT s.id FROM run_slices s WHERE s.lease_owner = $1)) \
+                                   AND d.status = 'pending' AND d.sending_since IS NULL)",
     )
     .bind::<SqlUuid, _>(me)
     .bind::<Array<SqlUuid>, _>(ids)
@@ -126,15 +281,24 @@ pub async fn defer(
     .await
 }
 
-/// Keeps the leases of the deliveries this instance has in hand alive. Only those: a
-/// claim it lost track of (a failed step) must expire and be rescued.
+/// Keeps the leases of the deliveries this instance has in hand alive, and of their
+/// slices. Only those: a claim it lost track of (a failed step) must expire and be rescued.
 pub async fn extend_leases(
     conn: &mut AsyncPgConnection,
     me: Uuid,
     ids: &[DeliveryId],
     lease: Duration,
 ) -> diesel::QueryResult<usize> {
-    diesel::sql_query(
+    let slices = diesel::sql_query(
+        "UPDATE run_slices SET lease_expires_at = now() + $2 * interval '1 microsecond' \
+         WHERE id IN (SELECT slice_id FROM deliveries WHERE id = ANY($3)) AND lease_owner = $1",
+    )
+    .bind::<SqlUuid, _>(me)
+    .bind::<BigInt, _>(micros(lease))
+    .bind::<Array<SqlUuid>, _>(ids)
+    .execute(conn)
+    .await?;
+    let own = diesel::sql_query(
         "UPDATE deliveries SET lease_expires_at = now() + $2 * interval '1 microsecond' \
          WHERE id = ANY($3) AND (SELECT lease_owner = $1 AND status = 'pending')",
     )
@@ -142,7 +306,8 @@ pub async fn extend_leases(
     .bind::<BigInt, _>(micros(lease))
     .bind::<Array<SqlUuid>, _>(ids)
     .execute(conn)
-    .await
+    .await?;
+    Ok(slices + own)
 }
 
 /// What one exchange did to one delivery.
@@ -174,13 +339,15 @@ pub struct Advanced {
 /// Records one group's outcomes (logging an attempt each) and marks the next group
 /// SENDING, in one statement (the `dispatch_advance` function of the migrations): one
 /// round trip per group, and never more than one group SENDING at a time. The next group's
-/// deliveries that may be sent are those still ours, not begun, mailing not paused. The
-/// caller NOTIFYs after the commit (see `events::Notifier`).
+/// deliveries that may be sent are those still ours (their own lease, or one of `slices`),
+/// not begun, mailing not paused. The caller NOTIFYs after the commit (see
+/// `events::Notifier`).
 pub async fn advance(
     conn: &mut AsyncPgConnection,
     me: Uuid,
     outcomes: &[Outcome],
     next: &[DeliveryId],
+    slices: &[i64],
 ) -> diesel::QueryResult<Advanced> {
     let query = Advance {
         ids: outcomes.iter().map(|o| o.id).collect(),
@@ -192,6 +359,7 @@ pub async fn advance(
         owner: me,
         next: next.to_vec(),
         servers: outcomes.iter().map(|o| o.smtp_server).collect(),
+        slices: slices.to_vec(),
     };
     let row: AdvanceRow = query.get_result(conn).await?;
     Ok(Advanced {
@@ -222,9 +390,10 @@ struct Advance {
     owner: Uuid,
     next: Vec<DeliveryId>,
     servers: Vec<Option<SmtpServerId>>,
+    slices: Vec<i64>,
 }
 
-const ADVANCE_SQL: &str = "SELECT started, logged_at FROM dispatch_advance($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+const ADVANCE_SQL: &str = "SELECT started, logged_at FROM dispatch_advance($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
 
 impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for Advance {
     fn walk_ast<'b>(
@@ -236,6 +405,7 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for Advance {
             out.push_sql(&rest[..at]);
             let digits = rest[at + 1..].chars().take_while(char::is_ascii_digit).count();
             match &rest[at + 1..at + 1 + digits] {
+                "10" => out.push_bind_param::<Array<BigInt>, _>(&self.slices)?,
                 "1" => out.push_bind_param::<Array<SqlUuid>, _>(&self.ids)?,
                 "2" => out.push_bind_param::<Array<Text>, _>(&self.statuses)?,
                 "3" => out.push_bind_param::<Array<BigInt>, _>(&self.delays)?,
@@ -270,9 +440,33 @@ pub struct Touched {
 }
 
 /// Leases that ran out (their instance died or hung): claims that never began go back to
-/// the queue (rows another rescuer holds are skipped, so rescuers never deadlock); sends that were under way become UNKNOWN with an UNKNOWN attempt, since the
-/// server may have accepted them and SMTP cannot tell us; they are never resent by themselves.
+/// the queue (rows another rescuer holds are skipped, so rescuers never deadlock); sends
+/// that were under way become UNKNOWN with an UNKNOWN attempt, since the server may have
+/// accepted them and SMTP cannot tell us; they are never resent by themselves. A slice is
+/// locked before its deliveries, as `dispatch_advance` takes them.
 pub async fn rescue_expired(conn: &mut AsyncPgConnection) -> diesel::QueryResult<Vec<Touched>> {
+    let mut touched: Vec<Touched> = diesel::sql_query(
+        "WITH expired AS ( \
+             SELECT id, run_id, after_client, through_client FROM run_slices \
+             WHERE lease_owner IS NOT NULL AND lease_expires_at < now() \
+             FOR UPDATE SKIP LOCKED), \
+         lost AS ( \
+             UPDATE deliveries d SET status = 'unknown', sending_since = NULL, slice_id = NULL, updated_at = now() \
+             FROM expired s \
+             WHERE d.run_id = s.run_id AND d.client_id > s.after_client AND d.client_id <= s.through_client \
+               AND d.slice_id = s.id AND d.status = 'pending' AND d.sending_since IS NOT NULL \
+             RETURNING d.id, d.mailing_id, d.owner_id, d.email, d.attempt_count, d.run_id), \
+         logged AS ( \
+             INSERT INTO attempts (delivery_id, mailing_id, owner_id, email, attempt_number, status, server_response) \
+             SELECT id, mailing_id, owner_id, email, attempt_count, 'unknown', \
+                 'the instance sending this stopped before recording the outcome (lease expired); not resent automatically' \
+             FROM lost ON CONFLICT (delivery_id, attempt_number) DO NOTHING), \
+         freed AS ( \
+             UPDATE run_slices s SET lease_owner = NULL, lease_expires_at = NULL FROM expired e WHERE s.id = e.id) \
+         SELECT DISTINCT mailing_id, run_id, now() AS logged_at FROM lost",
+    )
+    .load(conn)
+    .await?;
     diesel::sql_query(
         "UPDATE deliveries SET lease_owner = NULL, lease_expires_at = NULL, updated_at = now() \
          WHERE id IN (SELECT id FROM deliveries \
@@ -297,8 +491,12 @@ pub async fn rescue_expired(conn: &mut AsyncPgConnection) -> diesel::QueryResult
              FROM lost ON CONFLICT (delivery_id, attempt_number) DO NOTHING) \
          SELECT DISTINCT mailing_id, run_id, now() AS logged_at FROM lost",
     )
-    .load(conn)
+    .load::<Touched>(conn)
     .await
+    .map(|rows| {
+        touched.extend(rows);
+        touched
+    })
 }
 
 /// What a run sends: taken when the run started.
@@ -387,8 +585,9 @@ pub async fn client_details(
     Ok(rows.into_iter().map(|c| (c.id, c)).collect())
 }
 
-/// How long until something falls due: a run to start, a retry, or a lease to run out (a
-/// dead instance's deliveries are rescued then, not at the next DISPATCH_INTERVAL poll);
+/// How long until something falls due: a run to start, a slice or a retry, or a lease to
+/// run out (a dead instance's deliveries are rescued then, not at the next
+/// DISPATCH_INTERVAL poll);
 /// None when nothing waits.
 pub async fn next_due_in(conn: &mut AsyncPgConnection) -> diesel::QueryResult<Option<Duration>> {
     #[derive(diesel::QueryableByName)]
@@ -396,14 +595,21 @@ pub async fn next_due_in(conn: &mut AsyncPgConnection) -> diesel::QueryResult<Op
         #[diesel(sql_type = Nullable<BigInt>)]
         micros: Option<i64>,
     }
-    let next: Next = diesel::sql_query(
+    // Not the work of paused or deleted mailings, or of blocked owners, which no claim
+    // takes: it would wake the dispatcher over and over for nothing.
+    const SENDABLE: &str = "SELECT 1 FROM mailings m JOIN users u ON u.id = m.owner_id \
+         WHERE NOT m.paused AND m.deleted_at IS NULL AND u.is_active AND m.id =";
+    let next: Next = diesel::sql_query(format!(
         "SELECT (extract(epoch FROM LEAST( \
              (SELECT min(next_run_at) FROM mailings \
               WHERE next_run_at IS NOT NULL AND deleted_at IS NULL AND completed_at IS NULL AND NOT paused), \
-             (SELECT min(next_attempt_at) FROM deliveries WHERE status = 'pending' AND lease_owner IS NULL), \
-             (SELECT min(lease_expires_at) FROM deliveries WHERE lease_owner IS NOT NULL AND status = 'pending') \
-         ) - now()) * 1000000)::bigint AS micros",
-    )
+             (SELECT min(d.next_attempt_at) FROM deliveries d \
+              WHERE d.status = 'pending' AND d.lease_owner IS NULL AND d.slice_id IS NULL AND EXISTS ({SENDABLE} d.mailing_id)), \
+             (SELECT min(lease_expires_at) FROM deliveries WHERE lease_owner IS NOT NULL AND status = 'pending'), \
+             (SELECT min(s.next_attempt_at) FROM run_slices s WHERE s.lease_owner IS NULL AND EXISTS ({SENDABLE} s.mailing_id)), \
+             (SELECT min(lease_expires_at) FROM run_slices WHERE lease_owner IS NOT NULL) \
+         ) - now()) * 1000000)::bigint AS micros"
+    ))
     .get_result(conn)
     .await?;
     Ok(next.micros.map(|m| Duration::from_micros(m.max(0) as u64)))

@@ -288,10 +288,12 @@ pub async fn expand_more(conn: &mut AsyncPgConnection, quota: bool) -> anyhow::R
 
 /// One delivery per client of the audience now (unsubscribed and deleted clients, and
 /// suppressed addresses, left out) whose id follows `after`, at most EXPANSION_CHUNK of
-/// them: one INSERT ... SELECT, nothing in memory. Moves the run's cursor to the chunk's
-/// last client, or clears it when the audience has no more, and counts the suppressed
-/// addresses the chunk left out (`Run.suppressed`; counted per chunk, since a count over
-/// a whole large audience can take seconds before its statistics are gathered).
+/// them, in slices of `queue::SLICE` (a `run_slices` row each: the dispatchers claim a
+/// slice, not each delivery); one INSERT ... SELECT per slice, the chunk's client ids the
+/// only thing in memory. Moves the run's cursor to the chunk's last client, or clears it
+/// when the audience has no more, and counts the suppressed addresses the chunk left out
+/// (`Run.suppressed`; counted per chunk, since a count over a whole large audience can
+/// take seconds before its statistics are gathered).
 async fn expand_chunk(
     conn: &mut AsyncPgConnection,
     mailing: &Mailing,
@@ -301,54 +303,98 @@ async fn expand_chunk(
     after: Uuid,
 ) -> diesel::QueryResult<usize> {
     use crate::db::schema::{clients, deliveries, runs};
-    use diesel::{ExpressionMethods, IntoSql, OptionalExtension, QueryDsl};
+    use diesel::{ExpressionMethods, IntoSql, QueryDsl};
     // Planned for this chunk's bounds each time: after five runs of a prepared statement
     // PostgreSQL may settle on a generic plan, which knows nothing of the range. Always
     // inside the run's transaction, so SET LOCAL ends with it.
     diesel::sql_query("SET LOCAL plan_cache_mode = force_custom_plan")
         .execute(conn)
         .await?;
-    // The chunk's last client, when there are more than a chunk's worth.
     let rest = audience::IdRange {
         after: Some(after),
         through: None,
     };
-    let last: Option<Uuid> = audience::members_within(mailing.owner_id, audience, rest)
+    let ids: Vec<Uuid> = audience::members_within(mailing.owner_id, audience, rest)
         .order(clients::id)
-        .offset(EXPANSION_CHUNK - 1)
-        .limit(1)
+        .limit(EXPANSION_CHUNK)
         .select(clients::id)
-        .get_result(conn)
-        .await
-        .optional()?;
+        .load(conn)
+        .await?;
+    let more = ids.len() as i64 == EXPANSION_CHUNK;
+    // Each slice's clients: (after, through], the last one through the last client found
+    // when the audience has no more (a client added meanwhile waits for the next run).
+    let throughs: Vec<Uuid> = ids
+        .chunks(super::queue::SLICE)
+        .map(|slice| *slice.last().expect("chunks are not empty"))
+        .collect();
+    let afters: Vec<Uuid> = std::iter::once(after)
+        .chain(throughs.iter().copied())
+        .take(throughs.len())
+        .collect();
+    #[derive(diesel::QueryableByName)]
+    struct Slice {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        id: i64,
+        #[diesel(sql_type = SqlUuid)]
+        after_client: Uuid,
+        #[diesel(sql_type = SqlUuid)]
+        through_client: Uuid,
+    }
+    let slices: Vec<Slice> = match throughs.is_empty() {
+        true => Vec::new(),
+        false => {
+            diesel::sql_query(
+                "INSERT INTO run_slices (run_id, mailing_id, after_client, through_client, next_attempt_at) \
+                 SELECT $1, $2, a, t, $5 FROM unnest($3::uuid[], $4::uuid[]) AS x(a, t) \
+                 RETURNING id, after_client, through_client",
+            )
+            .bind::<SqlUuid, _>(run_id)
+            .bind::<SqlUuid, _>(mailing.id)
+            .bind::<Array<SqlUuid>, _>(&afters)
+            .bind::<Array<SqlUuid>, _>(&throughs)
+            .bind::<Timestamptz, _>(due)
+            .load(conn)
+            .await?
+        }
+    };
+    let mut inserted = 0;
+    for slice in &slices {
+        let range = audience::IdRange {
+            after: Some(slice.after_client),
+            through: Some(slice.through_client),
+        };
+        let members = audience::members_within(mailing.owner_id, audience, range).select((
+            run_id.into_sql::<SqlUuid>(),
+            mailing.id.into_sql::<SqlUuid>(),
+            mailing.owner_id.into_sql::<SqlUuid>(),
+            clients::id,
+            clients::email,
+            clients::full_name,
+            due.into_sql::<Timestamptz>(),
+            Some(slice.id).into_sql::<diesel::sql_types::Nullable<diesel::sql_types::BigInt>>(),
+        ));
+        inserted += diesel::insert_into(deliveries::table)
+            .values(members)
+            .into_columns((
+                deliveries::run_id,
+                deliveries::mailing_id,
+                deliveries::owner_id,
+                deliveries::client_id,
+                deliveries::email,
+                deliveries::full_name,
+                deliveries::next_attempt_at,
+                deliveries::slice_id,
+            ))
+            .on_conflict((deliveries::run_id, deliveries::client_id))
+            .do_nothing()
+            .execute(conn)
+            .await?;
+    }
+    let through = if more { throughs.last().copied() } else { None };
     let chunk = audience::IdRange {
         after: Some(after),
-        through: last,
+        through,
     };
-    let members = audience::members_within(mailing.owner_id, audience, chunk).select((
-        run_id.into_sql::<SqlUuid>(),
-        mailing.id.into_sql::<SqlUuid>(),
-        mailing.owner_id.into_sql::<SqlUuid>(),
-        clients::id,
-        clients::email,
-        clients::full_name,
-        due.into_sql::<Timestamptz>(),
-    ));
-    let inserted = diesel::insert_into(deliveries::table)
-        .values(members)
-        .into_columns((
-            deliveries::run_id,
-            deliveries::mailing_id,
-            deliveries::owner_id,
-            deliveries::client_id,
-            deliveries::email,
-            deliveries::full_name,
-            deliveries::next_attempt_at,
-        ))
-        .on_conflict((deliveries::run_id, deliveries::client_id))
-        .do_nothing()
-        .execute(conn)
-        .await?;
     let suppressed = suppressions::count_suppressed(
         conn,
         audience::with_suppressed_within(mailing.owner_id, audience, chunk),
@@ -356,7 +402,7 @@ async fn expand_chunk(
     .await?;
     diesel::update(runs::table.filter(runs::id.eq(run_id)))
         .set((
-            runs::expanded_through.eq(last),
+            runs::expanded_through.eq(through),
             runs::suppressed.eq(runs::suppressed + i32::try_from(suppressed).unwrap_or(i32::MAX)),
         ))
         .execute(conn)
@@ -391,8 +437,9 @@ async fn within_quota(conn: &mut AsyncPgConnection, mailing: &Mailing, quota: u3
     Ok(used.n + size <= i64::from(quota))
 }
 
-/// Closes runs with nothing PENDING or SENDING left, then completes mailings whose window
-/// is over and whose runs are all closed. Returns the mailings whose runs closed.
+/// Closes runs with nothing PENDING or SENDING left (and drops their slices, which then
+/// hold nothing to send), then completes mailings whose window is over and whose runs
+/// are all closed. Returns the mailings whose runs closed.
 pub async fn close_finished(conn: &mut AsyncPgConnection) -> diesel::QueryResult<Vec<MailingId>> {
     #[derive(diesel::QueryableByName)]
     struct Closed {
@@ -400,9 +447,12 @@ pub async fn close_finished(conn: &mut AsyncPgConnection) -> diesel::QueryResult
         mailing_id: MailingId,
     }
     let closed: Vec<Closed> = diesel::sql_query(
-        "UPDATE runs r SET status = 'done', finished_at = now() WHERE r.status = 'running' \
-         AND r.expanded_through IS NULL AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.run_id = r.id AND d.status = 'pending') \
-         RETURNING r.mailing_id",
+        "WITH closed AS ( \
+             UPDATE runs r SET status = 'done', finished_at = now() WHERE r.status = 'running' \
+             AND r.expanded_through IS NULL AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.run_id = r.id AND d.status = 'pending') \
+             RETURNING r.id, r.mailing_id), \
+         dropped AS (DELETE FROM run_slices s USING closed WHERE s.run_id = closed.id) \
+         SELECT mailing_id FROM closed",
     )
     .load(conn)
     .await?;

@@ -171,16 +171,25 @@ pub async fn update(
 }
 
 /// Makes the mailing's deliveries that wait without having been tried (for a sending
-/// window's opening) due now, so the dispatcher routes them by the window as it is now.
+/// window's opening) due now, and the slices of its runs, so the dispatcher routes them by
+/// the window as it is now.
 pub async fn recheck_waiting(conn: &mut AsyncPgConnection, id: MailingId) -> QueryResult<usize> {
-    diesel::sql_query(
+    let slices = diesel::sql_query(
+        "UPDATE run_slices SET next_attempt_at = now() \
+         WHERE mailing_id = $1 AND lease_owner IS NULL AND next_attempt_at > now()",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(id)
+    .execute(conn)
+    .await?;
+    let own = diesel::sql_query(
         "UPDATE deliveries SET next_attempt_at = now(), updated_at = now() \
-         WHERE mailing_id = $1 AND status = 'pending' AND lease_owner IS NULL AND attempt_count = 0 \
+         WHERE mailing_id = $1 AND status = 'pending' AND lease_owner IS NULL AND slice_id IS NULL AND attempt_count = 0 \
            AND next_attempt_at > now()",
     )
     .bind::<diesel::sql_types::Uuid, _>(id)
     .execute(conn)
-    .await
+    .await?;
+    Ok(slices + own)
 }
 
 /// Soft delete; the log of what was sent stays.

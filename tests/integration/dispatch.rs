@@ -1000,3 +1000,135 @@ async fn completing_a_run_still_being_written_stops_it() {
         "sending went on after completion"
     );
 }
+
+/// A run's deliveries are claimed a slice at a time. When an instance's slice lease runs
+/// out while a send is under way (the instance hung), the rescuer logs that send UNKNOWN
+/// and frees the slice; another instance takes the rest of it, and the first can neither
+/// record its late outcome, nor start, nor defer what is now the other's.
+#[tokio::test]
+async fn a_slice_taken_over_after_its_lease_ran_out_fences_out_its_old_holder() {
+    use diesel::sql_types::{BigInt, Text};
+    use diesel_async::RunQueryDsl;
+    use mailwarm::deliveries::model::{AttemptStatus, DeliveryStatus};
+    use mailwarm::dispatch::{queue, runs};
+    let app = TestApp::new().await;
+    let owner = owner(&app).await;
+    clients(&app, &owner, &["a@example.com", "b@example.com", "c@example.com"]).await;
+    mailing_to_all_now(&app, &owner.token, &owner.message).await;
+    let mut conn = app.db.conn().await;
+    let started = runs::start_due(&mut conn, "from@example.com", None, 50).await.unwrap();
+    assert_eq!(started.len(), 1);
+    let lease = Duration::from_secs(60);
+    let (first, second) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+
+    let held = queue::claim(&mut conn, first, lease, 500).await.unwrap();
+    assert_eq!(held.deliveries.len(), 3, "{held:?}");
+    assert_eq!(held.slices.len(), 1, "one slice for a run of three");
+    assert!(held.slices[0].whole);
+    assert!(held.deliveries.iter().all(|d| d.slice_id == Some(held.slices[0].id)));
+    let slices = held.slice_ids();
+    let ids: Vec<_> = held.deliveries.iter().map(|d| d.id).collect();
+    let marked = queue::advance(&mut conn, first, &[], &ids[..1], &slices).await.unwrap();
+    assert_eq!(marked.started, ids[..1], "the holder marks its first send");
+    // A second claim finds nothing: the slice is leased.
+    assert!(queue::claim(&mut conn, second, lease, 500).await.unwrap().is_empty());
+
+    diesel::sql_query("UPDATE run_slices SET lease_expires_at = now() - interval '1 second'")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let touched = queue::rescue_expired(&mut conn).await.unwrap();
+    assert_eq!(touched.len(), 1, "the run with a lost send");
+    let taken = queue::claim(&mut conn, second, lease, 500).await.unwrap();
+    let taken_ids: Vec<_> = taken.deliveries.iter().map(|d| d.id).collect();
+    assert_eq!(taken_ids, ids[1..], "the rest of the slice, not the send under way");
+    assert_eq!(taken.deliveries[0].attempt_count, 1);
+
+    // The first holder comes back: its outcome, its next mark and a deferral are refused.
+    let late = queue::Outcome {
+        id: ids[0],
+        run_id: held.deliveries[0].run_id,
+        mailing_id: held.deliveries[0].mailing_id,
+        attempt: held.deliveries[0].attempt_count,
+        delivery_status: DeliveryStatus::Sent,
+        retry_in: Duration::ZERO,
+        attempt_status: AttemptStatus::Success,
+        response: Some("250 ok".into()),
+        bounce: None,
+        smtp_server: None,
+    };
+    let stale = queue::advance(&mut conn, first, std::slice::from_ref(&late), &ids[1..2], &slices)
+        .await
+        .unwrap();
+    assert!(
+        stale.started.is_empty(),
+        "a lost lease still started {:?}",
+        stale.started
+    );
+    let deferred = queue::defer(&mut conn, first, &[(ids[2], Duration::from_secs(60))])
+        .await
+        .unwrap();
+    assert_eq!(deferred, 0, "a lost lease deferred another's delivery");
+    let now_theirs = queue::advance(&mut conn, second, &[], &ids[1..], &taken.slice_ids())
+        .await
+        .unwrap();
+    assert_eq!(now_theirs.started.len(), 2);
+
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = Text)]
+        status: String,
+        #[diesel(sql_type = BigInt)]
+        attempts: i64,
+    }
+    let first_delivery: Row = diesel::sql_query(
+        "SELECT d.status, (SELECT count(*) FROM attempts a WHERE a.delivery_id = d.id) AS attempts \
+         FROM deliveries d WHERE d.id = $1",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(ids[0])
+    .get_result(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(
+        (first_delivery.status.as_str(), first_delivery.attempts),
+        ("unknown", 1),
+        "the send under way at the takeover is UNKNOWN, logged once"
+    );
+    // Once the new holder has recorded both, the slice is done and the run closes.
+    let outcomes: Vec<queue::Outcome> = taken
+        .deliveries
+        .iter()
+        .map(|d| queue::Outcome {
+            id: d.id,
+            run_id: d.run_id,
+            mailing_id: d.mailing_id,
+            attempt: d.attempt_count,
+            ..late.clone()
+        })
+        .collect();
+    queue::advance(&mut conn, second, &outcomes, &[], &taken.slice_ids())
+        .await
+        .unwrap();
+    queue::finish_slices(&mut conn, second, &taken.slice_ids(), &[])
+        .await
+        .unwrap();
+    runs::close_finished(&mut conn).await.unwrap();
+    #[derive(diesel::QueryableByName)]
+    struct Left {
+        #[diesel(sql_type = BigInt)]
+        slices: i64,
+        #[diesel(sql_type = BigInt)]
+        sent: i64,
+        #[diesel(sql_type = BigInt)]
+        running: i64,
+    }
+    let left: Left = diesel::sql_query(
+        "SELECT (SELECT count(*) FROM run_slices) AS slices, \
+             (SELECT count(*) FROM deliveries WHERE status = 'sent') AS sent, \
+             (SELECT count(*) FROM runs WHERE status = 'running') AS running",
+    )
+    .get_result(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!((left.slices, left.sent, left.running), (0, 2, 0));
+}

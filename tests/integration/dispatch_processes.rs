@@ -355,7 +355,8 @@ async fn sigterm_finishes_sends_in_flight_and_gives_the_rest_back() {
     let mut conn = app.db.conn().await;
     let left: Left = diesel::sql_query(
         "SELECT count(*) FILTER (WHERE sending_since IS NOT NULL) AS sending, \
-                count(*) FILTER (WHERE lease_owner IS NOT NULL) AS leased, \
+                count(*) FILTER (WHERE lease_owner IS NOT NULL) \
+                    + (SELECT count(*) FROM run_slices WHERE lease_owner IS NOT NULL) AS leased, \
                 count(*) FILTER (WHERE status = 'pending') AS pending FROM deliveries",
     )
     .get_result(&mut conn)

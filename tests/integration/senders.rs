@@ -528,16 +528,19 @@ async fn a_sending_window_holds_deliveries_back_and_releases_them() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    // Due by the clock but outside the window (a run the window closed on): claimed,
-    // given back to wait for the opening, with no attempt spent.
+    // Due by the clock but outside the window (a run the window closed on): its slice
+    // claimed, its deliveries given back to wait for the opening on their own, with no
+    // attempt spent.
     {
         let mut conn = app.db.conn().await;
-        diesel::sql_query(format!(
-            "UPDATE deliveries SET next_attempt_at = now() WHERE mailing_id = '{id}'"
-        ))
-        .execute(&mut conn)
-        .await
-        .unwrap();
+        for table in ["deliveries", "run_slices"] {
+            diesel::sql_query(format!(
+                "UPDATE {table} SET next_attempt_at = now() WHERE mailing_id = '{id}'"
+            ))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        }
     }
     app.state.dispatch_wakeup().notify_one();
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
@@ -553,6 +556,14 @@ async fn a_sending_window_holds_deliveries_back_and_releases_them() {
         "nothing goes out while the window is closed"
     );
     assert_eq!(count("SELECT count(*) AS n FROM attempts".to_owned()).await, 0);
+    assert_eq!(
+        count(format!(
+            "SELECT count(*) AS n FROM deliveries WHERE mailing_id = '{id}' AND slice_id IS NULL"
+        ))
+        .await,
+        5,
+        "deferred deliveries wait on their own"
+    );
 
     // The window opens (here: the mailing's window is changed to include now): released.
     let update = app
