@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # What PostgreSQL alone can do with the dispatcher's bookkeeping (bench/postgres_floor.sql):
-# claims, SENDING marks, outcomes and attempts in groups of 8, driven by pgbench with no mail
-# server and no dispatcher, on the real schema; then the same with each index or foreign key
-# the API needs taken away, one at a time and all together, to show what each costs (twice
-# through, for the noise); and the issue's reference loop (claim 100 / complete 100 on a
-# bare table). Prints deliveries (or rows) per second, the cores PostgreSQL used and its CPU
-# microseconds per delivery, read from /proc (PostgreSQL must run on this machine). Needs psql
-# and pgbench, a release build of `server` (for its migrations), BENCH_DATABASE_URL (a server
-# where databases may be created; default postgres://postgres@127.0.0.1:5432/postgres), and
-# about eight minutes.
+# claims (a run's slice of 500 per batch), SENDING marks, outcomes and attempts in groups of
+# 8, driven by pgbench with no mail server and no dispatcher, on the real schema; then the
+# same with each index or foreign key the API needs taken away, one at a time and all
+# together, to show what each costs (twice through, for the noise); and the issue's reference
+# loop (claim 100 / complete 100 on a bare table). Prints deliveries (or rows) per second, the
+# cores PostgreSQL used and its CPU microseconds per delivery, read from /proc (PostgreSQL
+# must run on this machine). Needs psql and pgbench, a release build of `server` (for its
+# migrations), BENCH_DATABASE_URL (a server where databases may be created; default
+# postgres://postgres@127.0.0.1:5432/postgres), and about eight minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PGOPTIONS="-c client_min_messages=warning"
