@@ -96,11 +96,16 @@ async fn settled(app: &TestApp, token: &str, mailing: &str, runs: usize) -> Valu
             .into_iter()
             .flatten()
             .all(|run| deliveries.iter().any(|d| d["runAt"] == run["runAt"]));
+        // A failure's bounce is recorded just after its outcome, in a transaction of its
+        // own (batch.rs, record_bounces): wait for it too.
         if run_count == runs
             && every_run_seen
             && deliveries
                 .iter()
                 .all(|d| !matches!(d["status"].as_str(), Some("PENDING" | "SENDING")))
+            && deliveries
+                .iter()
+                .all(|d| d["status"] != "FAILED" || !d["bounce"].is_null())
         {
             return log;
         }
