@@ -170,13 +170,7 @@ pub async fn claim(conn: &mut AsyncPgConnection, me: Uuid, lease: Duration, limi
         batch.deliveries.push(row.claimed);
     }
     let empty: Vec<i64> = ids.iter().copied().filter(|id| !whole.contains_key(id)).collect();
-    if !empty.is_empty() {
-        diesel::sql_query("DELETE FROM run_slices WHERE id = ANY($2) AND lease_owner = $1")
-            .bind::<SqlUuid, _>(me)
-            .bind::<Array<BigInt>, _>(&empty)
-            .execute(conn)
-            .await?;
-    }
+    finish_slices(conn, me, &empty, &[]).await?;
     batch.slices = whole.into_iter().map(|(id, whole)| SliceClaim { id, whole }).collect();
     Ok(batch)
 }
