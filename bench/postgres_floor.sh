@@ -76,11 +76,12 @@ variant() {
 }
 
 # BENCH_EXPERIMENT_SQL: A/B only, the schema as it is against the schema with that SQL applied,
-# alternated three times at 3 sessions (to try an index, a key or a function before a migration).
+# alternated three times at BENCH_SESSIONS sessions, default 3 (to try an index, a key or a
+# function before a migration).
 if [ -n "${BENCH_EXPERIMENT_SQL:-}" ]; then
   for round in 1 2 3; do
-    variant "the schema as it is" ""
-    variant "with BENCH_EXPERIMENT_SQL" "$BENCH_EXPERIMENT_SQL"
+    variant "the schema as it is" "" "${BENCH_SESSIONS:-3}"
+    variant "with BENCH_EXPERIMENT_SQL" "$BENCH_EXPERIMENT_SQL" "${BENCH_SESSIONS:-3}"
   done
   exit 0
 fi

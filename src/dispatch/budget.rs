@@ -10,8 +10,9 @@
 //! straddles two windows (one's budget spent at its end, the next one's at its start). So
 //! a per-second limit also gets tenths (`Limits::windows`): at most a tenth of it per
 //! 100 ms (or, under 10 a second, one message per 1/limit s), which keeps any sliding
-//! second within about 1.1 times the limit and bounds the leases at some ten a second per
-//! scope and instance, whatever the rate.
+//! second within about 1.1 times the limit (under 10 a second, the limit plus one: the
+//! last send of one spacing window and the first of the next can be close) and bounds the
+//! leases at some ten a second per scope and instance, whatever the rate.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
