@@ -186,6 +186,51 @@ async fn a_mailing_inside_its_window_is_sent_at_once_and_completes() {
     assert_eq!(done["nextRunAt"], Value::Null);
 }
 
+/// Deliveries and attempts get time-ordered ids (UUID v7, migration 000022): their keys
+/// then land on the B-trees' newest leaves instead of random ones, which is what keeps
+/// PostgreSQL's work per delivery down (bench/postgres_floor.sh). Each id's version is 7
+/// and its first 48 bits are the milliseconds of its row's making.
+#[tokio::test]
+async fn deliveries_and_attempts_get_time_ordered_ids() {
+    use diesel::sql_types::BigInt;
+    use diesel_async::RunQueryDsl;
+    let smtp = TestSmtpServer::start().await;
+    let app = app_with(&smtp, &[]).await;
+    let owner = owner(&app).await;
+    let ids = clients(&app, &owner, &["ann@example.com", "bob@example.com", "cy@example.com"]).await;
+    let id = create_mailing(&app, &owner, &now_rfc3339(-1000), "ONCE", &ids).await;
+    wait_mailing(&app, &owner, &id, "status", Duration::from_secs(10), |m| {
+        m["status"] == "COMPLETED"
+    })
+    .await;
+
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = BigInt)]
+        rows: i64,
+        #[diesel(sql_type = BigInt)]
+        not_v7: i64,
+        #[diesel(sql_type = BigInt)]
+        off_by_more_than_5s: i64,
+    }
+    let mut conn = app.db.conn().await;
+    let row: Row = diesel::sql_query(
+        "WITH ids AS (SELECT id, created_at AS made FROM deliveries \
+                      UNION ALL SELECT id, attempted_at FROM attempts) \
+         SELECT count(*) AS rows, \
+                count(*) FILTER (WHERE substr(id::text, 15, 1) <> '7') AS not_v7, \
+                count(*) FILTER (WHERE abs(extract(epoch FROM made) * 1000 \
+                    - ('x' || translate(left(id::text, 13), '-', ''))::bit(48)::bigint) > 5000) AS off_by_more_than_5s \
+         FROM ids",
+    )
+    .get_result(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(row.rows, 6, "three deliveries and their attempts");
+    assert_eq!(row.not_v7, 0, "every id is a UUID v7");
+    assert_eq!(row.off_by_more_than_5s, 0, "every id starts with its row's time");
+}
+
 const LOG: &str = "status stats { sent failed unknown pending cancelled attempts } \
     runs { nodes { runAt status total sent failed unknown pending cancelled } } \
     deliveries { nodes { email status messageId attempts { status serverResponse } } }";
