@@ -433,13 +433,22 @@ pub struct Touched {
     pub logged_at: DateTime<Utc>,
 }
 
+/// The end of both rescues in `rescue_expired`: an UNKNOWN attempt for each send that was
+/// under way (the `lost` rows), and the mailings and runs those belong to.
+const LOG_LOST: &str = "logged AS ( \
+             INSERT INTO attempts (delivery_id, mailing_id, owner_id, email, attempt_number, status, server_response) \
+             SELECT id, mailing_id, owner_id, email, attempt_count, 'unknown', \
+                 'the instance sending this stopped before recording the outcome (lease expired); not resent automatically' \
+             FROM lost ON CONFLICT (delivery_id, attempt_number) DO NOTHING) \
+         SELECT DISTINCT mailing_id, run_id, now() AS logged_at FROM lost";
+
 /// Leases that ran out (their instance died or hung): claims that never began go back to
 /// the queue (rows another rescuer holds are skipped, so rescuers never deadlock); sends
 /// that were under way become UNKNOWN with an UNKNOWN attempt, since the server may have
 /// accepted them and SMTP cannot tell us; they are never resent by themselves. A slice is
 /// locked before its deliveries, as `dispatch_advance` takes them.
 pub async fn rescue_expired(conn: &mut AsyncPgConnection) -> diesel::QueryResult<Vec<Touched>> {
-    let mut touched: Vec<Touched> = diesel::sql_query(
+    let mut touched: Vec<Touched> = diesel::sql_query(format!(
         "WITH expired AS ( \
              SELECT id, run_id, after_client, through_client FROM run_slices \
              WHERE lease_owner IS NOT NULL AND lease_expires_at < now() \
@@ -450,15 +459,10 @@ pub async fn rescue_expired(conn: &mut AsyncPgConnection) -> diesel::QueryResult
              WHERE d.run_id = s.run_id AND d.client_id > s.after_client AND d.client_id <= s.through_client \
                AND d.slice_id = s.id AND d.status = 'pending' AND d.sending_since IS NOT NULL \
              RETURNING d.id, d.mailing_id, d.owner_id, d.email, d.attempt_count, d.run_id), \
-         logged AS ( \
-             INSERT INTO attempts (delivery_id, mailing_id, owner_id, email, attempt_number, status, server_response) \
-             SELECT id, mailing_id, owner_id, email, attempt_count, 'unknown', \
-                 'the instance sending this stopped before recording the outcome (lease expired); not resent automatically' \
-             FROM lost ON CONFLICT (delivery_id, attempt_number) DO NOTHING), \
          freed AS ( \
-             UPDATE run_slices s SET lease_owner = NULL, lease_expires_at = NULL FROM expired e WHERE s.id = e.id) \
-         SELECT DISTINCT mailing_id, run_id, now() AS logged_at FROM lost",
-    )
+             UPDATE run_slices s SET lease_owner = NULL, lease_expires_at = NULL FROM expired e WHERE s.id = e.id), \
+         {LOG_LOST}"
+    ))
     .load(conn)
     .await?;
     diesel::sql_query(
@@ -470,7 +474,7 @@ pub async fn rescue_expired(conn: &mut AsyncPgConnection) -> diesel::QueryResult
     )
     .execute(conn)
     .await?;
-    diesel::sql_query(
+    diesel::sql_query(format!(
         "WITH lost AS ( \
              UPDATE deliveries SET status = 'unknown', sending_since = NULL, lease_owner = NULL, lease_expires_at = NULL, \
                  updated_at = now() \
@@ -478,13 +482,8 @@ pub async fn rescue_expired(conn: &mut AsyncPgConnection) -> diesel::QueryResult
                           WHERE lease_owner IS NOT NULL AND lease_expires_at < now() AND sending_since IS NOT NULL \
                           FOR UPDATE SKIP LOCKED) \
              RETURNING id, mailing_id, owner_id, email, attempt_count, run_id), \
-         logged AS ( \
-             INSERT INTO attempts (delivery_id, mailing_id, owner_id, email, attempt_number, status, server_response) \
-             SELECT id, mailing_id, owner_id, email, attempt_count, 'unknown', \
-                 'the instance sending this stopped before recording the outcome (lease expired); not resent automatically' \
-             FROM lost ON CONFLICT (delivery_id, attempt_number) DO NOTHING) \
-         SELECT DISTINCT mailing_id, run_id, now() AS logged_at FROM lost",
-    )
+         {LOG_LOST}"
+    ))
     .load::<Touched>(conn)
     .await
     .map(|rows| {

@@ -340,22 +340,21 @@ async fn expand_chunk(
         #[diesel(sql_type = SqlUuid)]
         through_client: Uuid,
     }
-    let slices: Vec<Slice> = match throughs.is_empty() {
-        true => Vec::new(),
-        false => {
-            diesel::sql_query(
-                "INSERT INTO run_slices (run_id, mailing_id, after_client, through_client, next_attempt_at) \
-                 SELECT $1, $2, a, t, $5 FROM unnest($3::uuid[], $4::uuid[]) AS x(a, t) \
-                 RETURNING id, after_client, through_client",
-            )
-            .bind::<SqlUuid, _>(run_id)
-            .bind::<SqlUuid, _>(mailing.id)
-            .bind::<Array<SqlUuid>, _>(&afters)
-            .bind::<Array<SqlUuid>, _>(&throughs)
-            .bind::<Timestamptz, _>(due)
-            .load(conn)
-            .await?
-        }
+    let slices: Vec<Slice> = if throughs.is_empty() {
+        Vec::new()
+    } else {
+        diesel::sql_query(
+            "INSERT INTO run_slices (run_id, mailing_id, after_client, through_client, next_attempt_at) \
+             SELECT $1, $2, a, t, $5 FROM unnest($3::uuid[], $4::uuid[]) AS x(a, t) \
+             RETURNING id, after_client, through_client",
+        )
+        .bind::<SqlUuid, _>(run_id)
+        .bind::<SqlUuid, _>(mailing.id)
+        .bind::<Array<SqlUuid>, _>(&afters)
+        .bind::<Array<SqlUuid>, _>(&throughs)
+        .bind::<Timestamptz, _>(due)
+        .load(conn)
+        .await?
     };
     let mut inserted = 0;
     for slice in &slices {
