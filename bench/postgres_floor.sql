@@ -114,7 +114,8 @@ BEGIN
                                  previous_attempts, array_fill('success'::text, ARRAY[sent]),
                                  array_fill('250 2.0.0 Ok: queued as 4F2A31C0D5'::text, ARRAY[sent]),
                                  me, coalesce(ids[i:i + grp - 1], '{}'),
-                                 array_fill('00000000-0000-0000-0000-000000000001'::uuid, ARRAY[sent]), slices);
+                                 array_fill('00000000-0000-0000-0000-000000000001'::uuid, ARRAY[sent]), slices,
+                                 '{00000000-0000-0000-0000-000000000003}'::uuid[]);
         COMMIT;
         previous := coalesce(ids[i:i + grp - 1], '{}');
         previous_attempts := coalesce(attempts[i:i + grp - 1], '{}');

@@ -435,8 +435,31 @@ pub enum Cancel<'a> {
 }
 
 /// Cancels deliveries that have not begun (PENDING, claimed or not). Those already SENDING
-/// finish: their mail is on the wire. Returns how many were cancelled.
+/// finish: their mail is on the wire. Returns how many were cancelled. Call it in a
+/// transaction: it first locks the mailings it cancels in (FOR NO KEY UPDATE, in id
+/// order), which waits for the dispatchers' statements under way on them and holds off the
+/// next ones (they lock the mailings FOR SHARE before any delivery, see `dispatch::queue`),
+/// so neither holds deliveries the other waits for.
 pub async fn cancel_pending(conn: &mut AsyncPgConnection, which: Cancel<'_>) -> QueryResult<usize> {
+    let (mailings, key): (&str, Uuid) = match which {
+        Cancel::Mailing(mailing) | Cancel::RemovedClients { mailing, .. } => {
+            ("SELECT 1 FROM mailings WHERE id = $1 FOR NO KEY UPDATE", mailing.into())
+        }
+        Cancel::Client(client) => (
+            "SELECT 1 FROM mailings m WHERE m.id IN (SELECT r.mailing_id FROM runs r WHERE r.status = 'running' \
+                 AND EXISTS (SELECT 1 FROM deliveries d WHERE d.run_id = r.id AND d.client_id = $1)) \
+             ORDER BY m.id FOR NO KEY UPDATE",
+            client.into(),
+        ),
+        Cancel::Owner(owner) => (
+            "SELECT 1 FROM mailings WHERE owner_id = $1 ORDER BY id FOR NO KEY UPDATE",
+            owner.into(),
+        ),
+    };
+    diesel::sql_query(mailings)
+        .bind::<SqlUuid, _>(key)
+        .execute(conn)
+        .await?;
     let set = "UPDATE deliveries d SET status = 'cancelled', lease_owner = NULL, lease_expires_at = NULL, slice_id = NULL, updated_at = now()";
     let base = format!("{set} WHERE status = 'pending' AND sending_since IS NULL AND ");
     let cancelled = match which {

@@ -153,12 +153,17 @@ impl Dispatcher {
                     Err(wait) => deferred.push((delivery.id, wait)),
                 }
             }
-            let next_ids: Vec<DeliveryId> = next
-                .map(|g| g.iter().map(|c| c.id).filter(|id| routes.contains_key(id)).collect())
-                .unwrap_or_default();
+            let (next_ids, next_mailings): (Vec<DeliveryId>, Vec<MailingId>) = next
+                .unwrap_or_default()
+                .iter()
+                .filter(|c| routes.contains_key(&c.id))
+                .map(|c| (c.id, c.mailing_id))
+                .unzip();
             // One round trip: record the last group and mark the next one SENDING. So at most
             // one group (≤ SMTP_CONCURRENCY deliveries) is ever SENDING.
-            let advanced = self.advance(&mut conn, &outcomes, &next_ids, &slices).await?;
+            let advanced = self
+                .advance(&mut conn, &outcomes, &next_ids, &slices, &next_mailings)
+                .await?;
             self.tick();
             self.announce(&outcomes, advanced.logged_at);
             if outcomes.iter().any(|o| o.bounce.is_some()) {
@@ -326,6 +331,7 @@ impl Dispatcher {
         outcomes: &[Outcome],
         next: &[DeliveryId],
         slices: &[i64],
+        mailings: &[MailingId],
     ) -> anyhow::Result<queue::Advanced> {
         let give_up_after = self.state.config().dispatch.lease_ttl;
         let first_try = Instant::now();
@@ -337,7 +343,7 @@ impl Dispatcher {
                     *conn = Some(self.state.pool().get().await?);
                 }
                 let db = conn.as_mut().expect("just checked out");
-                anyhow::Ok(queue::advance(db, self.state.instance_id(), outcomes, next, slices).await?)
+                anyhow::Ok(queue::advance(db, self.state.instance_id(), outcomes, next, slices, mailings).await?)
             }
             .await;
             match result {

@@ -14,7 +14,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use diesel::deserialize::QueryableByName;
 use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text, Timestamptz, Uuid as SqlUuid};
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use crate::db::types::{ClientId, DeliveryId, MailingId, RunId, SenderIdentityId, SmtpServerId, UserId};
@@ -207,6 +207,22 @@ const SLICE_IN_FLIGHT: &str = "SELECT 1 FROM deliveries d WHERE d.run_id = s.run
          AND d.client_id > s.after_client AND d.client_id <= s.through_client \
          AND d.slice_id = s.id AND d.status = 'pending' AND d.sending_since IS NOT NULL";
 
+/// Locks FOR SHARE, in id order, the mailings of the deliveries `ids`: what every
+/// statement that writes a mailing's pending deliveries takes first, so that it and a
+/// cancel (which locks the mailings FOR NO KEY UPDATE before any delivery, see
+/// `deliveries::model::cancel_pending`) never each hold rows the other waits for; see the
+/// migration `mailing_lock_orders_cancels`. Call it in the transaction of the write.
+async fn lock_mailings_of(conn: &mut AsyncPgConnection, ids: &[DeliveryId]) -> diesel::QueryResult<()> {
+    diesel::sql_query(
+        "SELECT 1 FROM mailings m WHERE m.id IN (SELECT d.mailing_id FROM deliveries d WHERE d.id = ANY($1)) \
+         ORDER BY m.id FOR SHARE",
+    )
+    .bind::<Array<SqlUuid>, _>(ids)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// Gives back claimed deliveries whose exchange never began: with `ids`, those claimed on
 /// their own (a slice's wait in the slice, which goes back after the batch, see
 /// `finish_slices`); with `None` all of ours, slices included.
@@ -216,17 +232,8 @@ const SLICE_IN_FLIGHT: &str = "SELECT 1 FROM deliveries d WHERE d.run_id = s.run
 /// are (a run expanded a moment ago otherwise gets a scan of a partial index holding every
 /// pending delivery); see also the `dispatch_advance` migration.
 pub async fn release(conn: &mut AsyncPgConnection, me: Uuid, ids: Option<&[DeliveryId]>) -> diesel::QueryResult<usize> {
-    match ids {
-        Some(ids) => {
-            diesel::sql_query(
-                "UPDATE deliveries d SET lease_owner = NULL, lease_expires_at = NULL, updated_at = now() \
-                 WHERE d.id = ANY($2) AND (SELECT d.lease_owner = $1 AND d.status = 'pending' AND d.sending_since IS NULL)",
-            )
-            .bind::<SqlUuid, _>(me)
-            .bind::<Array<SqlUuid>, _>(ids)
-            .execute(conn)
-            .await
-        }
+    let ids: Vec<DeliveryId> = match ids {
+        Some(ids) => ids.to_vec(),
         None => {
             // Slices with a send under way stay leased: when the lease runs out the rescuer
             // logs those sends UNKNOWN (a slice without a lease never has one under way).
@@ -237,15 +244,35 @@ pub async fn release(conn: &mut AsyncPgConnection, me: Uuid, ids: Option<&[Deliv
             .bind::<SqlUuid, _>(me)
             .execute(conn)
             .await?;
-            diesel::sql_query(
-                "UPDATE deliveries SET lease_owner = NULL, lease_expires_at = NULL, updated_at = now() \
-                 WHERE lease_owner = $1 AND status = 'pending' AND sending_since IS NULL",
+            #[derive(diesel::QueryableByName)]
+            struct Id {
+                #[diesel(sql_type = SqlUuid)]
+                id: DeliveryId,
+            }
+            let ours: Vec<Id> = diesel::sql_query(
+                "SELECT id FROM deliveries WHERE lease_owner = $1 AND status = 'pending' AND sending_since IS NULL",
             )
             .bind::<SqlUuid, _>(me)
-            .execute(conn)
-            .await
+            .load(conn)
+            .await?;
+            ours.into_iter().map(|row| row.id).collect()
         }
+    };
+    if ids.is_empty() {
+        return Ok(0);
     }
+    conn.transaction(async |conn| {
+        lock_mailings_of(conn, &ids).await?;
+        diesel::sql_query(
+            "UPDATE deliveries d SET lease_owner = NULL, lease_expires_at = NULL, updated_at = now() \
+             WHERE d.id = ANY($2) AND (SELECT d.lease_owner = $1 AND d.status = 'pending' AND d.sending_since IS NULL)",
+        )
+        .bind::<SqlUuid, _>(me)
+        .bind::<Array<SqlUuid>, _>(&ids)
+        .execute(conn)
+        .await
+    })
+    .await
 }
 
 /// Gives back claimed deliveries that may not go out yet (their sending window is closed,
@@ -259,19 +286,23 @@ pub async fn defer(
 ) -> diesel::QueryResult<usize> {
     let ids: Vec<DeliveryId> = deferred.iter().map(|(id, _)| *id).collect();
     let waits: Vec<i64> = deferred.iter().map(|(_, wait)| micros(*wait)).collect();
-    diesel::sql_query(
-        "UPDATE deliveries d SET lease_owner = NULL, lease_expires_at = NULL, slice_id = NULL, \
-             attempt_count = CASE WHEN d.slice_id IS NULL THEN d.attempt_count - 1 ELSE d.attempt_count END, \
-             next_attempt_at = now() + w.wait * interval '1 microsecond', updated_at = now() \
-         FROM unnest($2::uuid[], $3::bigint[]) AS w(id, wait) \
-         WHERE d.id = w.id AND (SELECT (d.lease_owner = $1 \
-                                        OR d.slice_id IN (SELECT s.id FROM run_slices s WHERE s.lease_owner = $1)) \
-                                   AND d.status = 'pending' AND d.sending_since IS NULL)",
-    )
-    .bind::<SqlUuid, _>(me)
-    .bind::<Array<SqlUuid>, _>(ids)
-    .bind::<Array<BigInt>, _>(waits)
-    .execute(conn)
+    conn.transaction(async |conn| {
+        lock_mailings_of(conn, &ids).await?;
+        diesel::sql_query(
+            "UPDATE deliveries d SET lease_owner = NULL, lease_expires_at = NULL, slice_id = NULL, \
+                 attempt_count = CASE WHEN d.slice_id IS NULL THEN d.attempt_count - 1 ELSE d.attempt_count END, \
+                 next_attempt_at = now() + w.wait * interval '1 microsecond', updated_at = now() \
+             FROM unnest($2::uuid[], $3::bigint[]) AS w(id, wait) \
+             WHERE d.id = w.id AND (SELECT (d.lease_owner = $1 \
+                                            OR d.slice_id IN (SELECT s.id FROM run_slices s WHERE s.lease_owner = $1)) \
+                                       AND d.status = 'pending' AND d.sending_since IS NULL)",
+        )
+        .bind::<SqlUuid, _>(me)
+        .bind::<Array<SqlUuid>, _>(&ids)
+        .bind::<Array<BigInt>, _>(&waits)
+        .execute(conn)
+        .await
+    })
     .await
 }
 
@@ -292,15 +323,20 @@ pub async fn extend_leases(
     .bind::<Array<SqlUuid>, _>(ids)
     .execute(conn)
     .await?;
-    let own = diesel::sql_query(
-        "UPDATE deliveries SET lease_expires_at = now() + $2 * interval '1 microsecond' \
-         WHERE id = ANY($3) AND (SELECT lease_owner = $1 AND status = 'pending')",
-    )
-    .bind::<SqlUuid, _>(me)
-    .bind::<BigInt, _>(micros(lease))
-    .bind::<Array<SqlUuid>, _>(ids)
-    .execute(conn)
-    .await?;
+    let own = conn
+        .transaction(async |conn| {
+            lock_mailings_of(conn, ids).await?;
+            diesel::sql_query(
+                "UPDATE deliveries SET lease_expires_at = now() + $2 * interval '1 microsecond' \
+                 WHERE id = ANY($3) AND (SELECT lease_owner = $1 AND status = 'pending')",
+            )
+            .bind::<SqlUuid, _>(me)
+            .bind::<BigInt, _>(micros(lease))
+            .bind::<Array<SqlUuid>, _>(ids)
+            .execute(conn)
+            .await
+        })
+        .await?;
     Ok(slices + own)
 }
 
@@ -334,15 +370,24 @@ pub struct Advanced {
 /// SENDING, in one statement (the `dispatch_advance` function of the migrations): one
 /// round trip per group, and never more than one group SENDING at a time. The next group's
 /// deliveries that may be sent are those still ours (their own lease, or one of `slices`),
-/// not begun, mailing not paused. The caller NOTIFYs after the commit (see
-/// `events::Notifier`).
+/// not begun, mailing not paused. `mailings` are the next group's: the function locks
+/// them, and the outcomes', FOR SHARE before any delivery (see `lock_mailings`). The
+/// caller NOTIFYs after the commit (see `events::Notifier`).
 pub async fn advance(
     conn: &mut AsyncPgConnection,
     me: Uuid,
     outcomes: &[Outcome],
     next: &[DeliveryId],
     slices: &[i64],
+    mailings: &[MailingId],
 ) -> diesel::QueryResult<Advanced> {
+    let mut mailings: Vec<MailingId> = mailings
+        .iter()
+        .copied()
+        .chain(outcomes.iter().map(|o| o.mailing_id))
+        .collect();
+    mailings.sort();
+    mailings.dedup();
     let query = Advance {
         ids: outcomes.iter().map(|o| o.id).collect(),
         statuses: outcomes.iter().map(|o| o.delivery_status).collect(),
@@ -354,6 +399,7 @@ pub async fn advance(
         next: next.to_vec(),
         servers: outcomes.iter().map(|o| o.smtp_server).collect(),
         slices: slices.to_vec(),
+        mailings,
     };
     let row: AdvanceRow = query.get_result(conn).await?;
     Ok(Advanced {
@@ -385,9 +431,11 @@ struct Advance {
     next: Vec<DeliveryId>,
     servers: Vec<Option<SmtpServerId>>,
     slices: Vec<i64>,
+    mailings: Vec<MailingId>,
 }
 
-const ADVANCE_SQL: &str = "SELECT started, logged_at FROM dispatch_advance($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+const ADVANCE_SQL: &str =
+    "SELECT started, logged_at FROM dispatch_advance($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
 
 impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for Advance {
     fn walk_ast<'b>(
@@ -400,6 +448,7 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for Advance {
             let digits = rest[at + 1..].chars().take_while(char::is_ascii_digit).count();
             match &rest[at + 1..at + 1 + digits] {
                 "10" => out.push_bind_param::<Array<BigInt>, _>(&self.slices)?,
+                "11" => out.push_bind_param::<Array<SqlUuid>, _>(&self.mailings)?,
                 "1" => out.push_bind_param::<Array<SqlUuid>, _>(&self.ids)?,
                 "2" => out.push_bind_param::<Array<Text>, _>(&self.statuses)?,
                 "3" => out.push_bind_param::<Array<BigInt>, _>(&self.delays)?,

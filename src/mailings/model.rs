@@ -258,16 +258,15 @@ pub async fn complete(conn: &mut AsyncPgConnection, id: MailingId) -> QueryResul
         .optional()
 }
 
-/// Completes every live mailing of `owner` (the account is being deleted).
+/// Completes every live mailing of `owner` (the account is being deleted), locking them in
+/// id order, the order the dispatchers and `deliveries::model::cancel_pending` take them.
 pub async fn complete_all_of(conn: &mut AsyncPgConnection, owner: UserId) -> QueryResult<usize> {
-    diesel::update(mailings::table)
-        .filter(mailings::owner_id.eq(owner))
-        .filter(mailings::deleted_at.is_null().and(mailings::completed_at.is_null()))
-        .set((
-            mailings::completed_at.eq(now().nullable()),
-            mailings::next_run_at.eq(None::<DateTime<Utc>>),
-            mailings::updated_at.eq(now()),
-        ))
-        .execute(conn)
-        .await
+    diesel::sql_query(
+        "UPDATE mailings SET completed_at = now(), next_run_at = NULL, updated_at = now() \
+         WHERE id IN (SELECT id FROM mailings WHERE owner_id = $1 AND deleted_at IS NULL AND completed_at IS NULL \
+                      ORDER BY id FOR NO KEY UPDATE)",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(owner)
+    .execute(conn)
+    .await
 }

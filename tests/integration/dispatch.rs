@@ -1046,6 +1046,85 @@ async fn completing_a_run_still_being_written_stops_it() {
     );
 }
 
+/// Completing a mailing while a dispatcher is between two marks of its deliveries (one
+/// group marked in an open transaction, the next still to come) waits for the dispatcher
+/// instead of deadlocking with it: the cancel would otherwise hold the pending deliveries
+/// it reached first while waiting for the one being marked, and the next mark would wait
+/// for those (PostgreSQL then aborts one of the two, and a user's completeMailing failed).
+#[tokio::test]
+async fn completing_a_mailing_while_its_sends_are_being_marked_waits_instead_of_deadlocking() {
+    use diesel::sql_types::BigInt;
+    use diesel_async::RunQueryDsl;
+    use mailwarm::dispatch::{queue, runs};
+    let app = TestApp::new().await;
+    let owner = owner(&app).await;
+    let emails: Vec<String> = (0..6).map(|i| format!("c{i}@example.com")).collect();
+    clients(&app, &owner, &emails.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    let mailing = mailing_to_all_now(&app, &owner.token, &owner.message).await;
+    let mut dispatcher = app.db.conn().await;
+    runs::start_due(&mut dispatcher, "from@example.com", None, 50)
+        .await
+        .unwrap();
+    let me = uuid::Uuid::new_v4();
+    let held = queue::claim(&mut dispatcher, me, Duration::from_secs(60), 500)
+        .await
+        .unwrap();
+    assert_eq!(held.deliveries.len(), 6);
+    let ids: Vec<_> = held.deliveries.iter().map(|d| d.id).collect();
+    let mailings = [held.deliveries[0].mailing_id];
+    // The one the cancel reaches last (its scan is in the order the rows were written).
+    let (rest, last) = ids.split_at(5);
+
+    diesel::sql_query("BEGIN").execute(&mut dispatcher).await.unwrap();
+    let first = queue::advance(&mut dispatcher, me, &[], last, &held.slice_ids(), &mailings)
+        .await
+        .unwrap();
+    assert_eq!(first.started, last);
+    let complete = app.graphql_as(
+        &owner.token,
+        "mutation($id: ID!) { completeMailing(id: $id) { status } }",
+        json!({ "id": mailing }),
+    );
+    let marks = async {
+        // Once the completion waits on a lock, the dispatcher marks the next group.
+        #[derive(diesel::QueryableByName)]
+        struct Waiting {
+            #[diesel(sql_type = BigInt)]
+            n: i64,
+        }
+        let mut watcher = app.db.conn().await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let waiting: Waiting = diesel::sql_query(
+                "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            )
+            .get_result(&mut watcher)
+            .await
+            .unwrap();
+            if waiting.n > 0 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the completion never waited on the dispatcher"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let second = queue::advance(&mut dispatcher, me, &[], rest, &held.slice_ids(), &mailings).await;
+        diesel::sql_query("COMMIT").execute(&mut dispatcher).await.unwrap();
+        second
+    };
+    let (reply, second) = tokio::join!(complete, marks);
+    let second = second.expect("the dispatcher's next mark failed");
+    assert_eq!(second.started.len(), 5, "the mark went first, so its group is sent");
+    assert_eq!(
+        reply.json()["data"]["completeMailing"]["status"],
+        "COMPLETED",
+        "{}",
+        reply.json()
+    );
+}
+
 /// A run's deliveries are claimed a slice at a time. When an instance's slice lease runs
 /// out while a send is under way (the instance hung), the rescuer logs that send UNKNOWN
 /// and frees the slice; another instance takes the rest of it, and the first can neither
@@ -1073,7 +1152,10 @@ async fn a_slice_taken_over_after_its_lease_ran_out_fences_out_its_old_holder() 
     assert!(held.deliveries.iter().all(|d| d.slice_id == Some(held.slices[0].id)));
     let slices = held.slice_ids();
     let ids: Vec<_> = held.deliveries.iter().map(|d| d.id).collect();
-    let marked = queue::advance(&mut conn, first, &[], &ids[..1], &slices).await.unwrap();
+    let mailing = [held.deliveries[0].mailing_id];
+    let marked = queue::advance(&mut conn, first, &[], &ids[..1], &slices, &mailing)
+        .await
+        .unwrap();
     assert_eq!(marked.started, ids[..1], "the holder marks its first send");
     // A second claim finds nothing: the slice is leased.
     assert!(queue::claim(&mut conn, second, lease, 500).await.unwrap().is_empty());
@@ -1102,9 +1184,16 @@ async fn a_slice_taken_over_after_its_lease_ran_out_fences_out_its_old_holder() 
         bounce: None,
         smtp_server: None,
     };
-    let stale = queue::advance(&mut conn, first, std::slice::from_ref(&late), &ids[1..2], &slices)
-        .await
-        .unwrap();
+    let stale = queue::advance(
+        &mut conn,
+        first,
+        std::slice::from_ref(&late),
+        &ids[1..2],
+        &slices,
+        &mailing,
+    )
+    .await
+    .unwrap();
     assert!(
         stale.started.is_empty(),
         "a lost lease still started {:?}",
@@ -1114,7 +1203,7 @@ async fn a_slice_taken_over_after_its_lease_ran_out_fences_out_its_old_holder() 
         .await
         .unwrap();
     assert_eq!(deferred, 0, "a lost lease deferred another's delivery");
-    let now_theirs = queue::advance(&mut conn, second, &[], &ids[1..], &taken.slice_ids())
+    let now_theirs = queue::advance(&mut conn, second, &[], &ids[1..], &taken.slice_ids(), &mailing)
         .await
         .unwrap();
     assert_eq!(now_theirs.started.len(), 2);
@@ -1151,7 +1240,7 @@ async fn a_slice_taken_over_after_its_lease_ran_out_fences_out_its_old_holder() 
             ..late.clone()
         })
         .collect();
-    queue::advance(&mut conn, second, &outcomes, &[], &taken.slice_ids())
+    queue::advance(&mut conn, second, &outcomes, &[], &taken.slice_ids(), &[])
         .await
         .unwrap();
     queue::finish_slices(&mut conn, second, &taken.slice_ids(), &[])
