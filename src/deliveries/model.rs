@@ -519,6 +519,11 @@ pub async fn retry(
     mailing_id: MailingId,
     statuses: &[DeliveryStatus],
 ) -> QueryResult<usize> {
+    // The mailing first, as a cancel takes it (see `cancel_pending`).
+    diesel::sql_query("SELECT 1 FROM mailings WHERE id = $1 FOR NO KEY UPDATE")
+        .bind::<SqlUuid, _>(mailing_id)
+        .execute(conn)
+        .await?;
     let retried = diesel::sql_query(
         "UPDATE deliveries SET status = 'pending', next_attempt_at = now(), attempts_before_retry = attempt_count, \
              lease_owner = NULL, lease_expires_at = NULL, slice_id = NULL, updated_at = now() \

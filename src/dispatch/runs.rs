@@ -438,7 +438,10 @@ async fn within_quota(conn: &mut AsyncPgConnection, mailing: &Mailing, quota: u3
 
 /// Closes runs with nothing PENDING or SENDING left (and drops their slices, which then
 /// hold nothing to send), then completes mailings whose window is over and whose runs
-/// are all closed. Returns the mailings whose runs closed.
+/// are all closed. Returns the mailings whose runs closed. A run locked meanwhile (a
+/// cancel or a retry of its mailing is changing it) is skipped, not waited for: this
+/// statement would otherwise hold some runs while waiting for another, which such a
+/// transaction may hold while waiting for one of those; the next step closes it.
 pub async fn close_finished(conn: &mut AsyncPgConnection) -> diesel::QueryResult<Vec<MailingId>> {
     #[derive(diesel::QueryableByName)]
     struct Closed {
@@ -447,8 +450,10 @@ pub async fn close_finished(conn: &mut AsyncPgConnection) -> diesel::QueryResult
     }
     let closed: Vec<Closed> = diesel::sql_query(
         "WITH closed AS ( \
-             UPDATE runs r SET status = 'done', finished_at = now() WHERE r.status = 'running' \
-             AND r.expanded_through IS NULL AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.run_id = r.id AND d.status = 'pending') \
+             UPDATE runs r SET status = 'done', finished_at = now() \
+             WHERE r.id IN (SELECT f.id FROM runs f WHERE f.status = 'running' AND f.expanded_through IS NULL \
+                              AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.run_id = f.id AND d.status = 'pending') \
+                            FOR UPDATE SKIP LOCKED) \
              RETURNING r.id, r.mailing_id), \
          dropped AS (DELETE FROM run_slices s USING closed WHERE s.run_id = closed.id) \
          SELECT mailing_id FROM closed",

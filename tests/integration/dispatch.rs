@@ -1125,6 +1125,58 @@ async fn completing_a_mailing_while_its_sends_are_being_marked_waits_instead_of_
     );
 }
 
+/// Closing finished runs skips a run another transaction holds (a cancel or a retry of its
+/// mailing) instead of waiting for it, and closes it once that is over: a dispatcher's
+/// close that waited could hold some runs while that transaction waited for one of them.
+#[tokio::test]
+async fn closing_finished_runs_skips_a_run_held_elsewhere_and_closes_it_later() {
+    use diesel_async::RunQueryDsl;
+    use mailwarm::deliveries::model::{AttemptStatus, DeliveryStatus};
+    use mailwarm::dispatch::{queue, runs};
+    let app = TestApp::new().await;
+    let owner = owner(&app).await;
+    clients(&app, &owner, &["a@example.com"]).await;
+    mailing_to_all_now(&app, &owner.token, &owner.message).await;
+    let mut conn = app.db.conn().await;
+    runs::start_due(&mut conn, "from@example.com", None, 50).await.unwrap();
+    let me = uuid::Uuid::new_v4();
+    let held = queue::claim(&mut conn, me, Duration::from_secs(60), 500).await.unwrap();
+    let d = &held.deliveries[0];
+    queue::advance(&mut conn, me, &[], &[d.id], &held.slice_ids(), &[d.mailing_id])
+        .await
+        .unwrap();
+    let sent = queue::Outcome {
+        id: d.id,
+        run_id: d.run_id,
+        mailing_id: d.mailing_id,
+        attempt: d.attempt_count,
+        delivery_status: DeliveryStatus::Sent,
+        retry_in: Duration::ZERO,
+        attempt_status: AttemptStatus::Success,
+        response: Some("250 ok".into()),
+        bounce: None,
+        smtp_server: None,
+    };
+    queue::advance(&mut conn, me, &[sent], &[], &held.slice_ids(), &[])
+        .await
+        .unwrap();
+
+    let mut other = app.db.conn().await;
+    diesel::sql_query("BEGIN").execute(&mut other).await.unwrap();
+    diesel::sql_query("SELECT 1 FROM runs FOR UPDATE")
+        .execute(&mut other)
+        .await
+        .unwrap();
+    let skipped = tokio::time::timeout(Duration::from_secs(5), runs::close_finished(&mut conn))
+        .await
+        .expect("closing waited for a run held elsewhere")
+        .unwrap();
+    assert!(skipped.is_empty(), "a held run was closed: {skipped:?}");
+    diesel::sql_query("COMMIT").execute(&mut other).await.unwrap();
+    let closed = runs::close_finished(&mut conn).await.unwrap();
+    assert_eq!(closed, vec![d.mailing_id], "closed once free");
+}
+
 /// A run's deliveries are claimed a slice at a time. When an instance's slice lease runs
 /// out while a send is under way (the instance hung), the rescuer logs that send UNKNOWN
 /// and frees the slice; another instance takes the rest of it, and the first can neither
