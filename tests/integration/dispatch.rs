@@ -1125,13 +1125,29 @@ async fn completing_a_mailing_while_its_sends_are_being_marked_waits_instead_of_
     );
 }
 
+/// A claimed delivery's outcome: sent, "250 ok".
+fn sent(d: &mailwarm::dispatch::queue::Claimed) -> mailwarm::dispatch::queue::Outcome {
+    use mailwarm::deliveries::model::{AttemptStatus, DeliveryStatus};
+    mailwarm::dispatch::queue::Outcome {
+        id: d.id,
+        run_id: d.run_id,
+        mailing_id: d.mailing_id,
+        attempt: d.attempt_count,
+        delivery_status: DeliveryStatus::Sent,
+        retry_in: Duration::ZERO,
+        attempt_status: AttemptStatus::Success,
+        response: Some("250 ok".into()),
+        bounce: None,
+        smtp_server: None,
+    }
+}
+
 /// Closing finished runs skips a run another transaction holds (a cancel or a retry of its
 /// mailing) instead of waiting for it, and closes it once that is over: a dispatcher's
 /// close that waited could hold some runs while that transaction waited for one of them.
 #[tokio::test]
 async fn closing_finished_runs_skips_a_run_held_elsewhere_and_closes_it_later() {
     use diesel_async::RunQueryDsl;
-    use mailwarm::deliveries::model::{AttemptStatus, DeliveryStatus};
     use mailwarm::dispatch::{queue, runs};
     let app = TestApp::new().await;
     let owner = owner(&app).await;
@@ -1145,19 +1161,7 @@ async fn closing_finished_runs_skips_a_run_held_elsewhere_and_closes_it_later() 
     queue::advance(&mut conn, me, &[], &[d.id], &held.slice_ids(), &[d.mailing_id])
         .await
         .unwrap();
-    let sent = queue::Outcome {
-        id: d.id,
-        run_id: d.run_id,
-        mailing_id: d.mailing_id,
-        attempt: d.attempt_count,
-        delivery_status: DeliveryStatus::Sent,
-        retry_in: Duration::ZERO,
-        attempt_status: AttemptStatus::Success,
-        response: Some("250 ok".into()),
-        bounce: None,
-        smtp_server: None,
-    };
-    queue::advance(&mut conn, me, &[sent], &[], &held.slice_ids(), &[])
+    queue::advance(&mut conn, me, &[sent(d)], &[], &held.slice_ids(), &[])
         .await
         .unwrap();
 
@@ -1185,7 +1189,6 @@ async fn closing_finished_runs_skips_a_run_held_elsewhere_and_closes_it_later() 
 async fn a_slice_taken_over_after_its_lease_ran_out_fences_out_its_old_holder() {
     use diesel::sql_types::{BigInt, Text};
     use diesel_async::RunQueryDsl;
-    use mailwarm::deliveries::model::{AttemptStatus, DeliveryStatus};
     use mailwarm::dispatch::{queue, runs};
     let app = TestApp::new().await;
     let owner = owner(&app).await;
@@ -1224,18 +1227,7 @@ async fn a_slice_taken_over_after_its_lease_ran_out_fences_out_its_old_holder() 
     assert_eq!(taken.deliveries[0].attempt_count, 1);
 
     // The first holder comes back: its outcome, its next mark and a deferral are refused.
-    let late = queue::Outcome {
-        id: ids[0],
-        run_id: held.deliveries[0].run_id,
-        mailing_id: held.deliveries[0].mailing_id,
-        attempt: held.deliveries[0].attempt_count,
-        delivery_status: DeliveryStatus::Sent,
-        retry_in: Duration::ZERO,
-        attempt_status: AttemptStatus::Success,
-        response: Some("250 ok".into()),
-        bounce: None,
-        smtp_server: None,
-    };
+    let late = sent(&held.deliveries[0]);
     let stale = queue::advance(
         &mut conn,
         first,
