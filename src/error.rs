@@ -95,9 +95,19 @@ pub type PoolError = deadpool::managed::PoolError<diesel_async::pooled_connectio
 impl AppError {
     /// What a database error is, whether a resolver's `?` converts it or async-graphql
     /// holds it as an error's source (`graphql::error_codes`): the one mapping of both.
+    /// A transaction PostgreSQL aborted to break a deadlock or a serialization conflict
+    /// changed nothing and would succeed if tried again: that is an answer to retry, not an
+    /// internal error (none is known to happen; see `deliveries::model::cancel_pending`).
     pub fn of_database(err: &diesel::result::Error) -> AppError {
+        use diesel::result::{DatabaseErrorKind, Error};
         match err {
-            diesel::result::Error::NotFound => AppError::NotFound,
+            Error::NotFound => AppError::NotFound,
+            Error::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => {
+                AppError::Unavailable(anyhow::anyhow!("transaction aborted: {err}"))
+            }
+            Error::DatabaseError(_, info) if info.message().starts_with("deadlock detected") => {
+                AppError::Unavailable(anyhow::anyhow!("transaction aborted: {err}"))
+            }
             other => AppError::Internal(anyhow::anyhow!("database query failed: {other}")),
         }
     }
@@ -176,6 +186,20 @@ mod tests {
         let ext = err.extensions.expect("extensions set");
         assert_eq!(ext.get("code"), Some(&async_graphql::Value::from("BAD_USER_INPUT")));
         assert_eq!(ext.get("field"), Some(&async_graphql::Value::from("input.email")));
+    }
+
+    #[test]
+    fn a_deadlock_victim_is_an_answer_to_retry_and_other_database_errors_are_internal() {
+        use diesel::result::{DatabaseErrorKind, Error};
+        let deadlock = Error::DatabaseError(DatabaseErrorKind::Unknown, Box::new("deadlock detected".to_string()));
+        assert_eq!(AppError::of_database(&deadlock).code(), "SERVICE_UNAVAILABLE");
+        let conflict = Error::DatabaseError(
+            DatabaseErrorKind::SerializationFailure,
+            Box::new("could not serialize access".to_string()),
+        );
+        assert_eq!(AppError::of_database(&conflict).code(), "SERVICE_UNAVAILABLE");
+        let other = Error::DatabaseError(DatabaseErrorKind::Unknown, Box::new("division by zero".to_string()));
+        assert_eq!(AppError::of_database(&other).code(), "INTERNAL_SERVER_ERROR");
     }
 
     #[test]
