@@ -371,7 +371,7 @@ pub struct Advanced {
 /// round trip per group, and never more than one group SENDING at a time. The next group's
 /// deliveries that may be sent are those still ours (their own lease, or one of `slices`),
 /// not begun, mailing not paused. `mailings` are the next group's: the function locks
-/// them, and the outcomes', FOR SHARE before any delivery (see `lock_mailings`). The
+/// them, and the outcomes', FOR SHARE before any delivery (see `lock_mailings_of`). The
 /// caller NOTIFYs after the commit (see `events::Notifier`).
 pub async fn advance(
     conn: &mut AsyncPgConnection,
