@@ -174,19 +174,12 @@ impl Dispatcher {
             let db = conn.as_mut().expect("advance leaves a connection");
             self.let_go(&outcomes.iter().map(|o| o.id).collect::<Vec<_>>());
             let held_back: Vec<DeliveryId> = next_ids.iter().copied().filter(|id| !go.contains(id)).collect();
-            if !held_back.is_empty() {
-                // Paused or cancelled since the claim: not ours to send.
-                queue::release(db, me, Some(&held_back)).await?;
-                self.let_go(&held_back);
-                unfinished.extend(held_back.iter().filter_map(|id| slice_of.get(id)));
-            }
+            // Paused or cancelled since the claim: not ours to send.
+            self.give_back_unsent(db, &held_back, &slice_of, &mut unfinished)
+                .await?;
             if halt {
                 let rest: Vec<DeliveryId> = groups.by_ref().flatten().map(|c| c.id).collect();
-                if !rest.is_empty() {
-                    queue::release(db, me, Some(&rest)).await?;
-                    self.let_go(&rest);
-                    unfinished.extend(rest.iter().filter_map(|id| slice_of.get(id)));
-                }
+                self.give_back_unsent(db, &rest, &slice_of, &mut unfinished).await?;
             }
             let Some(group) = next else { break };
             let sends = group
@@ -399,6 +392,25 @@ impl Dispatcher {
                 logged_at: vec![logged_at],
             });
         }
+    }
+
+    /// Gives back deliveries of the batch that will not be sent by it: those claimed on
+    /// their own lose their lease now; a slice's stay in the slice, which then goes back
+    /// unfinished after the batch (they have no lease of their own to release).
+    async fn give_back_unsent(
+        &self,
+        db: &mut crate::db::PooledConn,
+        ids: &[DeliveryId],
+        slice_of: &HashMap<DeliveryId, i64>,
+        unfinished: &mut HashSet<i64>,
+    ) -> anyhow::Result<()> {
+        let own: Vec<DeliveryId> = ids.iter().copied().filter(|id| !slice_of.contains_key(id)).collect();
+        if !own.is_empty() {
+            queue::release(db, self.state.instance_id(), Some(&own)).await?;
+        }
+        self.let_go(ids);
+        unfinished.extend(ids.iter().filter_map(|id| slice_of.get(id)));
+        Ok(())
     }
 
     fn let_go(&self, ids: &[DeliveryId]) {
